@@ -1,0 +1,1 @@
+"""Experiment API: a high-level Python API over a Myriad back end."""

@@ -1,0 +1,1 @@
+"""Closed-Loop Engine: steps physics and a brain in lockstep through transfer functions."""

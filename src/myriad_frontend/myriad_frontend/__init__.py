@@ -1,0 +1,1 @@
+"""Front end: the myriad CLI, back-end description, local and Ray launchers, dashboard."""

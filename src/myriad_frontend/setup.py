@@ -1,0 +1,23 @@
+from setuptools import find_packages, setup
+
+package_name = "myriad_frontend"
+
+setup(
+    name=package_name,
+    version="0.1.0",
+    packages=find_packages(exclude=["test"]),
+    data_files=[
+        ("share/ament_index/resource_index/packages", ["resource/" + package_name]),
+        ("share/" + package_name, ["package.xml"]),
+    ],
+    install_requires=["setuptools"],
+    zip_safe=True,
+    description="Front end: the myriad CLI, back-end description, local and Ray launchers, dashboard.",
+    license="Apache-2.0",
+    entry_points={
+        "console_scripts": [
+            "container = myriad_frontend.container:main",
+            "myriad = myriad_frontend.cli:main"
+        ],
+    },
+)

@@ -1,0 +1,1 @@
+"""Grasp sampler: seeded random grasp attempts, labelled success/failure."""

@@ -1,0 +1,1 @@
+"""Motion planner with OMPL, PyBullet collision checks and time parametrization (the MoveIt role)."""

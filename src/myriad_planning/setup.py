@@ -1,0 +1,22 @@
+from setuptools import find_packages, setup
+
+package_name = "myriad_planning"
+
+setup(
+    name=package_name,
+    version="0.1.0",
+    packages=find_packages(exclude=["test"]),
+    data_files=[
+        ("share/ament_index/resource_index/packages", ["resource/" + package_name]),
+        ("share/" + package_name, ["package.xml"]),
+    ],
+    install_requires=["setuptools"],
+    zip_safe=True,
+    description="Motion planner with OMPL, PyBullet collision checks and time parametrization (the MoveIt role).",
+    license="Apache-2.0",
+    entry_points={
+        "console_scripts": [
+            "planner = myriad_planning.planner_node:main"
+        ],
+    },
+)

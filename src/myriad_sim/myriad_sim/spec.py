@@ -1,0 +1,278 @@
+"""World and robot descriptions: YAML files under worlds/ and urdf/, loaded and validated into plain dataclasses."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from myriad_sim.models import ModelError, resolve_source
+
+
+class SpecError(ValueError):
+    """A world or robot file is malformed; the message names the file and the field."""
+
+
+@dataclass(frozen=True)
+class FingerSpec:
+    joint: str
+    open: float
+    closed: float
+
+
+@dataclass(frozen=True)
+class GripperSpec:
+    wrist_joint: str
+    fingers: tuple[FingerSpec, ...]
+    tips: tuple[str, ...]
+    tip_force: float
+
+
+@dataclass(frozen=True)
+class RobotSpec:
+    name: str
+    model: str
+    arm_joints: tuple[str, ...]
+    home: tuple[float, ...]
+    velocity_limits: tuple[float, ...]
+    acceleration_limits: tuple[float, ...]
+    max_force: float
+    ee_link: str
+    tool_offset: tuple[float, float, float]
+    gripper: GripperSpec
+    position: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    rpy: tuple[float, float, float] = (0.0, 0.0, 0.0)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    source: str
+    position: tuple[float, float, float]
+    rpy: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    fixed: bool = True
+    scale: float = 1.0
+
+
+@dataclass(frozen=True)
+class CameraSpec:
+    position: tuple[float, float, float]
+    target: tuple[float, float, float]
+    up: tuple[float, float, float]
+    fov_deg: float
+    width: int
+    height: int
+    near: float
+    far: float
+
+
+@dataclass(frozen=True)
+class ObjectsSpec:
+    pool: tuple[int, int]
+    region_x: tuple[float, float]
+    region_y: tuple[float, float]
+    drop_height: tuple[float, float]
+    settle_steps: int
+
+
+@dataclass(frozen=True)
+class WorldSpec:
+    path: Path
+    gravity: tuple[float, float, float]
+    timestep: float
+    robot: RobotSpec
+    models: tuple[ModelSpec, ...]
+    camera: CameraSpec
+    objects: ObjectsSpec
+    workspace_min: tuple[float, float, float]
+    workspace_max: tuple[float, float, float]
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def in_workspace(self, xyz: tuple[float, float, float] | list[float]) -> bool:
+        return all(lo <= v <= hi for v, lo, hi in zip(xyz, self.workspace_min, self.workspace_max))
+
+
+class _Reader:
+    """Typed access to a YAML mapping that reports `file: field: expected ..., got ...`."""
+
+    def __init__(self, path: Path, data: Any, prefix: str = ""):
+        self.path, self.data, self.prefix = path, data, prefix
+        if not isinstance(data, dict):
+            self.fail("", "a mapping", data)
+
+    def fail(self, key: str, expected: str, got: Any) -> None:
+        name = f"{self.prefix}{key}" or "<top level>"
+        raise SpecError(f"{self.path}: field '{name}': expected {expected}, got {got!r}")
+
+    def get(self, key: str, default: Any = ...) -> Any:
+        if key not in self.data:
+            if default is ...:
+                self.fail(key, "a value (the field is required)", None)
+            return default
+        return self.data[key]
+
+    def sub(self, key: str) -> _Reader:
+        return _Reader(self.path, self.get(key), f"{self.prefix}{key}.")
+
+    def number(self, key: str, default: Any = ..., positive: bool = False) -> float:
+        v = self.get(key, default)
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or (positive and v <= 0):
+            self.fail(key, "a positive number" if positive else "a number", v)
+        return float(v)
+
+    def integer(self, key: str, default: Any = ..., positive: bool = False) -> int:
+        v = self.get(key, default)
+        if isinstance(v, bool) or not isinstance(v, int) or (positive and v <= 0):
+            self.fail(key, "a positive integer" if positive else "an integer", v)
+        return v
+
+    def string(self, key: str, default: Any = ...) -> str:
+        v = self.get(key, default)
+        if not isinstance(v, str) or not v:
+            self.fail(key, "a non-empty string", v)
+        return v
+
+    def vector(self, key: str, n: int, default: Any = ...) -> tuple[float, ...]:
+        v = self.get(key, default)
+        ok = isinstance(v, (list, tuple)) and len(v) == n
+        ok = ok and all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in v)
+        if not ok:
+            self.fail(key, f"a list of {n} numbers", v)
+        return tuple(float(x) for x in v)
+
+    def strings(self, key: str) -> tuple[str, ...]:
+        v = self.get(key)
+        if not isinstance(v, list) or not v or not all(isinstance(x, str) and x for x in v):
+            self.fail(key, "a non-empty list of names", v)
+        return tuple(v)
+
+    def interval(self, key: str) -> tuple[float, float]:
+        lo, hi = self.vector(key, 2)
+        if lo > hi:
+            self.fail(key, "[low, high] with low <= high", [lo, hi])
+        return lo, hi
+
+
+def read_yaml(path: Path) -> Any:
+    """Parse a YAML file, turning every failure into a SpecError that names the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise SpecError(f"{path}: file not found")
+    try:
+        return yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise SpecError(f"{path}: malformed YAML: {exc}") from None
+
+
+def _check_source(r: _Reader, key: str, base: Path) -> str:
+    src = r.string(key)
+    try:
+        resolve_source(src, base)
+    except ModelError as exc:
+        r.fail(key, "an existing model (file path, pybullet_data:<path> or object:<id>)", f"{src} ({exc})")
+    return src
+
+
+def load_robot(path: Path | str, position=(0.0, 0.0, 0.0), rpy=(0.0, 0.0, 0.0)) -> RobotSpec:
+    """Load a robot description YAML (see urdf/iiwa_wsg50.yaml)."""
+    path = Path(path)
+    r = _Reader(path, read_yaml(path))
+    joints = r.strings("arm_joints")
+    n = len(joints)
+    g = r.sub("gripper")
+    fingers = g.get("fingers")
+    if not isinstance(fingers, list) or not fingers:
+        g.fail("fingers", "a non-empty list of {joint, open, closed}", fingers)
+    finger_specs = []
+    for i, f in enumerate(fingers):
+        fr = _Reader(path, f, f"gripper.fingers[{i}].")
+        finger_specs.append(FingerSpec(fr.string("joint"), fr.number("open"), fr.number("closed")))
+    return RobotSpec(
+        name=r.string("name"),
+        model=_check_source(r, "model", path.parent),
+        arm_joints=joints,
+        home=r.vector("home", n),
+        velocity_limits=r.vector("velocity_limits", n),
+        acceleration_limits=r.vector("acceleration_limits", n),
+        max_force=r.number("max_force", positive=True),
+        ee_link=r.string("ee_link"),
+        tool_offset=r.vector("tool_offset", 3),
+        gripper=GripperSpec(
+            wrist_joint=g.string("wrist_joint"),
+            fingers=tuple(finger_specs),
+            tips=g.strings("tips"),
+            tip_force=g.number("tip_force", positive=True),
+        ),
+        position=tuple(position),
+        rpy=tuple(rpy),
+    )
+
+
+def load_world(path: Path | str, workspace_root: Path | None = None) -> WorldSpec:
+    """Load a world YAML (see worlds/tray.yaml). Relative paths resolve against the workspace root."""
+    path = Path(path).resolve()
+    root = workspace_root or path.parent.parent
+    r = _Reader(path, read_yaml(path))
+    rr = r.sub("robot")
+    robot_file = Path(rr.string("description"))
+    robot_file = robot_file if robot_file.is_absolute() else root / robot_file
+    if not robot_file.is_file():
+        rr.fail("description", "an existing robot description file", str(robot_file))
+    robot = load_robot(robot_file, rr.vector("position", 3, (0.0, 0.0, 0.0)), rr.vector("rpy", 3, (0.0, 0.0, 0.0)))
+    models = []
+    raw_models = r.get("models", [])
+    if not isinstance(raw_models, list):
+        r.fail("models", "a list of models", raw_models)
+    for i, m in enumerate(raw_models):
+        mr = _Reader(path, m, f"models[{i}].")
+        models.append(
+            ModelSpec(
+                name=mr.string("name"),
+                source=_check_source(mr, "source", root),
+                position=mr.vector("position", 3),
+                rpy=mr.vector("rpy", 3, (0.0, 0.0, 0.0)),
+                fixed=bool(mr.get("fixed", True)),
+                scale=mr.number("scale", 1.0, positive=True),
+            )
+        )
+    c = r.sub("camera")
+    camera = CameraSpec(
+        position=c.vector("position", 3),
+        target=c.vector("target", 3),
+        up=c.vector("up", 3),
+        fov_deg=c.number("fov_deg", positive=True),
+        width=c.integer("width", positive=True),
+        height=c.integer("height", positive=True),
+        near=c.number("near", positive=True),
+        far=c.number("far", positive=True),
+    )
+    if camera.far <= camera.near:
+        c.fail("far", f"a distance beyond near ({camera.near})", camera.far)
+    o = r.sub("objects")
+    pool = tuple(int(v) for v in o.vector("pool", 2))
+    if not 0 <= pool[0] <= pool[1] <= 999:
+        o.fail("pool", "[first, last] object ids within 0..999", list(pool))
+    region = o.sub("region")
+    objects = ObjectsSpec(
+        pool=pool,
+        region_x=region.interval("x"),
+        region_y=region.interval("y"),
+        drop_height=o.interval("drop_height"),
+        settle_steps=o.integer("settle_steps", positive=True),
+    )
+    w = r.sub("workspace")
+    timestep = r.number("timestep", positive=True)
+    return WorldSpec(
+        path=path,
+        gravity=r.vector("gravity", 3),
+        timestep=timestep,
+        robot=robot,
+        models=tuple(models),
+        camera=camera,
+        objects=objects,
+        workspace_min=w.vector("min", 3),
+        workspace_max=w.vector("max", 3),
+    )

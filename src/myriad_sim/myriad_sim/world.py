@@ -1,0 +1,233 @@
+"""The simulated world: a PyBullet client built from a WorldSpec, with named entities, seeded resets and a camera."""
+
+from __future__ import annotations
+
+import logging
+import pkgutil
+from dataclasses import dataclass
+
+import numpy as np
+import pybullet as pb
+
+from myriad_sim.camera import Camera, Frame
+from myriad_sim.models import MESH_SUFFIXES, ModelError, check_model_file, resolve_source
+from myriad_sim.robot import Robot
+from myriad_sim.spec import ModelSpec, WorldSpec
+
+log = logging.getLogger("myriad_sim")
+
+
+class SpawnError(ValueError):
+    """A spawn request cannot be honoured; the message names the argument at fault."""
+
+
+@dataclass
+class Entity:
+    name: str
+    source: str
+    body: int
+
+
+@dataclass
+class EntityState:
+    name: str
+    source: str
+    body: int
+    position: tuple[float, float, float]
+    orientation: tuple[float, float, float, float]
+    linear_velocity: tuple[float, float, float]
+    angular_velocity: tuple[float, float, float]
+
+
+class World:
+    """One physics instance. Not thread-safe: callers serialise access (the sim server holds a lock)."""
+
+    def __init__(self, spec: WorldSpec, renderer: str = "auto"):
+        self.spec = spec
+        self.client = pb.connect(pb.DIRECT)
+        self.renderer_name, self.renderer = "tiny", pb.ER_TINY_RENDERER
+        if renderer in ("auto", "egl"):
+            self._load_egl(required=renderer == "egl")
+        self.camera = Camera(spec.camera)
+        self.entities: dict[str, Entity] = {}
+        self.steps = 0
+        self.robot: Robot
+        self.build()
+
+    def _load_egl(self, required: bool) -> None:
+        """EGL rendering (Mesa on CPU here) must be loaded before any body exists, or images come out blank."""
+        loader = pkgutil.get_loader("eglRenderer")
+        plugin = -1
+        if loader is not None:
+            plugin = pb.loadPlugin(loader.get_filename(), "_eglRendererPlugin", physicsClientId=self.client)
+        if plugin >= 0:
+            self.renderer_name, self.renderer = "egl", pb.ER_BULLET_HARDWARE_OPENGL
+        elif required:
+            raise RuntimeError("the EGL renderer plugin did not load")
+
+    @property
+    def sim_time(self) -> float:
+        return self.steps * self.spec.timestep
+
+    def build(self) -> None:
+        """Rebuild the world from its spec (resetSimulation: bit-identical state, unlike restoreState)."""
+        c = self.client
+        pb.resetSimulation(physicsClientId=c)
+        pb.setGravity(*self.spec.gravity, physicsClientId=c)
+        pb.setTimeStep(self.spec.timestep, physicsClientId=c)
+        pb.setPhysicsEngineParameter(deterministicOverlappingPairs=1, physicsClientId=c)
+        self.entities.clear()
+        self.steps = 0
+        r = self.spec.robot
+        body = self._load(resolve_source(r.model), r.position, pb.getQuaternionFromEuler(r.rpy), 1.0, True)
+        self.entities["robot"] = Entity("robot", r.model, body)
+        self.robot = Robot(c, body, r)
+        self.robot.reset_joints(r.home)
+        for m in self.spec.models:
+            self._add_model(m)
+
+    def _add_model(self, m: ModelSpec) -> None:
+        path = resolve_source(m.source, self.spec.path.parent.parent)
+        body = self._load(path, m.position, pb.getQuaternionFromEuler(m.rpy), m.scale, m.fixed)
+        self.entities[m.name] = Entity(m.name, m.source, body)
+
+    def _load(self, path, position, orientation, scale: float, fixed: bool, mass: float = 0.0) -> int:
+        c = self.client
+        suffix = path.suffix.lower()
+        if suffix == ".urdf":
+            body = pb.loadURDF(str(path), position, orientation, useFixedBase=fixed, globalScaling=scale, physicsClientId=c)
+        elif suffix == ".sdf":
+            body = pb.loadSDF(str(path), globalScaling=scale, physicsClientId=c)[0]
+            pb.resetBasePositionAndOrientation(body, position, orientation, physicsClientId=c)
+            if fixed:
+                pb.createConstraint(body, -1, -1, -1, pb.JOINT_FIXED, [0, 0, 0], [0, 0, 0], position, [0, 0, 0, 1], orientation, physicsClientId=c)
+        else:
+            mesh_scale = [scale] * 3
+            col = pb.createCollisionShape(pb.GEOM_MESH, fileName=str(path), meshScale=mesh_scale, physicsClientId=c)
+            vis = pb.createVisualShape(pb.GEOM_MESH, fileName=str(path), meshScale=mesh_scale, physicsClientId=c)
+            if col < 0:
+                raise SpawnError(f"source: PyBullet could not build a collision shape from {path}")
+            body = pb.createMultiBody(0.0 if fixed else (mass or 0.1), col, vis, position, orientation, physicsClientId=c)
+        if body < 0:
+            raise SpawnError(f"source: PyBullet could not load {path}")
+        if mass > 0 and suffix != ".obj" and suffix != ".stl":
+            pb.changeDynamics(body, -1, mass=mass, physicsClientId=c)
+        return body
+
+    def reset(self, seed: int, object_count: int, object_ids: list[int] | None = None) -> list[EntityState]:
+        """Rebuild the world and drop objects into the tray, all drawn from `seed`. Returns the settled objects."""
+        o = self.spec.objects
+        rng = np.random.default_rng(seed)
+        if object_ids:
+            ids = list(object_ids)
+        else:
+            ids = [int(v) for v in rng.choice(np.arange(o.pool[0], o.pool[1] + 1), size=object_count, replace=False)]
+        self.build()
+        for k, oid in enumerate(ids):
+            pos = (rng.uniform(*o.region_x), rng.uniform(*o.region_y), rng.uniform(*o.drop_height))
+            orn = pb.getQuaternionFromEuler((0.0, 0.0, rng.uniform(-np.pi, np.pi)))
+            self.spawn(f"object_{k}", f"object:{oid}", pos, orn, check_overlap=False)
+        self.step(o.settle_steps)
+        self._drop_escaped()
+        return self.object_states()
+
+    def _drop_escaped(self) -> None:
+        """Objects that bounced out of the workspace are removed so they never count as grasped."""
+        for name in self.object_names():
+            if not self.spec.in_workspace(self.state(name).position):
+                self.delete(name)
+
+    def object_names(self) -> list[str]:
+        fixed = {"robot"} | {m.name for m in self.spec.models}
+        return [n for n in self.entities if n not in fixed]
+
+    def object_states(self) -> list[EntityState]:
+        return [self.state(n) for n in self.object_names()]
+
+    def spawn(
+        self,
+        name: str,
+        source: str,
+        position,
+        orientation=(0.0, 0.0, 0.0, 1.0),
+        scale: float = 1.0,
+        mass: float = 0.0,
+        fixed: bool = False,
+        check_overlap: bool = True,
+    ) -> Entity:
+        """Add a model by source at a pose; validates every argument before touching the world."""
+        if not name:
+            raise SpawnError("name: expected a non-empty entity name")
+        if name in self.entities:
+            raise SpawnError(f"name: an entity called {name!r} exists already")
+        if not scale > 0:
+            raise SpawnError(f"scale: expected a positive number, got {scale}")
+        if mass < 0:
+            raise SpawnError(f"mass: expected a positive number (or 0 to keep the model's own), got {mass}")
+        if not self.spec.in_workspace(position):
+            raise SpawnError(
+                f"pose: position {tuple(round(float(v), 3) for v in position)} is outside the workspace "
+                f"{self.spec.workspace_min}..{self.spec.workspace_max}"
+            )
+        try:
+            path = resolve_source(source)
+            check_model_file(path)
+        except ModelError as exc:
+            raise SpawnError(f"source: {exc}") from None
+        if path.suffix.lower() in MESH_SUFFIXES and mass == 0 and not fixed:
+            mass = 0.1
+        body = self._load(path, position, orientation, scale, fixed, mass)
+        if check_overlap:
+            other = self._penetrating(body)
+            if other:
+                pb.removeBody(body, physicsClientId=self.client)
+                raise SpawnError(f"pose: {name!r} at {tuple(position)} would be inside {other!r}")
+        entity = Entity(name, source, body)
+        self.entities[name] = entity
+        return entity
+
+    def _penetrating(self, body: int, depth: float = 0.005) -> str | None:
+        for other in self.entities.values():
+            points = pb.getClosestPoints(body, other.body, -depth, physicsClientId=self.client)
+            if points:
+                return other.name
+        return None
+
+    def delete(self, name: str) -> None:
+        if name not in self.entities:
+            raise KeyError(f"no entity called {name!r}; entities: {sorted(self.entities)}")
+        if name == "robot" or name in {m.name for m in self.spec.models}:
+            raise ValueError(f"{name!r} is part of the world file and cannot be deleted")
+        pb.removeBody(self.entities.pop(name).body, physicsClientId=self.client)
+
+    def state(self, name: str) -> EntityState:
+        if name not in self.entities:
+            raise KeyError(f"no entity called {name!r}; entities: {sorted(self.entities)}")
+        e = self.entities[name]
+        pos, orn = pb.getBasePositionAndOrientation(e.body, physicsClientId=self.client)
+        lin, ang = pb.getBaseVelocity(e.body, physicsClientId=self.client)
+        return EntityState(e.name, e.source, e.body, pos, orn, lin, ang)
+
+    def step(self, n: int = 1) -> None:
+        for _ in range(n):
+            pb.stepSimulation(physicsClientId=self.client)
+        self.steps += n
+
+    def capture(self) -> Frame:
+        return self.camera.render(self.client, self.renderer)
+
+    def robot_contacts(self, exclude: tuple[str, ...] = ()) -> list[str]:
+        """Names of entities the arm (links before the gripper) touches."""
+        names = []
+        for e in self.entities.values():
+            if e.name == "robot" or e.name in exclude:
+                continue
+            for cp in pb.getContactPoints(self.robot.body, e.body, physicsClientId=self.client):
+                if cp[3] <= self.robot.ee:
+                    names.append(e.name)
+                    break
+        return names
+
+    def close(self) -> None:
+        if pb.isConnected(self.client):
+            pb.disconnect(self.client)
