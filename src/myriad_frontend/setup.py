@@ -16,7 +16,6 @@ setup(
     license="Apache-2.0",
     entry_points={
         "console_scripts": [
-            "container = myriad_frontend.container:main",
             "myriad = myriad_frontend.cli:main"
         ],
     },

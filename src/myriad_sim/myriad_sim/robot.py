@@ -41,6 +41,7 @@ class Robot:
         self.set_gripper(1.0, self.gripper_force, reset=True)
 
     def set_arm_targets(self, q: list[float] | np.ndarray) -> None:
+        self.arm_targets = np.array(q, dtype=float)
         pb.setJointMotorControlArray(
             self.body,
             self.arm,

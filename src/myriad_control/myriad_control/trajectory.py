@@ -1,0 +1,146 @@
+"""Joint trajectory validation, interpolation and following at the physics rate (the ros2_control role, no ROS)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from myriad_sim.robot import Robot
+
+SUCCESS, INVALID_GOAL, PATH_TOLERANCE, GOAL_TOLERANCE, CANCELLED = 0, -1, -2, -3, -4
+
+
+class TrajectoryError(ValueError):
+    """A trajectory goal is invalid; the message says which field and why."""
+
+
+@dataclass
+class Trajectory:
+    """Points in the robot's arm-joint order."""
+
+    times: np.ndarray  # (n,)
+    positions: np.ndarray  # (n, dof)
+    velocities: np.ndarray | None = None  # (n, dof)
+
+    @property
+    def duration(self) -> float:
+        return float(self.times[-1])
+
+
+@dataclass
+class FollowResult:
+    error_code: int
+    message: str
+    max_tracking_error: float
+    final_error: float
+    steps: int
+
+
+def make_trajectory(robot: Robot, joint_names, times, positions, velocities=None) -> Trajectory:
+    """Validate a goal and reorder it to the arm's joints; raises TrajectoryError with a clear message."""
+    arm = list(robot.spec.arm_joints)
+    names = list(joint_names)
+    unknown = [n for n in names if n not in arm]
+    if unknown:
+        raise TrajectoryError(f"joint_names: unknown joints {unknown}; the arm has {arm}")
+    if sorted(names) != sorted(arm):
+        raise TrajectoryError(f"joint_names: expected every arm joint once {arm}, got {names}")
+    if len(positions) == 0:
+        raise TrajectoryError("points: the trajectory has no points")
+    t = np.asarray(times, dtype=float)
+    q = np.asarray(positions, dtype=float)
+    if q.shape != (len(t), len(arm)):
+        raise TrajectoryError(f"points: each point needs {len(arm)} positions, got shape {q.shape}")
+    if np.any(t < 0) or np.any(np.diff(t) <= 0):
+        raise TrajectoryError(f"points: time_from_start must be non-negative and strictly increasing, got {t.round(4).tolist()}")
+    order = [names.index(n) for n in arm]
+    q = q[:, order]
+    bad = np.argwhere((q < robot.lower - 1e-6) | (q > robot.upper + 1e-6))
+    if len(bad):
+        i, j = bad[0]
+        raise TrajectoryError(
+            f"points[{i}].positions: {arm[j]} = {q[i, j]:.4f} rad is outside its limits "
+            f"[{robot.lower[j]:.4f}, {robot.upper[j]:.4f}]"
+        )
+    v = None
+    if velocities is not None and len(velocities):
+        v = np.asarray(velocities, dtype=float)
+        if v.shape != q.shape:
+            raise TrajectoryError(f"points: velocities must match positions, got {v.shape} vs {q.shape}")
+        v = v[:, order]
+        limits = np.asarray(robot.spec.velocity_limits) * 1.05
+        over = np.argwhere(np.abs(v) > limits)
+        if len(over):
+            i, j = over[0]
+            raise TrajectoryError(
+                f"points[{i}].velocities: {arm[j]} = {v[i, j]:.3f} rad/s exceeds its limit {robot.spec.velocity_limits[j]}"
+            )
+    return Trajectory(t, q, v)
+
+
+def sample(traj: Trajectory, t: float) -> np.ndarray:
+    """Desired positions at time t: cubic Hermite with velocities, linear without; held outside the span."""
+    ts, qs = traj.times, traj.positions
+    if t <= ts[0]:
+        # Before the first point: blend from where the robot is (handled by the caller's start point).
+        return qs[0]
+    if t >= ts[-1]:
+        return qs[-1]
+    i = int(np.searchsorted(ts, t) - 1)
+    h = ts[i + 1] - ts[i]
+    s = (t - ts[i]) / h
+    if traj.velocities is None:
+        return qs[i] + s * (qs[i + 1] - qs[i])
+    v0, v1 = traj.velocities[i] * h, traj.velocities[i + 1] * h
+    h00, h10, h01, h11 = 2 * s**3 - 3 * s**2 + 1, s**3 - 2 * s**2 + s, -2 * s**3 + 3 * s**2, s**3 - s**2
+    return h00 * qs[i] + h10 * v0 + h01 * qs[i + 1] + h11 * v1
+
+
+def with_start(traj: Trajectory, q0: np.ndarray) -> Trajectory:
+    """Prepend the current state when the first point is later than t=0 (as ros2_control does)."""
+    if traj.times[0] <= 0:
+        return traj
+    vel = None if traj.velocities is None else np.vstack([np.zeros_like(q0), traj.velocities])
+    return Trajectory(np.concatenate([[0.0], traj.times]), np.vstack([q0, traj.positions]), vel)
+
+
+def follow(
+    robot: Robot,
+    traj: Trajectory,
+    dt: float,
+    step: Callable[[int], None],
+    path_tolerance: float = 0.25,
+    goal_tolerance: float = 0.01,
+    settle_time: float = 1.0,
+    on_feedback: Callable[[float, float, np.ndarray], None] | None = None,
+    cancelled: Callable[[], bool] = lambda: False,
+    feedback_every: int = 24,
+) -> FollowResult:
+    """Track `traj` with position targets, one physics step at a time, then settle to the goal."""
+    traj = with_start(traj, robot.joint_positions())
+    n = int(np.ceil(traj.duration / dt))
+    max_err, k = 0.0, 0
+    for k in range(1, n + 1):
+        if cancelled():
+            return FollowResult(CANCELLED, "cancelled", max_err, max_err, k)
+        t = k * dt
+        target = sample(traj, t)
+        robot.set_arm_targets(target)
+        step(1)
+        err = float(np.max(np.abs(robot.joint_positions() - target)))
+        max_err = max(max_err, err)
+        if err > path_tolerance:
+            return FollowResult(
+                PATH_TOLERANCE, f"path tolerance {path_tolerance} rad violated at t={t:.3f}s (error {err:.3f})", max_err, err, k
+            )
+        if on_feedback and k % feedback_every == 0:
+            on_feedback(t, err, robot.joint_positions())
+    goal = traj.positions[-1]
+    for extra in range(int(settle_time / dt) + 1):
+        err = float(np.max(np.abs(robot.joint_positions() - goal)))
+        if err <= goal_tolerance:
+            return FollowResult(SUCCESS, "goal reached", max_err, err, k + extra)
+        step(1)
+    return FollowResult(GOAL_TOLERANCE, f"goal tolerance {goal_tolerance} rad not reached (error {err:.4f})", max_err, err, k + extra)

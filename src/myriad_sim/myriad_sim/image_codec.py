@@ -1,0 +1,53 @@
+"""numpy <-> sensor_msgs/Image, for numpy 2 and OpenCV 5 (the PyPI `cv-bridge` is ROS 1's and breaks on both)."""
+
+from __future__ import annotations
+
+import numpy as np
+from sensor_msgs.msg import Image
+
+# encoding -> (dtype, channels)
+ENCODINGS: dict[str, tuple[np.dtype, int]] = {
+    "rgb8": (np.dtype(np.uint8), 3),
+    "bgr8": (np.dtype(np.uint8), 3),
+    "rgba8": (np.dtype(np.uint8), 4),
+    "mono8": (np.dtype(np.uint8), 1),
+    "mono16": (np.dtype(np.uint16), 1),
+    "16UC1": (np.dtype(np.uint16), 1),
+    "32FC1": (np.dtype(np.float32), 1),
+    "32SC1": (np.dtype(np.int32), 1),
+}
+
+
+def imgmsg_to_cv2(msg: Image) -> np.ndarray:
+    """The image as a HxW or HxWxC array (a copy), in the message's own encoding and channel order."""
+    if msg.encoding not in ENCODINGS:
+        raise ValueError(f"unsupported image encoding {msg.encoding!r}; supported: {sorted(ENCODINGS)}")
+    dtype, channels = ENCODINGS[msg.encoding]
+    dtype = dtype.newbyteorder(">" if msg.is_bigendian else "<")
+    row = msg.width * channels * dtype.itemsize
+    if msg.step < row or len(msg.data) < msg.step * msg.height:
+        raise ValueError(f"image data too short: {len(msg.data)} bytes for {msg.height} rows of step {msg.step}")
+    buf = np.frombuffer(bytes(msg.data), dtype=np.uint8).reshape(msg.height, msg.step)[:, :row]
+    arr = np.ascontiguousarray(buf).view(dtype).astype(dtype.newbyteorder("="))
+    return arr.reshape(msg.height, msg.width, channels) if channels > 1 else arr.reshape(msg.height, msg.width)
+
+
+def cv2_to_imgmsg(arr: np.ndarray, encoding: str, frame_id: str = "", stamp=None) -> Image:
+    """Wrap an array as an Image in `encoding` (which must match the array's dtype and channel count)."""
+    if encoding not in ENCODINGS:
+        raise ValueError(f"unsupported image encoding {encoding!r}; supported: {sorted(ENCODINGS)}")
+    dtype, channels = ENCODINGS[encoding]
+    got = 1 if arr.ndim == 2 else arr.shape[2]
+    if arr.dtype != dtype or got != channels or arr.ndim not in (2, 3):
+        raise ValueError(f"{encoding} needs a {dtype} array with {channels} channel(s), got {arr.dtype} {arr.shape}")
+    arr = np.ascontiguousarray(arr)
+    msg = Image()
+    msg.header.frame_id = frame_id
+    if stamp is not None:
+        msg.header.stamp = stamp
+    msg.height, msg.width = int(arr.shape[0]), int(arr.shape[1])
+    msg.encoding = encoding
+    msg.is_bigendian = 0
+    msg.step = msg.width * channels * dtype.itemsize
+    msg.data = arr.tobytes()
+    return msg

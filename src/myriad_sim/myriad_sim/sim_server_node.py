@@ -1,0 +1,264 @@
+"""The sim server node (the gazebo_ros role): physics, /clock, joint states, camera, entity services."""
+
+from __future__ import annotations
+
+import importlib
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import rclpy
+from geometry_msgs.msg import Pose
+from rclpy.callback_groups import ReentrantCallbackGroup
+from rclpy.node import Node
+from rosgraph_msgs.msg import Clock
+from sensor_msgs.msg import CameraInfo, Image, JointState
+
+from myriad_interfaces.msg import EntityState as EntityStateMsg
+from myriad_interfaces.srv import (
+    CaptureImages,
+    DeleteEntity,
+    GetEntityState,
+    ResetWorld,
+    SpawnEntity,
+    StepSimulation,
+)
+from myriad_sim.image_codec import cv2_to_imgmsg
+from myriad_sim.spec import SpecError, load_world
+from myriad_sim.world import SpawnError, World
+
+
+def time_msg(seconds: float):
+    from builtin_interfaces.msg import Time
+
+    sec = int(seconds)
+    return Time(sec=sec, nanosec=int(round((seconds - sec) * 1e9)))
+
+
+def entity_msg(s) -> EntityStateMsg:
+    m = EntityStateMsg(name=s.name, source=s.source, body_id=s.body)
+    m.pose.position.x, m.pose.position.y, m.pose.position.z = (float(v) for v in s.position)
+    o = m.pose.orientation
+    o.x, o.y, o.z, o.w = (float(v) for v in s.orientation)
+    m.twist.linear.x, m.twist.linear.y, m.twist.linear.z = (float(v) for v in s.linear_velocity)
+    m.twist.angular.x, m.twist.angular.y, m.twist.angular.z = (float(v) for v in s.angular_velocity)
+    return m
+
+
+def pose_tuple(p: Pose) -> tuple[tuple[float, float, float], tuple[float, float, float, float]]:
+    o = p.orientation
+    quat = (o.x, o.y, o.z, o.w) if (o.x, o.y, o.z, o.w) != (0.0, 0.0, 0.0, 0.0) else (0.0, 0.0, 0.0, 1.0)
+    return (p.position.x, p.position.y, p.position.z), quat
+
+
+class SimServerNode(Node):
+    """Owns one World. PyBullet (and its EGL context) is used from one physics thread only: every service and
+    the controllers run their world work through `self.physics(fn, ...)`."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__("sim_server", **kwargs)
+        self.declare_parameter("world_file", "worlds/tray.yaml")
+        self.declare_parameter("renderer", "auto")
+        self.declare_parameter("clock_rate", 100.0)
+        self.declare_parameter("joint_state_rate", 50.0)
+        self.declare_parameter("camera_rate", 0.0)
+        self.declare_parameter("real_time_factor", 0.0)
+        self.declare_parameter("controllers", "myriad_control.controller:Controllers")
+        p = {n: self.get_parameter(n).value for n in self._parameters}
+        if p["renderer"] not in ("auto", "egl", "tiny"):
+            raise ValueError(f"parameter renderer: expected auto, egl or tiny, got {p['renderer']!r}")
+        for name in ("clock_rate", "joint_state_rate", "camera_rate", "real_time_factor"):
+            if p[name] < 0:
+                raise ValueError(f"parameter {name}: expected a non-negative number, got {p[name]}")
+        world_file = Path(p["world_file"])
+        if not world_file.is_absolute():
+            world_file = Path(self._workspace()) / world_file
+        spec = load_world(world_file)
+        self._physics = ThreadPoolExecutor(1, thread_name_prefix="physics")
+        self.world = self.physics(World, spec, p["renderer"])
+        self.get_logger().info(
+            f"world {world_file.name}: {len(self.world.entities)} entities, {1 / spec.timestep:.0f} Hz physics, "
+            f"renderer {self.world.renderer_name}{' (EGL plugin did not load)' if p['renderer'] == 'auto' and self.world.renderer_name == 'tiny' else ''}"
+        )
+        dt = spec.timestep
+        self._every = {
+            k: max(1, round(1.0 / (p[r] * dt))) if p[r] > 0 else 0
+            for k, r in (("clock", "clock_rate"), ("joints", "joint_state_rate"), ("camera", "camera_rate"))
+        }
+        self.clock_pub = self.create_publisher(Clock, "clock", 10)
+        self.joint_pub = self.create_publisher(JointState, "joint_states", 10)
+        self.image_pubs = {k: self.create_publisher(Image, f"camera/{k}/image", 2) for k in ("rgb", "depth", "segmentation")}
+        self.info_pub = self.create_publisher(CameraInfo, "camera/camera_info", 2)
+        group = ReentrantCallbackGroup()
+        self.create_service(SpawnEntity, "spawn_entity", self._spawn, callback_group=group)
+        self.create_service(DeleteEntity, "delete_entity", self._delete, callback_group=group)
+        self.create_service(GetEntityState, "get_entity_state", self._get_state, callback_group=group)
+        self.create_service(ResetWorld, "reset_world", self._reset, callback_group=group)
+        self.create_service(CaptureImages, "capture_images", self._capture, callback_group=group)
+        self.create_service(StepSimulation, "step_simulation", self._step, callback_group=group)
+        if p["controllers"]:
+            module, cls = p["controllers"].split(":")
+            self.controllers = getattr(importlib.import_module(module), cls)(self, self)
+        self.rtf = p["real_time_factor"]
+        if self.rtf > 0:
+            self._wall_start, self._sim_start = time.monotonic(), 0.0
+            self.create_timer(0.01, self._free_run, callback_group=group)
+        self.physics(self.publish_state)
+
+    def physics(self, fn, *args, **kwargs):
+        """Run fn on the physics thread and return its result (exceptions propagate to the caller)."""
+        return self._physics.submit(fn, *args, **kwargs).result()
+
+    @staticmethod
+    def _workspace() -> str:
+        import os
+
+        return os.environ.get("MYRIAD_WS", os.getcwd())
+
+    # -- stepping -------------------------------------------------------------------------------------
+    def advance(self, n: int = 1) -> None:
+        """Advance physics n steps, publishing clock, joint states and camera at their rates (physics thread)."""
+        for _ in range(n):
+            self.world.step(1)
+            k = self.world.steps
+            if self._every["clock"] and k % self._every["clock"] == 0:
+                self.clock_pub.publish(Clock(clock=time_msg(self.world.sim_time)))
+            if self._every["joints"] and k % self._every["joints"] == 0:
+                self.publish_joints()
+            if self._every["camera"] and k % self._every["camera"] == 0:
+                self.publish_images(self.world.capture())
+
+    def _free_run(self) -> None:
+        target = (time.monotonic() - self._wall_start) * self.rtf
+        due = int((target - self.world.sim_time) / self.world.spec.timestep)
+        if due > 0:
+            self.physics(self.advance, min(due, 240))
+
+    # -- publishing -----------------------------------------------------------------------------------
+    def publish_state(self) -> None:
+        self.clock_pub.publish(Clock(clock=time_msg(self.world.sim_time)))
+        self.publish_joints()
+
+    def publish_joints(self) -> None:
+        names, pos, vel, eff = self.world.robot.all_joint_states()
+        msg = JointState(name=names, position=pos, velocity=vel, effort=eff)
+        msg.header.stamp = time_msg(self.world.sim_time)
+        self.joint_pub.publish(msg)
+
+    def camera_info(self) -> CameraInfo:
+        s = self.world.camera.spec
+        k = self.world.camera.intrinsics
+        info = CameraInfo(width=s.width, height=s.height, distortion_model="plumb_bob", d=[0.0] * 5)
+        info.k = k.flatten().tolist()
+        info.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
+        info.p = [k[0, 0], 0.0, k[0, 2], 0.0, 0.0, k[1, 1], k[1, 2], 0.0, 0.0, 0.0, 1.0, 0.0]
+        info.header.frame_id = "camera_optical"
+        info.header.stamp = time_msg(self.world.sim_time)
+        return info
+
+    def publish_images(self, frame) -> tuple[Image, Image, Image, CameraInfo]:
+        stamp = time_msg(self.world.sim_time)
+        msgs = (
+            cv2_to_imgmsg(frame.rgb, "rgb8", "camera_optical", stamp),
+            cv2_to_imgmsg(frame.depth, "32FC1", "camera_optical", stamp),
+            cv2_to_imgmsg(frame.segmentation, "32SC1", "camera_optical", stamp),
+        )
+        for key, msg in zip(("rgb", "depth", "segmentation"), msgs):
+            self.image_pubs[key].publish(msg)
+        info = self.camera_info()
+        self.info_pub.publish(info)
+        return (*msgs, info)
+
+    # -- services -------------------------------------------------------------------------------------
+    def _spawn(self, req, res):
+        position, orientation = pose_tuple(req.pose)
+        try:
+            w = self.world
+            e = self.physics(w.spawn, req.name, req.source, position, orientation, req.scale, req.mass, req.fixed)
+            res.success, res.name, res.body_id, res.message = True, e.name, e.body, f"spawned {e.name}"
+        except SpawnError as exc:
+            res.success, res.message = False, str(exc)
+        return res
+
+    def _delete(self, req, res):
+        try:
+            self.physics(self.world.delete, req.name)
+            res.success, res.message = True, f"deleted {req.name}"
+        except (KeyError, ValueError) as exc:
+            res.success, res.message = False, str(exc.args[0])
+        return res
+
+    def _get_state(self, req, res):
+        try:
+            names = list(req.names) or list(self.world.entities)
+            res.states = self.physics(lambda: [entity_msg(self.world.state(n)) for n in names])
+            res.success = True
+        except KeyError as exc:
+            res.success, res.message = False, str(exc.args[0])
+        return res
+
+    def _reset(self, req, res):
+        try:
+            objects = self.physics(self._reset_world, req.seed, req.object_count, list(req.object_ids))
+            res.objects = [entity_msg(s) for s in objects]
+            res.sim_time = time_msg(self.world.sim_time)
+            res.success, res.message = True, f"reset with seed {req.seed}: {len(objects)} objects"
+        except (SpawnError, ValueError) as exc:
+            res.success, res.message = False, str(exc)
+        return res
+
+    def _reset_world(self, seed: int, count: int, ids: list[int]):
+        objects = self.world.reset(seed, count, ids)
+        self.publish_state()
+        return objects
+
+    def _capture(self, req, res):
+        frame = self.physics(self.world.capture)
+        res.rgb, res.depth, res.segmentation, res.camera_info = self.publish_images(frame)
+        res.success = True
+        return res
+
+    def _step(self, req, res):
+        return self.physics(self._step_physics, req, res)
+
+    def _step_physics(self, req, res):
+        robot = self.world.robot
+        cmd = req.command
+        if cmd.name:
+            arm = list(robot.spec.arm_joints)
+            unknown = [n for n in cmd.name if n not in arm]
+            if unknown or len(cmd.position) != len(cmd.name):
+                res.success = False
+                res.message = f"command: unknown joints {unknown} or positions/names length mismatch; arm joints {arm}"
+                return res
+            targets = robot.arm_targets.copy()
+            for n, q in zip(cmd.name, cmd.position):
+                targets[arm.index(n)] = q
+            robot.set_arm_targets(targets)
+        if req.gripper >= 0:
+            robot.set_gripper(min(req.gripper, 1.0), robot.gripper_force)
+        self.advance(req.steps)
+        names, pos, vel, eff = robot.all_joint_states()
+        res.joint_state = JointState(name=names, position=pos, velocity=vel, effort=eff)
+        p, q = robot.tool_pose()
+        res.end_effector.position.x, res.end_effector.position.y, res.end_effector.position.z = (float(v) for v in p)
+        o = res.end_effector.orientation
+        o.x, o.y, o.z, o.w = (float(v) for v in q)
+        res.sim_time = time_msg(self.world.sim_time)
+        res.success = True
+        return res
+
+    def destroy_node(self) -> None:
+        self.physics(self.world.close)
+        self._physics.shutdown()
+        super().destroy_node()
+
+
+def main(args: list[str] | None = None) -> None:
+    from myriad_runtime.container import run_nodes
+
+    run_nodes([SimServerNode], args)
+
+
+if __name__ == "__main__":
+    main()
