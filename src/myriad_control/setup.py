@@ -15,8 +15,6 @@ setup(
     description="Joint trajectory and gripper controllers running at the physics rate inside the sim server (the ros2_control role).",
     license="Apache-2.0",
     entry_points={
-        "console_scripts": [
-
-        ],
+        "console_scripts": [],
     },
 )

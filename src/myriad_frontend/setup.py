@@ -15,8 +15,6 @@ setup(
     description="Front end: the myriad CLI, back-end description, local and Ray launchers, dashboard.",
     license="Apache-2.0",
     entry_points={
-        "console_scripts": [
-            "myriad = myriad_frontend.cli:main"
-        ],
+        "console_scripts": ["myriad = myriad_frontend.cli:main"],
     },
 )

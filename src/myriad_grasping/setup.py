@@ -15,8 +15,6 @@ setup(
     description="Grasp sampler: seeded random grasp attempts, labelled success/failure.",
     license="Apache-2.0",
     entry_points={
-        "console_scripts": [
-            "grasp_sampler = myriad_grasping.grasp_sampler_node:main"
-        ],
+        "console_scripts": ["grasp_sampler = myriad_grasping.grasp_sampler_node:main"],
     },
 )

@@ -15,8 +15,6 @@ setup(
     description="Process plumbing shared by every Myriad node: run one or several nodes in one executor with clean init/spin/shutdown (the rclcpp_components role).",
     license="Apache-2.0",
     entry_points={
-        "console_scripts": [
-            "container = myriad_runtime.container:main"
-        ],
+        "console_scripts": ["container = myriad_runtime.container:main"],
     },
 )

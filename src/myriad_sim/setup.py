@@ -15,8 +15,6 @@ setup(
     description="Sim server: PyBullet physics, clock, joint states, camera, spawn/delete/reset services (the gazebo_ros role).",
     license="Apache-2.0",
     entry_points={
-        "console_scripts": [
-            "sim_server = myriad_sim.sim_server_node:main"
-        ],
+        "console_scripts": ["sim_server = myriad_sim.sim_server_node:main"],
     },
 )

@@ -26,7 +26,12 @@ class Controllers:
             goal_callback=accept, cancel_callback=cancel, callback_group=group,
         )  # fmt: skip
         self.gripper_server = ActionServer(
-            node, GripperCommand, "gripper_command", self._gripper, cancel_callback=cancel, callback_group=group
+            node,
+            GripperCommand,
+            "gripper_command",
+            self._gripper,
+            cancel_callback=cancel,
+            callback_group=group,
         )
 
     def _execute(self, goal_handle) -> ExecuteTrajectory.Result:
@@ -40,7 +45,9 @@ class Controllers:
                 goal.trajectory.joint_names,
                 [p.time_from_start.sec + p.time_from_start.nanosec * 1e-9 for p in points],
                 [list(p.positions) for p in points],
-                [list(p.velocities) for p in points] if points and all(len(p.velocities) for p in points) else None,
+                [list(p.velocities) for p in points]
+                if points and all(len(p.velocities) for p in points)
+                else None,
             )
         except TrajectoryError as exc:
             self.node.get_logger().warning(f"rejected trajectory: {exc}")
@@ -73,7 +80,12 @@ class Controllers:
         sim = self.sim
         try:
             out = sim.physics(
-                command_gripper, sim.world.robot, goal.position, goal.max_effort, sim.world.spec.timestep, sim.advance
+                command_gripper,
+                sim.world.robot,
+                goal.position,
+                goal.max_effort,
+                sim.world.spec.timestep,
+                sim.advance,
             )
         except ValueError as exc:
             self.node.get_logger().warning(f"rejected gripper goal: {exc}")

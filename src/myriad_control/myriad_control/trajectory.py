@@ -54,7 +54,9 @@ def make_trajectory(robot: Robot, joint_names, times, positions, velocities=None
     if q.shape != (len(t), len(arm)):
         raise TrajectoryError(f"points: each point needs {len(arm)} positions, got shape {q.shape}")
     if np.any(t < 0) or np.any(np.diff(t) <= 0):
-        raise TrajectoryError(f"points: time_from_start must be non-negative and strictly increasing, got {t.round(4).tolist()}")
+        raise TrajectoryError(
+            f"points: time_from_start must be non-negative and strictly increasing, got {t.round(4).tolist()}"
+        )
     order = [names.index(n) for n in arm]
     q = q[:, order]
     bad = np.argwhere((q < robot.lower - 1e-6) | (q > robot.upper + 1e-6))
@@ -133,7 +135,11 @@ def follow(
         max_err = max(max_err, err)
         if err > path_tolerance:
             return FollowResult(
-                PATH_TOLERANCE, f"path tolerance {path_tolerance} rad violated at t={t:.3f}s (error {err:.3f})", max_err, err, k
+                PATH_TOLERANCE,
+                f"path tolerance {path_tolerance} rad violated at t={t:.3f}s (error {err:.3f})",
+                max_err,
+                err,
+                k,
             )
         if on_feedback and k % feedback_every == 0:
             on_feedback(t, err, robot.joint_positions())
@@ -143,4 +149,10 @@ def follow(
         if err <= goal_tolerance:
             return FollowResult(SUCCESS, "goal reached", max_err, err, k + extra)
         step(1)
-    return FollowResult(GOAL_TOLERANCE, f"goal tolerance {goal_tolerance} rad not reached (error {err:.4f})", max_err, err, k + extra)
+    return FollowResult(
+        GOAL_TOLERANCE,
+        f"goal tolerance {goal_tolerance} rad not reached (error {err:.4f})",
+        max_err,
+        err,
+        k + extra,
+    )

@@ -1,1 +1,25 @@
 """Process plumbing shared by every Myriad node: run one or several nodes in one executor with clean init/spin/shutdown (the rclcpp_components role)."""
+
+import functools
+import os
+import subprocess
+
+
+@functools.cache
+def code_version() -> str:
+    """The workspace's git commit (with '+dirty' for uncommitted changes), or MYRIAD_CODE_VERSION, or 'unknown'."""
+    if os.environ.get("MYRIAD_CODE_VERSION"):
+        return os.environ["MYRIAD_CODE_VERSION"]
+    ws = os.environ.get("MYRIAD_WS", os.getcwd())
+    try:
+        rev = subprocess.run(
+            ["git", "-C", ws, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5
+        )
+        dirty = subprocess.run(
+            ["git", "-C", ws, "status", "--porcelain", "-uno"], capture_output=True, text=True, timeout=5
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    if rev.returncode != 0:
+        return "unknown"
+    return rev.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")

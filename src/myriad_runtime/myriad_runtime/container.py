@@ -46,7 +46,10 @@ def run_nodes(classes: list[type[Node]], args: list[str] | None = None, threads:
         pass
     except Exception as exc:  # a node failing to start must say why, then exit non-zero
         if rclpy.ok():
-            print(f"[{' '.join(c.__name__ for c in classes)}] fatal: {type(exc).__name__}: {exc}", file=sys.stderr)
+            print(
+                f"[{' '.join(c.__name__ for c in classes)}] fatal: {type(exc).__name__}: {exc}",
+                file=sys.stderr,
+            )
             code = 1
     finally:
         for node in reversed(nodes):

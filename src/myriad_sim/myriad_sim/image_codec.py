@@ -26,10 +26,14 @@ def imgmsg_to_cv2(msg: Image) -> np.ndarray:
     dtype = dtype.newbyteorder(">" if msg.is_bigendian else "<")
     row = msg.width * channels * dtype.itemsize
     if msg.step < row or len(msg.data) < msg.step * msg.height:
-        raise ValueError(f"image data too short: {len(msg.data)} bytes for {msg.height} rows of step {msg.step}")
+        raise ValueError(
+            f"image data too short: {len(msg.data)} bytes for {msg.height} rows of step {msg.step}"
+        )
     buf = np.frombuffer(bytes(msg.data), dtype=np.uint8).reshape(msg.height, msg.step)[:, :row]
     arr = np.ascontiguousarray(buf).view(dtype).astype(dtype.newbyteorder("="))
-    return arr.reshape(msg.height, msg.width, channels) if channels > 1 else arr.reshape(msg.height, msg.width)
+    return (
+        arr.reshape(msg.height, msg.width, channels) if channels > 1 else arr.reshape(msg.height, msg.width)
+    )
 
 
 def cv2_to_imgmsg(arr: np.ndarray, encoding: str, frame_id: str = "", stamp=None) -> Image:
@@ -39,7 +43,9 @@ def cv2_to_imgmsg(arr: np.ndarray, encoding: str, frame_id: str = "", stamp=None
     dtype, channels = ENCODINGS[encoding]
     got = 1 if arr.ndim == 2 else arr.shape[2]
     if arr.dtype != dtype or got != channels or arr.ndim not in (2, 3):
-        raise ValueError(f"{encoding} needs a {dtype} array with {channels} channel(s), got {arr.dtype} {arr.shape}")
+        raise ValueError(
+            f"{encoding} needs a {dtype} array with {channels} channel(s), got {arr.dtype} {arr.shape}"
+        )
     arr = np.ascontiguousarray(arr)
     msg = Image()
     msg.header.frame_id = frame_id

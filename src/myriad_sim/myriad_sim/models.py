@@ -43,7 +43,9 @@ def resolve_source(source: str, base: Path | None = None) -> Path:
     if not path.is_file():
         raise ModelError(f"model file not found: {path}")
     if path.suffix.lower() not in MODEL_SUFFIXES:
-        raise ModelError(f"{path}: unsupported model type {path.suffix!r}; expected one of {', '.join(MODEL_SUFFIXES)}")
+        raise ModelError(
+            f"{path}: unsupported model type {path.suffix!r}; expected one of {', '.join(MODEL_SUFFIXES)}"
+        )
     return path
 
 
@@ -55,7 +57,9 @@ def check_model_file(path: Path) -> None:
             root = ET.parse(path).getroot()
             expected = "robot" if suffix == ".urdf" else "sdf"
             if root.tag != expected:
-                raise ModelError(f"{path}: malformed {suffix[1:].upper()}: root element <{root.tag}>, expected <{expected}>")
+                raise ModelError(
+                    f"{path}: malformed {suffix[1:].upper()}: root element <{root.tag}>, expected <{expected}>"
+                )
             if suffix == ".urdf" and root.find("link") is None:
                 raise ModelError(f"{path}: malformed URDF: no <link> element")
         elif suffix == ".obj":

@@ -59,12 +59,21 @@ class Robot:
             target = closed + self.gripper_target * (open_ - closed)
             if reset:
                 pb.resetJointState(self.body, j, target, physicsClientId=c)
-            pb.setJointMotorControl2(self.body, j, pb.POSITION_CONTROL, targetPosition=target, force=force, physicsClientId=c)
+            pb.setJointMotorControl2(
+                self.body, j, pb.POSITION_CONTROL, targetPosition=target, force=force, physicsClientId=c
+            )
         tip_force = self.spec.gripper.tip_force
         for j in self.tips:
-            pb.setJointMotorControl2(self.body, j, pb.POSITION_CONTROL, targetPosition=0.0, force=tip_force, physicsClientId=c)
+            pb.setJointMotorControl2(
+                self.body, j, pb.POSITION_CONTROL, targetPosition=0.0, force=tip_force, physicsClientId=c
+            )
         pb.setJointMotorControl2(
-            self.body, self.wrist, pb.POSITION_CONTROL, targetPosition=0.0, force=self.spec.max_force, physicsClientId=c
+            self.body,
+            self.wrist,
+            pb.POSITION_CONTROL,
+            targetPosition=0.0,
+            force=self.spec.max_force,
+            physicsClientId=c,
         )
 
     def gripper_opening(self) -> float:
@@ -77,7 +86,10 @@ class Robot:
 
     def gripper_speed(self) -> float:
         return float(
-            max(abs(pb.getJointState(self.body, j, physicsClientId=self.client)[1]) for j, _, _ in self.fingers)
+            max(
+                abs(pb.getJointState(self.body, j, physicsClientId=self.client)[1])
+                for j, _, _ in self.fingers
+            )
         )
 
     def joint_positions(self) -> np.ndarray:
@@ -101,6 +113,8 @@ class Robot:
 
     def tool_pose(self) -> tuple[np.ndarray, np.ndarray]:
         """Position and quaternion (x, y, z, w) of the gripper centre in the world."""
-        state = pb.getLinkState(self.body, self.ee, computeForwardKinematics=True, physicsClientId=self.client)
+        state = pb.getLinkState(
+            self.body, self.ee, computeForwardKinematics=True, physicsClientId=self.client
+        )
         pos, orn = pb.multiplyTransforms(state[4], state[5], self.spec.tool_offset, (0, 0, 0, 1))
         return np.array(pos), np.array(orn)

@@ -7,7 +7,6 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import rclpy
 from geometry_msgs.msg import Pose
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.node import Node
@@ -24,7 +23,7 @@ from myriad_interfaces.srv import (
     StepSimulation,
 )
 from myriad_sim.image_codec import cv2_to_imgmsg
-from myriad_sim.spec import SpecError, load_world
+from myriad_sim.spec import load_world
 from myriad_sim.world import SpawnError, World
 
 
@@ -87,7 +86,9 @@ class SimServerNode(Node):
         }
         self.clock_pub = self.create_publisher(Clock, "clock", 10)
         self.joint_pub = self.create_publisher(JointState, "joint_states", 10)
-        self.image_pubs = {k: self.create_publisher(Image, f"camera/{k}/image", 2) for k in ("rgb", "depth", "segmentation")}
+        self.image_pubs = {
+            k: self.create_publisher(Image, f"camera/{k}/image", 2) for k in ("rgb", "depth", "segmentation")
+        }
         self.info_pub = self.create_publisher(CameraInfo, "camera/camera_info", 2)
         group = ReentrantCallbackGroup()
         self.create_service(SpawnEntity, "spawn_entity", self._spawn, callback_group=group)
@@ -174,7 +175,9 @@ class SimServerNode(Node):
         position, orientation = pose_tuple(req.pose)
         try:
             w = self.world
-            e = self.physics(w.spawn, req.name, req.source, position, orientation, req.scale, req.mass, req.fixed)
+            e = self.physics(
+                w.spawn, req.name, req.source, position, orientation, req.scale, req.mass, req.fixed
+            )
             res.success, res.name, res.body_id, res.message = True, e.name, e.body, f"spawned {e.name}"
         except SpawnError as exc:
             res.success, res.message = False, str(exc)
@@ -229,7 +232,9 @@ class SimServerNode(Node):
             unknown = [n for n in cmd.name if n not in arm]
             if unknown or len(cmd.position) != len(cmd.name):
                 res.success = False
-                res.message = f"command: unknown joints {unknown} or positions/names length mismatch; arm joints {arm}"
+                res.message = (
+                    f"command: unknown joints {unknown} or positions/names length mismatch; arm joints {arm}"
+                )
                 return res
             targets = robot.arm_targets.copy()
             for n, q in zip(cmd.name, cmd.position):
@@ -241,7 +246,9 @@ class SimServerNode(Node):
         names, pos, vel, eff = robot.all_joint_states()
         res.joint_state = JointState(name=names, position=pos, velocity=vel, effort=eff)
         p, q = robot.tool_pose()
-        res.end_effector.position.x, res.end_effector.position.y, res.end_effector.position.z = (float(v) for v in p)
+        res.end_effector.position.x, res.end_effector.position.y, res.end_effector.position.z = (
+            float(v) for v in p
+        )
         o = res.end_effector.orientation
         o.x, o.y, o.z, o.w = (float(v) for v in q)
         res.sim_time = time_msg(self.world.sim_time)

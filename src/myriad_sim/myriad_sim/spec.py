@@ -119,7 +119,12 @@ class _Reader:
 
     def number(self, key: str, default: Any = ..., positive: bool = False) -> float:
         v = self.get(key, default)
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or (positive and v <= 0):
+        if (
+            isinstance(v, bool)
+            or not isinstance(v, (int, float))
+            or not math.isfinite(v)
+            or (positive and v <= 0)
+        ):
             self.fail(key, "a positive number" if positive else "a number", v)
         return float(v)
 
@@ -138,7 +143,9 @@ class _Reader:
     def vector(self, key: str, n: int, default: Any = ...) -> tuple[float, ...]:
         v = self.get(key, default)
         ok = isinstance(v, (list, tuple)) and len(v) == n
-        ok = ok and all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in v)
+        ok = ok and all(
+            isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in v
+        )
         if not ok:
             self.fail(key, f"a list of {n} numbers", v)
         return tuple(float(x) for x in v)
@@ -221,7 +228,9 @@ def load_world(path: Path | str, workspace_root: Path | None = None) -> WorldSpe
     robot_file = robot_file if robot_file.is_absolute() else root / robot_file
     if not robot_file.is_file():
         rr.fail("description", "an existing robot description file", str(robot_file))
-    robot = load_robot(robot_file, rr.vector("position", 3, (0.0, 0.0, 0.0)), rr.vector("rpy", 3, (0.0, 0.0, 0.0)))
+    robot = load_robot(
+        robot_file, rr.vector("position", 3, (0.0, 0.0, 0.0)), rr.vector("rpy", 3, (0.0, 0.0, 0.0))
+    )
     models = []
     raw_models = r.get("models", [])
     if not isinstance(raw_models, list):

@@ -95,19 +95,39 @@ class World:
         c = self.client
         suffix = path.suffix.lower()
         if suffix == ".urdf":
-            body = pb.loadURDF(str(path), position, orientation, useFixedBase=fixed, globalScaling=scale, physicsClientId=c)
+            body = pb.loadURDF(
+                str(path), position, orientation, useFixedBase=fixed, globalScaling=scale, physicsClientId=c
+            )
         elif suffix == ".sdf":
             body = pb.loadSDF(str(path), globalScaling=scale, physicsClientId=c)[0]
             pb.resetBasePositionAndOrientation(body, position, orientation, physicsClientId=c)
             if fixed:
-                pb.createConstraint(body, -1, -1, -1, pb.JOINT_FIXED, [0, 0, 0], [0, 0, 0], position, [0, 0, 0, 1], orientation, physicsClientId=c)
+                pb.createConstraint(
+                    body,
+                    -1,
+                    -1,
+                    -1,
+                    pb.JOINT_FIXED,
+                    [0, 0, 0],
+                    [0, 0, 0],
+                    position,
+                    [0, 0, 0, 1],
+                    orientation,
+                    physicsClientId=c,
+                )
         else:
             mesh_scale = [scale] * 3
-            col = pb.createCollisionShape(pb.GEOM_MESH, fileName=str(path), meshScale=mesh_scale, physicsClientId=c)
-            vis = pb.createVisualShape(pb.GEOM_MESH, fileName=str(path), meshScale=mesh_scale, physicsClientId=c)
+            col = pb.createCollisionShape(
+                pb.GEOM_MESH, fileName=str(path), meshScale=mesh_scale, physicsClientId=c
+            )
+            vis = pb.createVisualShape(
+                pb.GEOM_MESH, fileName=str(path), meshScale=mesh_scale, physicsClientId=c
+            )
             if col < 0:
                 raise SpawnError(f"source: PyBullet could not build a collision shape from {path}")
-            body = pb.createMultiBody(0.0 if fixed else (mass or 0.1), col, vis, position, orientation, physicsClientId=c)
+            body = pb.createMultiBody(
+                0.0 if fixed else (mass or 0.1), col, vis, position, orientation, physicsClientId=c
+            )
         if body < 0:
             raise SpawnError(f"source: PyBullet could not load {path}")
         if mass > 0 and suffix != ".obj" and suffix != ".stl":
@@ -121,7 +141,10 @@ class World:
         if object_ids:
             ids = list(object_ids)
         else:
-            ids = [int(v) for v in rng.choice(np.arange(o.pool[0], o.pool[1] + 1), size=object_count, replace=False)]
+            ids = [
+                int(v)
+                for v in rng.choice(np.arange(o.pool[0], o.pool[1] + 1), size=object_count, replace=False)
+            ]
         self.build()
         for k, oid in enumerate(ids):
             pos = (rng.uniform(*o.region_x), rng.uniform(*o.region_y), rng.uniform(*o.drop_height))

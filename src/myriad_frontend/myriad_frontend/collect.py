@@ -1,0 +1,111 @@
+"""`myriad collect`: create a campaign, run back ends until every work item is done, watch and restart them."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tqdm import tqdm
+
+from myriad_frontend.campaign import CampaignSpec
+from myriad_frontend.description import load_description
+from myriad_frontend.processes import LocalBackend, clean_shared_memory, make_backends
+from myriad_storage.store import Store
+
+
+@dataclass
+class CollectResult:
+    campaign: str
+    target: int
+    done: int
+    successes: int
+    seconds: float
+    first_attempt_s: float | None
+    restarts: dict[str, int] = field(default_factory=dict)
+    interrupted: bool = False
+
+
+def release_leases(store: Store, campaign: str, backend: str) -> int:
+    """Hand the items a dead back end held back to the pool at once (instead of waiting for lease expiry)."""
+    return sum(
+        store.release(item["item_id"], backend)
+        for item in store.work_items(campaign, state="leased")
+        if item.get("lease_owner") == backend
+    )
+
+
+def run_local(
+    store: Store,
+    spec: CampaignSpec,
+    uri: str,
+    database: str,
+    backends: int,
+    description: Path,
+    run_dir: Path,
+    progress: bool = True,
+    poll: float = 0.5,
+) -> CollectResult:
+    """Run `backends` local back ends on the campaign until it is complete (or Ctrl-C)."""
+    desc = load_description(description)
+    store.create_campaign(spec.name, spec.items(), template=spec.params, seed=spec.seed)
+    ws = os.environ.get("MYRIAD_WS", str(Path.cwd()))
+    values = {"ws": ws, "mongo_uri": uri, "database": database, "campaign": spec.name}
+    group = make_backends(desc, backends, run_dir / spec.name, values)
+    start = time.monotonic()
+    result = CollectResult(spec.name, spec.attempts, 0, 0, 0.0, None)
+    bar = tqdm(total=spec.attempts, unit="attempt", disable=not progress, file=sys.stderr, dynamic_ncols=True)
+    try:
+        for b in group:
+            b.start()
+        while True:
+            p = store.progress(spec.name)
+            if result.first_attempt_s is None and p["attempts"] > 0:
+                result.first_attempt_s = time.monotonic() - start
+            bar.update(p["done"] - bar.n)
+            rate = p["attempts"] / max(1e-9, time.monotonic() - start)
+            bar.set_postfix_str(_postfix(p, rate, group), refresh=False)
+            result.done, result.successes = p["done"], p["successes"]
+            if p["done"] >= p["target"]:
+                break
+            for b in group:
+                _revive(b, store, spec.name, bar)
+            time.sleep(poll)
+    except KeyboardInterrupt:
+        result.interrupted = True
+    finally:
+        bar.close()
+        for b in group:
+            b.stop()
+        clean_shared_memory()
+    result.seconds = time.monotonic() - start
+    result.restarts = {b.backend_id: b.restarts for b in group}
+    if not result.interrupted:
+        store.finish_campaign(spec.name)
+        p = store.progress(spec.name)
+        result.done, result.successes = p["done"], p["successes"]
+    return result
+
+
+def _revive(b: LocalBackend, store: Store, campaign: str, bar: tqdm) -> None:
+    dead = b.dead()
+    if not dead:
+        return
+    b.restart()
+    released = release_leases(store, campaign, b.backend_id)
+    bar.write(
+        f"back end {b.backend_id}: {', '.join(dead)}; restarted (restart {b.restarts}), {released} lease(s) released"
+    )
+    store.heartbeat(
+        b.backend_id, campaign=campaign, restarts=b.restarts, last_error=f"exited: {', '.join(dead)}"
+    )
+
+
+def _postfix(p: dict, rate: float, group: list[LocalBackend]) -> str:
+    succ = p["successes"] / p["attempts"] if p["attempts"] else 0.0
+    restarts = sum(b.restarts for b in group)
+    return f"success {succ:.0%} · {rate:.2f}/s · {len(group)} back end(s)" + (
+        f" · {restarts} restarts" if restarts else ""
+    )

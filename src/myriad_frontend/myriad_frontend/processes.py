@@ -1,0 +1,125 @@
+"""Back ends as local process groups: start, watch, stop (SIGINT, then SIGKILL), clean Fast DDS shared memory."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from myriad_frontend.description import Description, RenderedBackend
+
+
+def ros_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """Environment of every process Myriad starts: discovery on this host only, logs under the workspace."""
+    env = dict(os.environ)
+    ws = env.get("MYRIAD_WS", str(Path.cwd()))
+    env.update(
+        ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
+        ROS_LOG_DIR=env.get("ROS_LOG_DIR", f"{ws}/log/ros"),
+        ROS_HOME=env.get("ROS_HOME", f"{ws}/log/ros_home"),
+        LP_NUM_THREADS="1",
+        PYTHONUNBUFFERED="1",
+    )
+    env.update(extra or {})
+    return env
+
+
+def _default_sigint() -> None:
+    # Shells start background jobs with SIGINT ignored; children must get the default back.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def start_group(cmd: list[str], log_file: Path, env: dict[str, str]) -> subprocess.Popen:
+    """Start a command in its own session (process group), output appended to log_file."""
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_file, "ab") as log:
+        return subprocess.Popen(
+            cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+            start_new_session=True, preexec_fn=_default_sigint,
+        )  # fmt: skip
+
+
+def stop_groups(procs: list[subprocess.Popen], grace: float = 5.0) -> None:
+    """SIGINT every group, wait up to `grace` seconds, then SIGKILL what is left; reap all."""
+    for p in procs:
+        if p.poll() is None:
+            try:
+                os.killpg(p.pid, signal.SIGINT)
+            except ProcessLookupError:
+                pass
+    deadline = time.monotonic() + grace
+    for p in procs:
+        try:
+            p.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            pass
+    for p in procs:
+        try:
+            os.killpg(p.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        p.wait()
+
+
+def clean_shared_memory() -> None:
+    """Remove Fast DDS shared-memory files whose owners are gone (`fastdds shm clean`)."""
+    tool = shutil.which("fastdds") or str(Path(sys.executable).parent / "fastdds")
+    if Path(tool).exists():
+        subprocess.run([tool, "shm", "clean"], capture_output=True, timeout=30, check=False)
+
+
+@dataclass
+class LocalBackend:
+    """One back end: the processes of the description, in one namespace, restartable as a unit."""
+
+    index: int
+    backend_id: str
+    rendered: RenderedBackend
+    run_dir: Path
+    env: dict[str, str]
+    procs: dict[str, subprocess.Popen] = field(default_factory=dict)
+    restarts: int = 0
+    last_exit: str = ""
+
+    def start(self) -> None:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        params = self.run_dir / "params.yaml"
+        params.write_text(self.rendered.params_yaml())
+        for proc in self.rendered.processes:
+            cmd = [sys.executable, "-m", "myriad_runtime.container", "--nodes", *(n.cls for n in proc.nodes)]
+            cmd += self.rendered.ros_args(params)
+            self.procs[proc.name] = start_group(cmd, self.run_dir / f"{proc.name}.log", self.env)
+
+    def dead(self) -> list[str]:
+        """Names of processes that have exited, with their codes."""
+        return [f"{n} (exit {p.returncode})" for n, p in self.procs.items() if p.poll() is not None]
+
+    def stop(self, grace: float = 5.0) -> None:
+        stop_groups(list(self.procs.values()), grace)
+
+    def restart(self) -> None:
+        self.last_exit = ", ".join(self.dead())
+        self.stop(grace=2.0)
+        self.restarts += 1
+        self.start()
+
+    def pids(self) -> list[int]:
+        return [p.pid for p in self.procs.values()]
+
+
+def make_backends(
+    desc: Description, count: int, run_dir: Path, values: dict[str, str], first_index: int = 0
+) -> list[LocalBackend]:
+    """N back ends rendered from one description; `values` fills ${mongo_uri}, ${campaign}, ... ."""
+    out = []
+    for i in range(first_index, first_index + count):
+        bid = f"b{i}"
+        bdir = run_dir / bid
+        rendered = desc.render(index=i, backend=bid, run_dir=bdir, **values)
+        out.append(LocalBackend(i, bid, rendered, bdir, ros_env()))
+    return out

@@ -1,0 +1,127 @@
+"""The grasp sampler node: claims work items, runs seeded grasp attempts, hands records to the logger."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+
+from rclpy.node import Node
+
+from myriad_grasping.episode import Attempt, run_attempt
+from myriad_grasping.ros_backend import BackendError, RosCalls, RosGraspBackend
+from myriad_grasping.sampling import GraspParams
+from myriad_interfaces.msg import EntityState, GraspAttempt
+from myriad_interfaces.srv import ClaimWork, StoreAttempt
+from myriad_runtime import code_version
+from myriad_sim.spec import load_world
+
+
+def attempt_msg(a: Attempt, work, backend: str) -> GraspAttempt:
+    """The record of one attempt, images included, as the logger stores it."""
+    m = GraspAttempt(
+        attempt_key=f"{work.item_id}#0",
+        campaign=work.campaign,
+        item_id=work.item_id,
+        item_index=work.item_index,
+        attempt_index=0,
+        backend=backend,
+        seed=a.seed,
+        params_json=json.dumps(a.params.to_dict(), sort_keys=True),
+        extra_json=json.dumps({"outcome": a.outcome, "target": a.target, "moves": a.moves}, sort_keys=True),
+        success=a.success,
+        lifted_object=a.lifted_object,
+        lift_height=a.lift_height,
+        timings_json=json.dumps(a.timings),
+        code_version=code_version(),
+    )
+    m.grasp.x, m.grasp.y, m.grasp.z, m.grasp.yaw = a.grasp.x, a.grasp.y, a.grasp.z, a.grasp.yaw
+    for name, source, (x, y, z) in a.objects:
+        e = EntityState(name=name, source=source)
+        e.pose.position.x, e.pose.position.y, e.pose.position.z = x, y, z
+        m.objects.append(e)
+    pre, post = a.pre_images, a.post_images
+    m.pre_rgb, m.pre_depth, m.pre_segmentation, m.camera_info = (
+        pre.rgb,
+        pre.depth,
+        pre.segmentation,
+        pre.camera_info,
+    )
+    m.post_rgb = post.rgb
+    m.sim_time = post.rgb.header.stamp.sec + post.rgb.header.stamp.nanosec * 1e-9
+    return m
+
+
+class GraspSamplerNode(Node):
+    def __init__(self, **kwargs) -> None:
+        super().__init__("grasp_sampler", **kwargs)
+        self.declare_parameter("world_file", "worlds/tray.yaml")
+        self.declare_parameter("params", "{}")
+        self.declare_parameter("idle_period", 1.0)
+        self.declare_parameter("service_timeout", 60.0)
+        world_file = Path(self.get_parameter("world_file").value)
+        if not world_file.is_absolute():
+            import os
+
+            world_file = Path(os.environ.get("MYRIAD_WS", os.getcwd())) / world_file
+        self.region = load_world(world_file).objects
+        try:
+            self.defaults = json.loads(self.get_parameter("params").value)
+            GraspParams.from_dict(self.defaults, "parameter params")
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"parameter params: expected a JSON object of grasp parameters: {exc}") from None
+        self.backend_id = self.get_namespace().strip("/").replace("/", "_") or "b"
+        self.calls = RosCalls(self, self.get_parameter("service_timeout").value)
+        self.backend = RosGraspBackend(self.calls)
+        self.claim_cli = self.calls.client(ClaimWork, "claim_work")
+        self.store_cli = self.calls.client(StoreAttempt, "store_attempt")
+        self.stopping = threading.Event()
+        self.worker = threading.Thread(target=self._loop, name="grasp_sampler", daemon=True)
+        self.worker.start()
+
+    def _loop(self) -> None:
+        idle = self.get_parameter("idle_period").value
+        while not self.stopping.is_set():
+            try:
+                work = self.calls.call(self.claim_cli, ClaimWork.Request(), "claim_work")
+                if not work.available:
+                    self.stopping.wait(idle)
+                    continue
+                self._attempt(work)
+            except BackendError as exc:
+                if self.stopping.is_set():
+                    return
+                self.get_logger().error(str(exc))
+                self.stopping.wait(idle)
+
+    def _attempt(self, work) -> None:
+        params = GraspParams.from_dict(
+            {**self.defaults, **json.loads(work.params_json)}, f"work item {work.item_id}"
+        )
+        self.backend.planner = params.planner
+        t0 = time.perf_counter()
+        attempt = run_attempt(self.backend, params, work.seed, self.region.region_x, self.region.region_y)
+        attempt.timings["total"] = round(time.perf_counter() - t0, 4)
+        res = self.calls.call(
+            self.store_cli, StoreAttempt.Request(attempt=attempt_msg(attempt, work, self.backend_id))
+        )
+        if not res.accepted:
+            raise BackendError(f"store_attempt refused {work.item_id}: {res.message}")
+        self.get_logger().info(
+            f"{work.item_id}: {'success' if attempt.success else 'failure'} ({attempt.outcome}) "
+            f"in {attempt.timings['total']:.2f} s"
+        )
+
+    def close(self) -> None:
+        self.stopping.set()
+
+
+def main(args: list[str] | None = None) -> None:
+    from myriad_runtime.container import run_nodes
+
+    run_nodes([GraspSamplerNode], args)
+
+
+if __name__ == "__main__":
+    main()
