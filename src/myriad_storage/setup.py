@@ -15,8 +15,6 @@ setup(
     description="Data logger and storage: MongoDB documents, GridFS images, campaigns and work-item leases.",
     license="Apache-2.0",
     entry_points={
-        "console_scripts": [
-            "logger = myriad_storage.logger_node:main"
-        ],
+        "console_scripts": ["logger = myriad_storage.logger_node:main"],
     },
 )

@@ -1,0 +1,154 @@
+"""Ingest capacity of the Myriad store: attempt documents/s, image MB/s (472x472 PNGs), claims/s.
+
+Usage: python bench/bench_store.py [--uri URI] [--attempts N] [--items N]
+Without --uri a LocalServer (secantusd-py subprocess, on-disk, sync-on-commit) is started in a temp dir.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src" / "myriad_storage"))
+
+from myriad_storage.codec import depth_to_png, encode_png, seg_to_png  # noqa: E402
+from myriad_storage.server import LocalServer  # noqa: E402
+from myriad_storage.store import Store  # noqa: E402
+
+SIZE = 472
+
+
+def scene(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A tray-like synthetic scene: shaded background, a few boxes, sensor noise."""
+    yy, xx = np.mgrid[0:SIZE, 0:SIZE].astype(np.float32) / SIZE
+    depth = 1.0 + 0.05 * xx + 0.02 * yy
+    rgb = np.stack([120 + 40 * xx, 110 + 30 * yy, 100 + 20 * xx * yy], axis=-1)
+    seg = np.full((SIZE, SIZE), -1, np.int32)
+    seg[100:380, 100:380] = 1  # tray
+    for body in range(2, 7):
+        x, y, w, h = (
+            rng.integers(120, 330),
+            rng.integers(120, 330),
+            rng.integers(20, 50),
+            rng.integers(20, 50),
+        )
+        depth[y : y + h, x : x + w] -= rng.uniform(0.03, 0.1)
+        rgb[y : y + h, x : x + w] = rng.integers(0, 256, 3)
+        seg[y : y + h, x : x + w] = body
+    rgb += rng.normal(0, 2.0, rgb.shape)
+    depth += rng.normal(0, 0.0005, depth.shape).astype(np.float32)
+    return np.clip(rgb, 0, 255).astype(np.uint8), depth.astype(np.float32), seg
+
+
+def images(rng: np.random.Generator) -> dict[str, bytes]:
+    rgb, depth, seg = scene(rng)
+    post, _, _ = scene(rng)
+    return {
+        "pre_rgb": encode_png(rgb),
+        "pre_depth": depth_to_png(depth),
+        "pre_segmentation": seg_to_png(seg),
+        "post_rgb": encode_png(post),
+    }
+
+
+def record(campaign: str, i: int) -> dict:
+    return {
+        "attempt_key": f"{campaign}/{i:06d}/0",
+        "campaign": campaign,
+        "item_id": f"{campaign}/{i:06d}",
+        "item_index": i,
+        "attempt_index": 0,
+        "backend": "bench",
+        "seed": i,
+        "params": {"seed": i, "objects": 5},
+        "extra": {"planner": "RRTConnect", "planning_time": 0.25},
+        "grasp": {"x": 0.5, "y": 0.1, "z": 0.05, "yaw": 0.3},
+        "objects": [
+            {"name": f"o{k}", "source": f"object:{k}", "body_id": k, "position": [0.5, 0.1, 0.7]}
+            for k in range(5)
+        ],
+        "success": i % 4 != 0,
+        "timings": {"reset": 0.1, "reach": 0.2, "grasp": 0.2, "lift": 0.1},
+        "code_version": "bench",
+        "camera": {"width": SIZE, "height": SIZE, "k": [400.0, 0, 236, 0, 400.0, 236, 0, 0, 1]},
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--uri", default=None)
+    ap.add_argument("--attempts", type=int, default=100)
+    ap.add_argument("--items", type=int, default=2000)
+    a = ap.parse_args()
+    tmp = tempfile.TemporaryDirectory(prefix="myriad_bench_")
+    server = None
+    uri = a.uri
+    if uri is None:
+        server = LocalServer(Path(tmp.name), port=27177)
+        uri = server.ensure_running()
+    db = f"bench_{uuid.uuid4().hex[:8]}"
+    store = Store(uri, db)
+    try:
+        store.ensure_indexes()
+        rng = np.random.default_rng(0)
+        t = time.perf_counter()
+        sets = [images(rng) for _ in range(8)]
+        enc = (time.perf_counter() - t) / len(sets)
+        sizes = {k: np.mean([len(s[k]) for s in sets]) / 1e3 for k in sets[0]}
+        per_attempt = sum(len(v) for v in sets[0].values())
+        print(f"server: {store.masked_uri} ({'LocalServer, sync-on-commit' if server else 'given URI'})")
+        print(f"PNG encode of 4 images: {enc * 1e3:.0f} ms per attempt; sizes kB: ", end="")
+        print(", ".join(f"{k} {v:.0f}" for k, v in sizes.items()))
+
+        n = a.attempts
+        store.create_campaign("img", [{"seed": i} for i in range(n)])
+        t = time.perf_counter()
+        for i in range(n):
+            store.store_attempt(record("img", i), sets[i % len(sets)])
+        dt = time.perf_counter() - t
+        print(
+            f"store_attempt with 4 images: {n / dt:.1f} attempts/s, "
+            f"{n * per_attempt / dt / 1e6:.1f} MB/s of PNG ({per_attempt / 1e6:.2f} MB per attempt)"
+        )
+
+        m = 5 * n
+        store.create_campaign("doc", [{"seed": i} for i in range(m)])
+        t = time.perf_counter()
+        for i in range(m):
+            store.store_attempt(record("doc", i), {})
+        dt = time.perf_counter() - t
+        print(f"store_attempt without images: {m / dt:.0f} attempt documents/s")
+
+        t = time.perf_counter()
+        for i in range(50):
+            store.store_attempt(record("doc", i), {})
+        print(f"duplicate store_attempt (dropped): {50 / (time.perf_counter() - t):.0f}/s")
+
+        t = time.perf_counter()
+        store.create_campaign("claims", [{"seed": i} for i in range(a.items)])
+        print(f"create_campaign with {a.items} items: {time.perf_counter() - t:.2f} s")
+        t = time.perf_counter()
+        k = 200
+        for _ in range(k):
+            store.claim("claims", "bench", 60.0)
+        print(f"claim (campaign of {a.items} items): {k / (time.perf_counter() - t):.0f} claims/s")
+        t = time.perf_counter()
+        for _ in range(20):
+            store.progress("claims")
+        print(f"progress: {(time.perf_counter() - t) / 20 * 1e3:.0f} ms")
+    finally:
+        store.client.drop_database(db)
+        store.close()
+        if server is not None:
+            server.stop()
+        tmp.cleanup()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,280 @@
+"""The ``logger`` node of a back end: hands out work items, stores attempts, reports heartbeats.
+
+Services (relative): ``claim_work`` (ClaimWork), ``store_attempt`` (StoreAttempt). Topic: ``status``
+(BackendStatus, every heartbeat_period). Database I/O other than the services' own calls (lease renewal,
+heartbeats, attempt writes) runs in background threads, so callbacks never wait on an outage for long.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+import threading
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+import rclpy
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+
+from myriad_interfaces.msg import BackendStatus
+from myriad_interfaces.srv import ClaimWork, StoreAttempt
+
+from .records import attempt_msg_to_record
+from .store import StorageUnavailable, Store
+from .writer import BufferedWriter
+
+RATE_WINDOW_S = 60.0
+
+
+class LoggerNode(Node):
+    """Logger of one back end; ``kwargs`` go to ``Node`` (namespace, context, parameter_overrides, ...)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__("logger", **kwargs)
+        self._read_parameters()
+        timeout_ms = int(self._db_timeout_s * 1000)
+        self._store = Store(self._uri, self._database, server_timeout_ms=timeout_ms)
+        self._writer = BufferedWriter(
+            lambda: Store(self._uri, self._database, server_timeout_ms=timeout_ms),
+            spool_dir=self._spool_dir,
+            on_status=self._on_writer_status,
+        )
+        self._lock = threading.Lock()
+        self._leased: dict[str, float] = {}  # item_id -> monotonic time of the last renewal
+        self._current_item = ""
+        self._waiting = False
+        self._stopping = False
+        self._attempts = 0
+        self._successes = 0
+        self._times: deque[float] = deque()
+        self._started = time.monotonic()
+        self._last_error = ""
+        self._db_down = False  # last claim/heartbeat/renewal found the database unreachable
+        self._host = socket.gethostname()
+        self._status_pub = self.create_publisher(BackendStatus, "status", 10)
+        self.create_service(ClaimWork, "claim_work", self._on_claim)
+        self.create_service(StoreAttempt, "store_attempt", self._on_store)
+        self.create_timer(self._hb_period, self._publish_status)
+        self._stop = threading.Event()
+        self._housekeeper = threading.Thread(
+            target=self._housekeep_loop, name="logger-heartbeat", daemon=True
+        )
+        self._housekeeper.start()
+        self.get_logger().info(
+            f"logger for backend {self._backend!r}: database {self._database!r} at {self._store.masked_uri}, "
+            f"campaign {self._campaign!r}, spool {self._spool_dir or 'none'}"
+        )
+
+    def _read_parameters(self) -> None:
+        ns = self.get_namespace().strip("/").replace("/", "_")
+        p = {
+            "mongo_uri": self.declare_parameter("mongo_uri", "").value,
+            "database": self.declare_parameter("database", "myriad").value,
+            "campaign": self.declare_parameter("campaign", "").value,
+            "backend_id": self.declare_parameter("backend_id", ns or socket.gethostname()).value,
+            "lease_s": self.declare_parameter("lease_s", 60.0).value,
+            "heartbeat_period": self.declare_parameter("heartbeat_period", 2.0).value,
+            "spool_dir": self.declare_parameter("spool_dir", "").value,
+            "db_timeout_s": self.declare_parameter("db_timeout_s", 5.0).value,
+        }
+        if not p["mongo_uri"]:
+            raise ValueError("parameter 'mongo_uri' is required, e.g. mongodb://127.0.0.1:27117/")
+        if not p["database"] or not p["backend_id"]:
+            raise ValueError(f"parameters 'database' and 'backend_id' must be non-empty, got {p}")
+        for name in ("lease_s", "heartbeat_period", "db_timeout_s"):
+            if not p[name] > 0:
+                raise ValueError(f"parameter {name!r} must be > 0 seconds, got {p[name]}")
+        self._uri, self._database, self._campaign = p["mongo_uri"], p["database"], p["campaign"]
+        self._backend, self._lease_s = p["backend_id"], float(p["lease_s"])
+        self._hb_period, self._db_timeout_s = float(p["heartbeat_period"]), float(p["db_timeout_s"])
+        self._spool_dir = Path(p["spool_dir"]) if p["spool_dir"] else None
+
+    # -- services --------------------------------------------------------------------------------------
+
+    def _on_claim(self, req: ClaimWork.Request, res: ClaimWork.Response) -> ClaimWork.Response:
+        res.campaign = self._campaign
+        if not self._campaign:
+            res.message = "no campaign: set the logger's parameter 'campaign'"
+            return res
+        try:
+            item = self._store.claim(self._campaign, self._backend, self._lease_s)
+            prog = None if item else self._store.progress(self._campaign)
+            known = item is not None or self._store.campaign(self._campaign) is not None
+        except StorageUnavailable as exc:
+            self._db_error(exc)
+            res.message = f"database unavailable: {exc}"
+            return res
+        self._db_down = False
+        if item is not None:
+            with self._lock:
+                self._leased[item["item_id"]] = time.monotonic()
+                self._current_item = item["item_id"]
+                self._waiting = False
+            res.available = True
+            res.item_id, res.item_index, res.seed = item["item_id"], item["index"], item["seed"]
+            res.params_json = json.dumps(item["params"])
+            res.message = f"leased for {self._lease_s:g} s"
+        elif not known:
+            res.message = f"no campaign named {self._campaign!r} in database {self._database!r}"
+        else:
+            res.done = prog["pending"] == 0 and prog["leased"] == 0
+            self._waiting = not res.done
+            res.message = "campaign done" if res.done else f"no pending item; {prog['leased']} leased"
+        return res
+
+    def _on_store(self, req: StoreAttempt.Request, res: StoreAttempt.Response) -> StoreAttempt.Response:
+        try:
+            record, images = attempt_msg_to_record(req.attempt)
+            record["backend"] = record["backend"] or self._backend
+            self._writer.submit(record, images)
+        except (ValueError, OSError, RuntimeError) as exc:
+            self._last_error = f"attempt rejected: {exc}"
+            self.get_logger().error(self._last_error)
+            res.message = str(exc)
+            return res
+        now = time.monotonic()
+        with self._lock:
+            self._leased.pop(record["item_id"], None)
+            if self._current_item == record["item_id"]:
+                self._current_item = ""
+            self._attempts += 1
+            self._successes += record["success"]
+            self._times.append(now)
+        res.accepted = True
+        res.buffered = self._writer.db_up is False or self._db_down
+        pending = self._writer.pending()
+        res.message = f"buffered: database unreachable, {pending} pending" if res.buffered else "queued"
+        return res
+
+    # -- status ----------------------------------------------------------------------------------------
+
+    def _db_error(self, exc: StorageUnavailable) -> None:
+        if not self._db_down:
+            self.get_logger().warning(str(exc))
+        self._db_down = True
+        self._last_error = str(exc)
+
+    def _on_writer_status(self, state: str, message: str) -> None:
+        if state == "up":
+            self.get_logger().info(message)
+        else:
+            self._last_error = message
+            self.get_logger().warning(message)
+
+    def _status_fields(self) -> dict:
+        now = time.monotonic()
+        with self._lock:
+            while self._times and self._times[0] < now - RATE_WINDOW_S:
+                self._times.popleft()
+            window = min(RATE_WINDOW_S, max(now - self._started, 1e-3))
+            if self._stopping:
+                state = "stopping"
+            elif self._writer.db_up is False or self._db_down:
+                state = "error"
+            elif self._leased:
+                state = "working"
+            else:
+                state = "waiting" if self._waiting else "idle"
+            return {
+                "campaign": self._campaign,
+                "host": self._host,
+                "pid": os.getpid(),
+                "state": state,
+                "current_item": self._current_item,
+                "attempts": self._attempts,
+                "successes": self._successes,
+                "rate": len(self._times) / window,
+                "last_error": self._last_error,
+                "pending_writes": self._writer.pending(),
+            }
+
+    def _publish_status(self) -> None:
+        f = self._status_fields()
+        msg = BackendStatus(
+            backend=self._backend,
+            host=f["host"],
+            state=f["state"],
+            current_item=f["current_item"],
+            attempts=f["attempts"],
+            successes=f["successes"],
+            rate=f["rate"],
+            last_error=f["last_error"],
+        )
+        msg.stamp = self.get_clock().now().to_msg()
+        self._status_pub.publish(msg)
+
+    def _housekeep_loop(self) -> None:
+        while True:
+            self._renew_leases()
+            try:
+                self._store.heartbeat(self._backend, **self._status_fields())
+                self._db_down = False
+            except StorageUnavailable as exc:
+                self._db_error(exc)
+            if self._stop.wait(self._hb_period):
+                return
+
+    def _renew_leases(self) -> None:
+        now = time.monotonic()
+        with self._lock:
+            due = [i for i, t in self._leased.items() if now - t >= self._lease_s / 3]
+        for item_id in due:
+            try:
+                held = self._store.renew(item_id, self._backend, self._lease_s)
+            except StorageUnavailable as exc:
+                self._db_error(exc)
+                return
+            with self._lock:
+                if held and item_id in self._leased:
+                    self._leased[item_id] = now
+                elif not held and self._leased.pop(item_id, None) is not None:
+                    self.get_logger().warning(f"lease of {item_id} lost (expired and reclaimed, or done)")
+
+    # -- shutdown --------------------------------------------------------------------------------------
+
+    def close(self, flush_timeout: float = 5.0) -> None:
+        """Stop heartbeats, flush buffered attempts (spooled ones survive a timeout), close the DB."""
+        if self._stopping:
+            return
+        self._stopping = True
+        self._stop.set()
+        self._housekeeper.join(timeout=self._db_timeout_s + 1.0)
+        if not self._writer.close(flush_timeout):
+            self.get_logger().warning(f"{self._writer.pending()} attempts not flushed at shutdown")
+        try:
+            self._store.heartbeat(self._backend, **self._status_fields())
+        except StorageUnavailable:
+            pass
+        self._store.close()
+
+    def destroy_node(self) -> None:
+        self.close()
+        super().destroy_node()
+
+
+def main(args: list[str] | None = None) -> None:
+    """Run the logger node alone until SIGINT or external shutdown."""
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = LoggerNode()
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except ValueError as exc:  # invalid parameters
+        print(f"logger: {exc}", file=sys.stderr)
+        rclpy.try_shutdown()
+        sys.exit(2)
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,261 @@
+"""Shared pytest fixtures of the Myriad workspace. Append new fixtures in their own clearly marked section."""
+
+from __future__ import annotations
+
+import socket
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+WS = Path(__file__).resolve().parents[1]
+
+# ---------------------------------------------------------------------------------------------------------
+# myriad_storage fixtures: a real SecantusDB server (in-process or as a subprocess); no mocks.
+# ---------------------------------------------------------------------------------------------------------
+
+try:  # importable from install/ after colcon build; from the source tree before it
+    import myriad_storage  # noqa: F401
+except ImportError:
+    sys.path.insert(0, str(WS / "src" / "myriad_storage"))
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def mongo_uri():
+    """URI of an in-process, in-memory SecantusDB server shared by the whole session."""
+    from secantus import SecantusDBServer
+
+    server = SecantusDBServer(host="127.0.0.1", port=0, storage_path=":memory:")
+    server.start()
+    try:
+        yield server.uri
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def storage_store(mongo_uri):
+    """A Store on a fresh database (dropped afterwards) of the session server."""
+    from myriad_storage.store import Store
+
+    name = f"test_{uuid.uuid4().hex[:12]}"
+    store = Store(mongo_uri, database=name, server_timeout_ms=3000)
+    store.ensure_indexes()
+    try:
+        yield store
+    finally:
+        store.client.drop_database(name)
+        store.close()
+
+
+@pytest.fixture
+def storage_local_server(tmp_path):
+    """A LocalServer (secantusd-py subprocess) in tmp_path on a free port, started; stopped afterwards."""
+    from myriad_storage.server import LocalServer
+
+    server = LocalServer(tmp_path / "dbserver", port=free_port())
+    server.ensure_running()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def storage_attempt_factory():
+    """make(campaign, index, success=True, size=64) -> (record, images) of a synthetic attempt with real PNGs."""
+    import numpy as np
+
+    from myriad_storage.codec import depth_to_png, encode_png, seg_to_png
+
+    def make(campaign: str, index: int, success: bool = True, size: int = 64) -> tuple[dict, dict]:
+        rng = np.random.default_rng(index)
+        item_id = f"{campaign}/{index:06d}"
+        record = {
+            "attempt_key": f"{item_id}/0",
+            "campaign": campaign,
+            "item_id": item_id,
+            "item_index": index,
+            "attempt_index": 0,
+            "backend": "b0",
+            "seed": index,
+            "params": {"seed": index},
+            "grasp": {"x": 0.1, "y": 0.2, "z": 0.3, "yaw": 0.0},
+            "success": success,
+        }
+        images = {
+            "pre_rgb": encode_png(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)),
+            "pre_depth": depth_to_png(rng.uniform(0.2, 2.0, (size, size)).astype(np.float32)),
+            "pre_segmentation": seg_to_png(rng.integers(-1, 6, (size, size), dtype=np.int32)),
+        }
+        return record, images
+
+    return make
+
+
+# ---------------------------------------------------------------------------------------------------------
+# ROS fixtures: node processes started like the front end starts them, and a client node in the test process.
+# ---------------------------------------------------------------------------------------------------------
+
+import os  # noqa: E402
+import random  # noqa: E402
+import threading  # noqa: E402
+
+# One DDS domain per test session, so a developer's running back ends never answer a test.
+os.environ.setdefault("ROS_DOMAIN_ID", str(random.Random(os.getpid()).randint(1, 100)))
+os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+os.environ.setdefault("MYRIAD_WS", str(WS))
+
+
+@pytest.fixture
+def node_procs(tmp_path):
+    """start(classes, namespace, params={node: {...}}) -> Popen; every process group is stopped afterwards."""
+    import yaml
+
+    from myriad_frontend.processes import clean_shared_memory, ros_env, start_group, stop_groups
+
+    procs = []
+
+    def start(classes: list[str], namespace: str, params: dict | None = None, log: str | None = None):
+        pfile = tmp_path / f"params_{len(procs)}.yaml"
+        pfile.write_text(
+            yaml.safe_dump({f"{namespace}/{n}": {"ros__parameters": p} for n, p in (params or {}).items()})
+            if params
+            else "{}\n"
+        )
+        cmd = [sys.executable, "-m", "myriad_runtime.container", "--nodes", *classes]
+        cmd += ["--ros-args", "-r", f"__ns:={namespace}", "-r", f"/clock:={namespace}/clock"]
+        cmd += ["--params-file", str(pfile)] if params else []
+        proc = start_group(cmd, tmp_path / (log or f"proc_{len(procs)}.log"), ros_env())
+        procs.append(proc)
+        return proc
+
+    yield start
+    stop_groups(procs)
+    clean_shared_memory()
+
+
+class RosClient:
+    """A node in the test process, spun in a background thread; blocking calls with timeouts."""
+
+    def __init__(self, namespace: str):
+        import rclpy
+        from rclpy.executors import MultiThreadedExecutor
+
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context)
+        self.node = rclpy.create_node("test_client", namespace=namespace, context=self.context)
+        self.executor = MultiThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
+        self.thread.start()
+
+    def call(self, srv_type, name: str, request, timeout: float = 60.0):
+        client = self.node.create_client(srv_type, name)
+        assert client.wait_for_service(timeout_sec=timeout), f"service {name} not available"
+        future = client.call_async(request)
+        done = threading.Event()
+        future.add_done_callback(lambda _f: done.set())
+        assert done.wait(timeout), f"service {name} did not answer in {timeout} s"
+        return future.result()
+
+    def action(self, action_type, name: str, goal, timeout: float = 60.0):
+        from rclpy.action import ActionClient
+
+        client = ActionClient(self.node, action_type, name)
+        assert client.wait_for_server(timeout_sec=timeout), f"action {name} not available"
+        handle = self._wait(client.send_goal_async(goal), timeout)
+        assert handle.accepted, f"goal of {name} rejected"
+        return self._wait(handle.get_result_async(), timeout).result
+
+    @staticmethod
+    def _wait(future, timeout):
+        done = threading.Event()
+        future.add_done_callback(lambda _f: done.set())
+        assert done.wait(timeout), "no answer in time"
+        return future.result()
+
+    def close(self):
+        self.executor.shutdown()
+        self.node.destroy_node()
+        self.context.try_shutdown()
+
+
+@pytest.fixture
+def ros_client():
+    """make(namespace) -> RosClient; closed afterwards."""
+    clients = []
+
+    def make(namespace: str) -> RosClient:
+        clients.append(RosClient(namespace))
+        return clients[-1]
+
+    yield make
+    for c in clients:
+        c.close()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# dashboard fixtures: a seeded database and a dashboard served from it on a free loopback port.
+# ---------------------------------------------------------------------------------------------------------
+
+for _pkg in ("myriad_frontend", "myriad_sim"):  # the source tree when the package is not built yet
+    try:
+        __import__(_pkg)
+    except ImportError:
+        sys.path.insert(0, str(WS / "src" / _pkg))
+
+
+@pytest.fixture(scope="session")
+def dashboard_attempt(storage_attempt_factory):
+    """make(campaign, index, backend="b0", success=True) -> (record, images): a full attempt record with objects,
+    outcome, grasp over the tray and four real PNGs (pre RGB/depth/segmentation, post RGB)."""
+
+    def make(campaign: str, index: int, backend: str = "b0", success: bool = True) -> tuple[dict, dict]:
+        record, images = storage_attempt_factory(campaign, index, success=success)
+        obj = index % 4
+        record.update(
+            backend=backend,
+            extra={"outcome": "lifted" if success else "slipped", "target": f"obj{obj}", "moves": 3},
+            grasp={"x": 0.6, "y": 0.02 * (obj - 2), "z": 0.04, "yaw": 0.3 * obj},
+            objects=[
+                {
+                    "name": f"obj{obj}",
+                    "source": f"pybullet_data:random_urdfs/{obj:03d}/{obj:03d}.urdf",
+                    "position": [0.6, 0.0, 0.02],
+                    "orientation": [0.0, 0.0, 0.0, 1.0],
+                }
+            ],
+            lifted_object=f"obj{obj}" if success else "",
+            lift_height=0.1 if success else 0.0,
+            camera={"width": 64, "height": 64, "k": [55.0, 0, 32.0, 0, 55.0, 32.0, 0, 0, 1.0]},
+        )
+        images["post_rgb"] = images["pre_rgb"]  # same bytes, stored as a distinct GridFS file
+        return record, images
+
+    return make
+
+
+@pytest.fixture
+def dashboard_serve(mongo_uri):
+    """start(database, token=None) -> a started DashboardServer on a free loopback port; stopped afterwards."""
+    from myriad_frontend.dashboard import serve
+
+    servers = []
+
+    def start(database: str, token: str | None = None):
+        server = serve(mongo_uri, database, host="127.0.0.1", port=0, token=token, poll_interval_s=0.25)
+        servers.append(server)
+        return server
+
+    yield start
+    for s in servers:
+        s.stop()

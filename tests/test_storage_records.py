@@ -1,0 +1,87 @@
+"""GraspAttempt message -> attempt record + PNG images, with the generated message classes (no rclpy.init)."""
+
+import json
+
+import numpy as np
+import pytest
+
+msg_mod = pytest.importorskip("myriad_interfaces.msg", reason="source scripts/env.sh (built interfaces)")
+from sensor_msgs.msg import Image  # noqa: E402
+
+from myriad_storage.codec import decode_png, png_to_depth, png_to_seg  # noqa: E402
+from myriad_storage.records import attempt_msg_to_record, image_msg_to_array  # noqa: E402
+
+
+def image(array, encoding, pad=0):
+    a = np.ascontiguousarray(array)
+    h, w = a.shape[:2]
+    row = a.nbytes // h
+    data = np.zeros((h, row + pad), np.uint8)
+    data[:, :row] = a.view(np.uint8).reshape(h, row)
+    return Image(height=h, width=w, encoding=encoding, step=row + pad, data=data.tobytes())
+
+
+def test_image_decoding_handles_bgr_and_row_padding():
+    rgb = np.random.default_rng(0).integers(0, 256, (5, 7, 3), dtype=np.uint8)
+    assert np.array_equal(image_msg_to_array(image(rgb, "rgb8", pad=3)), rgb)
+    assert np.array_equal(image_msg_to_array(image(rgb[:, :, ::-1], "bgr8")), rgb)
+    big = Image(
+        height=2, width=2, encoding="16UC1", is_bigendian=1, step=4, data=bytes([1, 2, 0, 0, 0, 0, 0, 3])
+    )
+    assert image_msg_to_array(big).tolist() == [[258, 0], [0, 3]]
+    with pytest.raises(ValueError, match="unsupported image encoding 'yuv422'"):
+        image_msg_to_array(Image(height=1, width=1, encoding="yuv422", step=2, data=bytes(2)))
+
+
+def test_attempt_msg_to_record():
+    rng = np.random.default_rng(1)
+    rgb = rng.integers(0, 256, (24, 32, 3), dtype=np.uint8)
+    depth = rng.uniform(0.3, 1.5, (24, 32)).astype(np.float32)
+    seg = rng.integers(-1, 5, (24, 32)).astype(np.int32)
+    m = msg_mod.GraspAttempt(
+        attempt_key="c/000004/0",
+        campaign="c",
+        item_id="c/000004",
+        item_index=4,
+        backend="myriad_b0",
+        seed=44,
+        params_json=json.dumps({"seed": 44, "objects": 3}),
+        extra_json="",
+        timings_json='{"reset": 0.1}',
+        success=True,
+        lifted_object="obj1",
+        lift_height=0.21,
+        code_version="abc123",
+        pre_rgb=image(rgb, "rgb8"),
+        pre_depth=image(depth, "32FC1"),
+        pre_segmentation=image(seg, "32SC1"),
+    )
+    m.grasp.x, m.grasp.yaw = 0.5, 1.0
+    m.objects = [msg_mod.EntityState(name="obj1", source="object:12", body_id=3)]
+    m.objects[0].pose.position.z = 0.7
+    m.objects[0].pose.orientation.w = 1.0
+    m.camera_info.width, m.camera_info.height = 32, 24
+    m.camera_info.k = [100.0, 0, 16, 0, 100.0, 12, 0, 0, 1]
+
+    record, images = attempt_msg_to_record(m)
+    assert record["params"] == {"seed": 44, "objects": 3} and record["extra"] == {}
+    assert record["timings"] == {"reset": 0.1} and record["seed"] == 44 and record["success"] is True
+    assert record["grasp"] == {"x": 0.5, "y": 0.0, "z": 0.0, "yaw": 1.0}
+    assert record["objects"] == [
+        {
+            "name": "obj1",
+            "source": "object:12",
+            "body_id": 3,
+            "position": [0, 0, 0.7],
+            "orientation": [0, 0, 0, 1],
+        }
+    ]
+    assert record["camera"] == {"width": 32, "height": 24, "k": [100.0, 0, 16, 0, 100.0, 12, 0, 0, 1]}
+    assert set(images) == {"pre_rgb", "pre_depth", "pre_segmentation"}  # empty post_rgb left out
+    assert np.array_equal(decode_png(images["pre_rgb"]), rgb)
+    assert np.abs(png_to_depth(images["pre_depth"]) - depth).max() <= 0.0005 + 1e-6
+    assert np.array_equal(png_to_seg(images["pre_segmentation"]), seg)
+
+    m.params_json = "[1, 2]"
+    with pytest.raises(ValueError, match="params_json must be a JSON object"):
+        attempt_msg_to_record(m)

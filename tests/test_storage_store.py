@@ -1,0 +1,169 @@
+"""Store against a real (in-process) SecantusDB: campaigns, leases, attempts, images, errors."""
+
+import threading
+import time
+
+import pytest
+from conftest import free_port
+
+from myriad_storage.server import LocalServer
+from myriad_storage.store import StorageUnavailable, Store
+
+
+def items(n, offset=0):
+    return [{"seed": offset + i, "objects": 3} for i in range(n)]
+
+
+def test_campaign_idempotent_and_conflict(storage_store):
+    s = storage_store
+    first = s.create_campaign("c1", items(5), template={"objects": 3}, seed=7)
+    assert first["target"] == 5 and first["finished_at"] is None
+    again = s.create_campaign("c1", items(5))
+    assert again["created_at"] == first["created_at"]
+    assert [w["item_id"] for w in s.work_items("c1")] == [f"c1/{i:06d}" for i in range(5)]
+    with pytest.raises(ValueError, match="'c1' already exists with different items"):
+        s.create_campaign("c1", items(5, offset=1))
+    with pytest.raises(ValueError, match="int 'seed'"):
+        s.create_campaign("c2", [{"objects": 3}])
+    assert [c["name"] for c in s.campaigns()] == ["c1"]
+    s.finish_campaign("c1")
+    assert s.campaign("c1")["finished_at"] is not None
+    with pytest.raises(KeyError):
+        s.finish_campaign("nope")
+
+
+def test_claim_renew_release_and_expiry_reclaim(storage_store):
+    s = storage_store
+    s.create_campaign("c", items(3))
+    a = s.claim("c", "A", lease_s=0.3)
+    assert (
+        a["item_id"] == "c/000000" and a["state"] == "leased" and a["lease_owner"] == "A" and a["claims"] == 1
+    )
+    assert s.renew(a["item_id"], "A", 0.3) and not s.renew(a["item_id"], "B", 0.3)
+    assert s.claim("c", "B", 0.3)["item_id"] == "c/000001"
+    time.sleep(0.45)  # both leases expire; the lowest index is reclaimed first
+    b = s.claim("c", "B", 5.0)
+    assert b["item_id"] == "c/000000" and b["lease_owner"] == "B" and b["claims"] == 2
+    assert not s.renew("c/000000", "A", 5.0)
+    assert not s.release("c/000000", "A") and s.release("c/000000", "B")
+    assert s.work_items("c", state="pending")[0]["item_id"] == "c/000000"
+    p = s.progress("c")
+    assert (p["target"], p["pending"], p["leased"], p["done"]) == (3, 2, 1, 0)
+    # an expired lease goes first, then pending items by index
+    assert [s.claim("c", "C", 5.0)["item_id"] for _ in range(3)] == ["c/000001", "c/000000", "c/000002"]
+    assert s.claim("c", "C", 5.0) is None
+
+
+def test_claim_floor_windows_and_release(storage_store, monkeypatch):
+    import myriad_storage.store as store_mod
+
+    monkeypatch.setattr(store_mod, "CLAIM_WINDOW", 2)
+    s = storage_store
+    s.create_campaign("w", items(7))
+    assert [s.claim("w", "A", 60.0)["index"] for _ in range(7)] == list(range(7))
+    assert s.claim("w", "A", 60.0) is None
+    assert s.campaign("w")["claim_floor"] == 8
+    assert s.release("w/000003", "A")
+    assert s.campaign("w")["claim_floor"] == 3
+    assert s.claim("w", "B", 60.0)["index"] == 3
+    assert s.release("w/000005", "A") and s.release("w/000001", "A")
+    assert [s.claim("w", "B", 60.0)["index"] for _ in range(2)] == [1, 5]
+    assert s.claim("w", "B", 60.0) is None
+
+
+def test_concurrent_claims_never_share_an_item(storage_store, mongo_uri):
+    s = storage_store
+    s.create_campaign("cc", items(40))
+    got: dict[str, list] = {}
+
+    def worker(name):
+        with Store(mongo_uri, s.db.name) as mine:
+            got[name] = []
+            while (item := mine.claim("cc", name, 60.0)) is not None:
+                got[name].append(item["item_id"])
+
+    threads = [threading.Thread(target=worker, args=(f"b{i}",)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    claimed = [i for ids in got.values() for i in ids]
+    assert len(claimed) == 40 and len(set(claimed)) == 40
+    assert s.progress("cc")["leased"] == 40
+
+
+def test_store_attempt_idempotent_and_images_byte_equal(storage_store, storage_attempt_factory):
+    s = storage_store
+    s.create_campaign("sa", items(2))
+    item = s.claim("sa", "b0", 60.0)
+    record, images = storage_attempt_factory("sa", item["index"])
+    assert s.store_attempt(record, images) == (record["attempt_key"], True)
+    files = s.db["images.files"].count_documents({})
+    assert files == 3
+
+    dup = {**record, "backend": "other", "success": False}
+    assert s.store_attempt(dup, images) == (record["attempt_key"], False)
+    assert s.db["images.files"].count_documents({}) == files
+    assert s.count_attempts({"campaign": "sa"}) == 1
+
+    doc = s.attempt(record["attempt_key"])
+    assert doc["backend"] == "b0" and doc["success"] is True and doc["created_at"] is not None
+    for name, data in images.items():
+        assert s.image(doc["images"][name]) == data
+        assert s.image(str(doc["images"][name])) == data
+    w = s.work_items("sa", state="done")
+    assert [x["attempt_key"] for x in w] == [record["attempt_key"]]
+    p = s.progress("sa")
+    assert (p["done"], p["pending"], p["attempts"], p["successes"]) == (1, 1, 1, 1)
+    assert [a["attempt_key"] for a in s.attempts({"backend": "b0"}, limit=5)] == [record["attempt_key"]]
+    with pytest.raises(KeyError, match="no image"):
+        s.image("0123456789ab0123456789ab")
+
+
+def test_done_even_if_lease_was_reclaimed(storage_store, storage_attempt_factory):
+    s = storage_store
+    s.create_campaign("rc", items(1))
+    s.claim("rc", "slow", 0.1)
+    time.sleep(0.2)
+    assert s.claim("rc", "fast", 60.0)["lease_owner"] == "fast"
+    record, images = storage_attempt_factory("rc", 0)
+    assert s.store_attempt({**record, "backend": "slow"}, images)[1] is True  # first stored wins
+    assert s.store_attempt({**record, "backend": "fast"}, images)[1] is False
+    (w,) = s.work_items("rc")
+    assert w["state"] == "done" and w["attempt_key"] == record["attempt_key"]
+    assert s.claim("rc", "fast", 60.0) is None
+
+
+def test_heartbeat_upsert_and_backends(storage_store):
+    s = storage_store
+    s.heartbeat("b0", campaign="c", state="idle", attempts=0)
+    s.heartbeat("b0", campaign="c", state="working", attempts=3)
+    s.heartbeat("b1", campaign="d", state="idle")
+    (b0,) = s.backends("c")
+    assert b0["state"] == "working" and b0["attempts"] == 3 and b0["updated_at"] >= b0["created_at"]
+    assert [b["backend"] for b in s.backends()] == ["b0", "b1"]
+
+
+def test_unreachable_server_error_masks_password():
+    port = free_port()
+    store = Store(f"mongodb://myriad:s3cret@127.0.0.1:{port}/", server_timeout_ms=300)
+    with pytest.raises(StorageUnavailable) as err:
+        store.ping()
+    text = str(err.value)
+    assert f"mongodb://myriad:***@127.0.0.1:{port}/" in text and "s3cret" not in text
+    assert err.value.uri == f"mongodb://myriad:***@127.0.0.1:{port}/"
+    store.close()
+
+
+def test_local_server_reuse_and_stop(storage_local_server, tmp_path):
+    srv = storage_local_server
+    assert srv.is_running()
+    again = LocalServer(srv.data_dir, port=srv.port)
+    assert again.ensure_running() == srv.uri and again.pid() == srv.pid()
+    with Store(srv.uri, server_timeout_ms=2000) as s:
+        s.ping()
+    other = LocalServer(tmp_path / "other", port=srv.port)
+    with pytest.raises(RuntimeError, match="in use by a process that is not"):
+        other.ensure_running()
+    srv.stop()
+    assert not srv.is_running() and not srv.pid_file.exists()
