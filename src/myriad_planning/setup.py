@@ -15,8 +15,6 @@ setup(
     description="Motion planner with OMPL, PyBullet collision checks and time parametrization (the MoveIt role).",
     license="Apache-2.0",
     entry_points={
-        "console_scripts": [
-            "planner = myriad_planning.planner_node:main"
-        ],
+        "console_scripts": ["planner = myriad_planning.planner_node:main"],
     },
 )

@@ -1,0 +1,250 @@
+"""The planner node (the MoveIt move_group role): `plan` service and `plan_and_execute` action."""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+import numpy as np
+from builtin_interfaces.msg import Duration
+from geometry_msgs.msg import Pose
+from rclpy.action import ActionClient, ActionServer, CancelResponse
+from rclpy.callback_groups import ReentrantCallbackGroup
+from rclpy.node import Node
+from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
+
+from myriad_interfaces.action import ExecuteTrajectory, PlanAndExecute
+from myriad_interfaces.srv import CaptureImages, GetEntityState, PlanMotion, StepSimulation
+from myriad_planning.config import load_config
+from myriad_planning.planner import INVALID_GOAL, PLANNING_FAILED, SUCCESS, Planner, PlanResult
+from myriad_planning.scene import ObjectState, Scene, camera_pose
+from myriad_planning.timing import Trajectory, robot_trajectory
+from myriad_sim.image_codec import imgmsg_to_cv2
+from myriad_sim.spec import load_world
+
+EXECUTION_FAILED = -4
+SERVICE_TIMEOUT = 5.0  # s, for the sim server's services and the controller accepting a goal
+
+
+class CallError(RuntimeError):
+    """A service or action of another node did not answer; the message says which."""
+
+
+def wait(future, timeout: float, what: str):
+    """Block this callback thread until `future` is done (other executor threads deliver it)."""
+    done = threading.Event()
+    future.add_done_callback(lambda _f: done.set())
+    if not done.wait(timeout):
+        raise CallError(f"{what}: no answer within {timeout:.1f} s")
+    return future.result()
+
+
+def trajectory_msg(names: tuple[str, ...], traj: Trajectory) -> JointTrajectory:
+    msg = JointTrajectory(joint_names=list(names))
+    for t, q, v in zip(traj.times, traj.positions, traj.velocities):
+        sec = int(t)
+        msg.points.append(
+            JointTrajectoryPoint(
+                positions=q.tolist(),
+                velocities=v.tolist(),
+                time_from_start=Duration(sec=sec, nanosec=int(round((t - sec) * 1e9))),
+            )
+        )
+    return msg
+
+
+def pose_of(msg: Pose) -> tuple[np.ndarray, np.ndarray] | None:
+    """Position and unit quaternion of a Pose message, or None when its quaternion is zero."""
+    o = msg.orientation
+    q = np.array([o.x, o.y, o.z, o.w])
+    n = float(np.linalg.norm(q))
+    return (np.array([msg.position.x, msg.position.y, msg.position.z]), q / n) if n > 1e-6 else None
+
+
+class PlannerNode(Node):
+    """Plans on a private PyBullet copy of the world, synced from the sim server before every request."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__("planner", **kwargs)
+        self.declare_parameter("world_file", "worlds/tray.yaml")
+        self.declare_parameter("planning_config", "config/planning.yaml")
+        self.declare_parameter("seed", 0)
+        ws = Path(os.environ.get("MYRIAD_WS", os.getcwd()))
+        world_file, config_file = (
+            Path(p) if Path(p).is_absolute() else ws / p
+            for p in (self.get_parameter("world_file").value, self.get_parameter("planning_config").value)
+        )
+        self.spec, self.config = load_world(world_file), load_config(config_file)
+        self.scene = Scene(self.spec, self.config)
+        self.planner = Planner(self.scene, self.config)
+        self._lock = threading.Lock()  # one request at a time on the planning scene
+        self._seeds = np.random.default_rng(self.get_parameter("seed").value)  # for requests without a seed
+        group = ReentrantCallbackGroup()
+        self.state_client = self.create_client(GetEntityState, "get_entity_state", callback_group=group)
+        self.capture_client = self.create_client(CaptureImages, "capture_images", callback_group=group)
+        self.step_client = self.create_client(StepSimulation, "step_simulation", callback_group=group)
+        self.execute_client = ActionClient(
+            self, ExecuteTrajectory, "execute_trajectory", callback_group=group
+        )
+        self.create_service(PlanMotion, "plan", self._plan_service, callback_group=group)
+        self.action_server = ActionServer(
+            self,
+            PlanAndExecute,
+            "plan_and_execute",
+            self._plan_and_execute,
+            cancel_callback=lambda _goal: CancelResponse.ACCEPT,
+            callback_group=group,
+        )
+        self.get_logger().info(
+            f"planner ready: {self.config.default_planner} by default, obstacles from {self.config.obstacle_source}"
+        )
+
+    # -- inputs from the sim -----------------------------------------------------------------------------------------
+
+    def current_joints(self) -> np.ndarray:
+        """Arm positions now, read with a 0-step step_simulation: exact and in order with the sim's other requests
+        (a joint_states message could still be from before the last reset)."""
+        msg = self._call(
+            self.step_client, StepSimulation.Request(steps=0), "step_simulation (0 steps)"
+        ).joint_state
+        index = {n: i for i, n in enumerate(msg.name)}
+        missing = [n for n in self.spec.robot.arm_joints if n not in index]
+        if missing:
+            raise CallError(f"joint_states: no positions for {missing}")
+        return np.array([msg.position[index[n]] for n in self.spec.robot.arm_joints])
+
+    def _call(self, client, request, what: str):
+        if not client.wait_for_service(timeout_sec=SERVICE_TIMEOUT):
+            raise CallError(f"{what}: service not available")
+        return wait(client.call_async(request), SERVICE_TIMEOUT, what)
+
+    def sync_scene(self, q: np.ndarray) -> None:
+        """Objects from the sim's entity states, or voxels from a fresh depth image (robot at q)."""
+        if self.config.obstacle_source == "depth":
+            res = self._call(self.capture_client, CaptureImages.Request(), "capture_images")
+            if not res.success:
+                raise CallError(f"capture_images: {res.message}")
+            K = np.array(res.camera_info.k, float).reshape(3, 3)
+            self.scene.sync([])
+            self.scene.update_from_depth(imgmsg_to_cv2(res.depth), K, camera_pose(self.spec.camera), q)
+            return
+        res = self._call(self.state_client, GetEntityState.Request(), "get_entity_state")
+        if not res.success:
+            raise CallError(f"get_entity_state: {res.message}")
+        self.scene.sync(
+            ObjectState(
+                s.name,
+                s.source,
+                (s.pose.position.x, s.pose.position.y, s.pose.position.z),
+                (s.pose.orientation.x, s.pose.orientation.y, s.pose.orientation.z, s.pose.orientation.w),
+            )
+            for s in res.states
+        )
+
+    # -- planning ----------------------------------------------------------------------------------------------------
+
+    def plan(self, request) -> tuple[PlanResult, JointTrajectory]:
+        """Plan a PlanMotion / PlanAndExecute request on the freshly synced scene."""
+        pose = pose_of(request.pose_goal) if request.goal_type in ("pose", "cartesian") else None
+        if request.goal_type in ("pose", "cartesian") and pose is None:
+            return PlanResult(
+                INVALID_GOAL, "pose_goal: the orientation is a zero quaternion"
+            ), JointTrajectory()
+        with self._lock:
+            given_seed = getattr(request, "seed", -1)
+            seed = given_seed if given_seed >= 0 else int(self._seeds.integers(2**31))
+            try:
+                given = list(getattr(request, "start", []))
+                start = np.array(given) if given else self.current_joints()
+                self.sync_scene(start)
+            except CallError as exc:
+                return PlanResult(PLANNING_FAILED, str(exc)), JointTrajectory()
+            result = self.planner.plan(
+                request.goal_type,
+                start,
+                list(request.joint_goal),
+                pose,
+                request.planner,
+                request.time_limit,
+                seed,
+            )
+        if not result.success:
+            self.get_logger().info(f"{request.goal_type} plan failed ({result.code}): {result.message}")
+            return result, JointTrajectory()
+        try:
+            traj = robot_trajectory(result.path, self.spec.robot, self.config)
+        except RuntimeError as exc:
+            return PlanResult(PLANNING_FAILED, str(exc), planner=result.planner), JointTrajectory()
+        return result, trajectory_msg(self.spec.robot.arm_joints, traj)
+
+    def _plan_service(self, req: PlanMotion.Request, res: PlanMotion.Response) -> PlanMotion.Response:
+        result, res.trajectory = self.plan(req)
+        res.error_code, res.message, res.planner = result.code, result.message, result.planner
+        res.planning_time, res.path_length = result.planning_time, result.path_length
+        return res
+
+    def _plan_and_execute(self, goal_handle) -> PlanAndExecute.Result:
+        out = PlanAndExecute.Result()
+        goal_handle.publish_feedback(PlanAndExecute.Feedback(phase="planning"))
+        result, traj = self.plan(goal_handle.request)
+        out.error_code, out.message = result.code, result.message
+        out.planning_time, out.path_length = result.planning_time, result.path_length
+        if result.success:
+            goal_handle.publish_feedback(PlanAndExecute.Feedback(phase="executing"))
+            out.error_code, out.message, out.execution_time = self.execute(traj, goal_handle)
+        if goal_handle.is_cancel_requested:
+            goal_handle.canceled()
+        elif out.error_code == SUCCESS:
+            goal_handle.succeed()
+        else:
+            goal_handle.abort()
+        return out
+
+    def execute(self, traj: JointTrajectory, goal_handle) -> tuple[int, str, float]:
+        """Run a trajectory on the controller; (code, message, execution time from the plan)."""
+        if not traj.points:
+            return SUCCESS, "already at the goal", 0.0
+        end = traj.points[-1].time_from_start
+        duration = end.sec + end.nanosec * 1e-9
+        try:
+            if not self.execute_client.wait_for_server(timeout_sec=SERVICE_TIMEOUT):
+                raise CallError("execute_trajectory: action server not available")
+            handle = wait(
+                self.execute_client.send_goal_async(ExecuteTrajectory.Goal(trajectory=traj)),
+                SERVICE_TIMEOUT,
+                "execute_trajectory (goal)",
+            )
+            if not handle.accepted:
+                return EXECUTION_FAILED, "execute_trajectory rejected the trajectory", 0.0
+            future = handle.get_result_async()
+            done = threading.Event()
+            future.add_done_callback(lambda _f: done.set())
+            deadline = duration + 2 * SERVICE_TIMEOUT
+            while not done.wait(0.05):
+                deadline -= 0.05
+                if goal_handle.is_cancel_requested:
+                    handle.cancel_goal_async()
+                if deadline < 0:
+                    raise CallError(
+                        f"execute_trajectory: no result {2 * SERVICE_TIMEOUT:.0f} s after its end"
+                    )
+            res = future.result().result
+        except CallError as exc:
+            return EXECUTION_FAILED, str(exc), 0.0
+        if res.error_code != 0:
+            return EXECUTION_FAILED, f"execution failed ({res.error_code}): {res.message}", duration
+        return SUCCESS, "", duration
+
+    def close(self) -> None:
+        self.scene.world.close()
+
+
+def main(args: list[str] | None = None) -> None:
+    from myriad_runtime.container import run_nodes
+
+    run_nodes([PlannerNode], args)
+
+
+if __name__ == "__main__":
+    main()

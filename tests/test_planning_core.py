@@ -1,0 +1,168 @@
+"""Planning core (kinematics, scene, OMPL planner, timing, config) with real OMPL and PyBullet."""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import pybullet as pb
+import pytest
+
+from myriad_planning.config import ConfigError, load_config
+from myriad_planning.planner import INVALID_GOAL, NO_IK_SOLUTION, SUCCESS, Planner
+from myriad_planning.scene import ObjectState, Scene, camera_pose
+from myriad_planning.timing import densify, robot_trajectory
+from myriad_sim.spec import load_world
+from myriad_sim.world import World
+
+ROOT = Path(__file__).resolve().parents[1]
+DOWN = pb.getQuaternionFromEuler([0.0, math.pi, 0.0])
+WALL_POS = (0.6, 0.0, 0.25)
+
+
+@pytest.fixture(scope="module")
+def spec():
+    return load_world(ROOT / "worlds" / "tray.yaml")
+
+
+@pytest.fixture(scope="module")
+def config():
+    return load_config(ROOT / "config" / "planning.yaml")
+
+
+@pytest.fixture(scope="module")
+def wall(tmp_path_factory) -> str:
+    """A 0.4 x 0.02 x 0.5 m box standing across the tray, between its left and right halves."""
+    path = tmp_path_factory.mktemp("models") / "wall.urdf"
+    box = '<geometry><box size="0.4 0.02 0.5"/></geometry>'
+    path.write_text(
+        f'<robot name="wall"><link name="base"><collision>{box}</collision><visual>{box}</visual></link></robot>'
+    )
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def sim(spec, wall):
+    """An independent world holding the wall: the ground truth the plans are judged against."""
+    world = World(spec, renderer="tiny")
+    world.spawn("wall", wall, WALL_POS, fixed=True, check_overlap=False)
+    yield world
+    world.close()
+
+
+@pytest.fixture(scope="module")
+def planner(spec, config):
+    scene = Scene(spec, config)
+    yield Planner(scene, config)
+    scene.world.close()
+
+
+@pytest.fixture(scope="module")
+def ends(planner):
+    """Joint configurations with the gripper pointing down over the left and right halves of the tray."""
+    kin = planner.scene.kinematics
+    return kin.ik([0.6, 0.2, 0.2], DOWN), kin.ik([0.6, -0.2, 0.2], DOWN)
+
+
+def contacts(world: World, q) -> list[str]:
+    """Bodies the robot at q touches in `world` (the robot base resting on the table excepted)."""
+    world.robot.reset_joints(q)
+    hits = []
+    for name, e in world.entities.items():
+        if name == "robot":
+            continue
+        pts = pb.getClosestPoints(world.robot.body, e.body, 0.0, physicsClientId=world.client)
+        if any(not (name == "table" and p[3] == -1) for p in pts):
+            hits.append(name)
+    return hits
+
+
+def assert_free_trajectory(result, spec, config, world: World) -> None:
+    traj = robot_trajectory(result.path, spec.robot, config)
+    states = densify(traj.positions, 0.01)
+    lo, hi = world.robot.lower, world.robot.upper
+    assert np.all(states >= lo - 1e-9) and np.all(states <= hi + 1e-9)
+    bad = [(k, c) for k, q in enumerate(states) if (c := contacts(world, q))]
+    assert not bad, f"{len(bad)} of {len(states)} states collide, first {bad[0]}"
+    vmax = np.asarray(spec.robot.velocity_limits) * config.velocity_scaling
+    assert np.all(np.abs(traj.velocities) <= vmax * 1.05)
+    assert np.allclose(traj.positions[-1], result.path[-1]) and np.allclose(traj.velocities[-1], 0.0)
+
+
+def with_wall(planner: Planner, wall: str) -> None:
+    planner.scene.clear_voxels()
+    planner.scene.sync([ObjectState("wall", wall, WALL_POS)])
+
+
+def test_plan_around_wall_is_collision_free(planner, spec, config, sim, wall, ends):
+    with_wall(planner, wall)
+    qa, qb = ends
+    assert contacts(sim, qa) == [] and contacts(sim, qb) == []
+    assert any(contacts(sim, qa + s * (qb - qa)) for s in np.linspace(0, 1, 30)), (
+        "the wall must block the direct way"
+    )
+    result = planner.plan_joints(qa, qb, seed=3)
+    assert result.code == SUCCESS, result.message
+    assert np.allclose(result.path[0], qa) and np.allclose(result.path[-1], qb)
+    assert_free_trajectory(result, spec, config, sim)
+
+
+def test_same_seed_same_plan(planner, wall, ends):
+    with_wall(planner, wall)
+    first, again = (planner.plan_joints(*ends, seed=7) for _ in range(2))
+    other = planner.plan_joints(*ends, seed=8)
+    assert first.success and again.success and other.success
+    assert np.array_equal(first.path, again.path)
+    assert not np.array_equal(first.path, other.path)
+
+
+def test_unreachable_and_colliding_goals_fail_fast(planner, spec, wall, ends):
+    with_wall(planner, wall)
+    home = spec.robot.home
+    t0 = time.monotonic()
+    assert planner.plan_pose(home, [1.6, 0.0, 0.2], DOWN).code == NO_IK_SOLUTION
+    assert planner.plan_pose(home, [0.6, 0.0, 0.3], DOWN).code == INVALID_GOAL  # the gripper inside the wall
+    inside = planner.scene.kinematics.ik([0.6, 0.0, 0.3], DOWN)
+    assert inside is not None and planner.plan_joints(home, inside).code == INVALID_GOAL
+    assert planner.plan_joints(home, [9.0] * 7).code == INVALID_GOAL
+    assert planner.plan("nowhere", home).code == INVALID_GOAL
+    assert time.monotonic() - t0 < 3.0
+
+
+def test_pose_goal_and_cartesian_descent(planner, spec, config):
+    planner.scene.sync([])
+    reach = planner.plan_pose(spec.robot.home, [0.55, 0.05, 0.25], DOWN, seed=1)
+    assert reach.success, reach.message
+    pos, orn = planner.scene.kinematics.fk(reach.path[-1])
+    assert np.linalg.norm(pos - [0.55, 0.05, 0.25]) < 0.002
+    descend = planner.plan_cartesian(reach.path[-1], [0.55, 0.05, 0.1], DOWN)
+    assert descend.success, descend.message
+    for q in descend.path:
+        p, _ = planner.scene.kinematics.fk(q)
+        assert np.linalg.norm(p[:2] - [0.55, 0.05]) < 0.003
+    assert np.max(np.abs(np.diff(descend.path, axis=0))) <= config.max_joint_jump
+
+
+def test_depth_obstacle_the_scene_was_not_told_about_is_avoided(planner, spec, config, sim, ends):
+    planner.scene.sync([])  # the planner is never told about the wall
+    qa, qb = ends
+    sim.robot.reset_joints(qa)
+    frame = sim.capture()
+    boxes = planner.scene.update_from_depth(frame.depth, sim.camera.intrinsics, camera_pose(spec.camera), qa)
+    assert boxes > 0
+    result = planner.plan_joints(qa, qb, seed=5)
+    assert result.code == SUCCESS, result.message
+    assert_free_trajectory(result, spec, config, sim)
+    planner.scene.clear_voxels()
+
+
+def test_config_errors_name_file_and_field(tmp_path):
+    bad = tmp_path / "planning.yaml"
+    bad.write_text("default_planner: RRTConnect\ncollision: {padding: fast}\n")
+    with pytest.raises(ConfigError, match=r"planning.yaml: field 'collision.padding'"):
+        load_config(bad)
+    bad.write_text("default_planner: Dijkstra\n")
+    with pytest.raises(ConfigError, match="default_planner"):
+        load_config(bad)
