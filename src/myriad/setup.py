@@ -15,8 +15,6 @@ setup(
     description="Experiment API: a high-level Python API over a Myriad back end.",
     license="Apache-2.0",
     entry_points={
-        "console_scripts": [
-
-        ],
+        "console_scripts": [],
     },
 )

@@ -15,8 +15,6 @@ setup(
     description="Closed-Loop Engine: steps physics and a brain in lockstep through transfer functions.",
     license="Apache-2.0",
     entry_points={
-        "console_scripts": [
-            "cle = myriad_cle.cle_node:main"
-        ],
+        "console_scripts": ["cle = myriad_cle.cle_node:main"],
     },
 )

@@ -1,0 +1,289 @@
+"""Experiment: the user-facing API over one back end, in-process (default) or a running one by namespace."""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pybullet as pb
+
+from myriad.recording import GraspResult, grasp_record, image_pngs
+from myriad.types import Backend, CameraImage, ExperimentError, ObjectInfo, Quat, Vec3
+from myriad_cle.engine import ClosedLoopEngine, Trace
+from myriad_cle.sim import RobotState
+from myriad_cle.transfer import TransferFunctions
+from myriad_sim.spec import load_world
+from myriad_sim.world import SpawnError
+
+_SPAWN_ARGS = {"source": "path", "pose": "pose", "scale": "scale", "mass": "mass", "name": "name"}
+
+
+def workspace() -> Path:
+    return Path(os.environ.get("MYRIAD_WS", os.getcwd()))
+
+
+def parse_pose(pose: Any) -> tuple[Vec3, Quat]:
+    """(x, y, z), (x, y, z, roll, pitch, yaw), (x, y, z, qx, qy, qz, qw) or (position, orientation)."""
+    try:
+        if len(pose) == 2:
+            position, orientation = (tuple(float(v) for v in part) for part in pose)
+        else:
+            flat = tuple(float(v) for v in pose)
+            position, orientation = flat[:3], flat[3:] or (0.0, 0.0, 0.0, 1.0)
+    except (TypeError, ValueError):
+        position, orientation = (), ()
+    if len(orientation) == 3:
+        orientation = tuple(pb.getQuaternionFromEuler(orientation))
+    if len(position) != 3 or len(orientation) != 4 or not all(map(math.isfinite, position + orientation)):
+        raise ExperimentError(
+            "pose",
+            f"expected (x, y, z), (x, y, z, roll, pitch, yaw), (x, y, z, qx, qy, qz, qw) or (position, orientation), got {pose!r}",
+        )
+    norm = math.sqrt(sum(v * v for v in orientation))
+    if norm < 1e-9:
+        raise ExperimentError("pose", f"orientation quaternion {orientation} has zero length")
+    return position, tuple(v / norm for v in orientation)
+
+
+class Experiment:
+    """`with Experiment() as exp:` a local in-process world; `Experiment(namespace="/myriad/b0")` a running back end.
+
+    world: the world file (relative to the workspace), which for a remote back end must be the one it runs.
+    """
+
+    def __init__(
+        self,
+        namespace: str | None = None,
+        world: str | Path = "worlds/tray.yaml",
+        renderer: str = "auto",
+        seed: int = 0,
+        object_count: int = 0,
+        database_uri: str | None = None,
+        campaign: str = "experiment",
+        database: str = "myriad",
+        timeout: float = 30.0,
+    ):
+        world = Path(world) if Path(world).is_absolute() else workspace() / world
+        self.spec = load_world(world)
+        self.seed, self.object_count, self.campaign = seed, object_count, campaign
+        self._database_uri, self._database, self._store = database_uri, database, None
+        self._session, self._records = uuid.uuid4().hex[:8], 0
+        if namespace is None:
+            from myriad.local import LocalBackend
+
+            self.backend: Backend = LocalBackend(self.spec, renderer)
+        else:
+            from myriad.remote import RosBackend
+
+            self.backend = RosBackend(namespace, self.spec, timeout)
+
+    def __enter__(self) -> Experiment:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.backend.close()
+        if self._store is not None:
+            self._store.close()
+
+    # -- scene -------------------------------------------------------------------------------------------------------
+
+    def reset(self, seed: int | None = None, object_count: int | None = None) -> list[ObjectInfo]:
+        """Rebuild the world and drop `object_count` random objects into the tray, all drawn from `seed`."""
+        self.seed = self.seed if seed is None else seed
+        self.object_count = self.object_count if object_count is None else object_count
+        self.backend.reset(self.seed, self.object_count)
+        return self.backend.objects()
+
+    def load_object(
+        self,
+        path: str | Path,
+        pose: Any,
+        scale: float = 1.0,
+        mass: float | None = None,
+        name: str | None = None,
+        fixed: bool = False,
+    ) -> ObjectInfo:
+        """Add a URDF, SDF, OBJ or STL file (or "object:<id>", "pybullet_data:<path>") at `pose`.
+
+        mass (kg) defaults to the model's own (0.1 kg for meshes). Errors name the argument at fault."""
+        position, orientation = parse_pose(pose)
+        if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not scale > 0:
+            raise ExperimentError("scale", f"expected a positive number, got {scale!r}")
+        if mass is not None and (
+            isinstance(mass, bool) or not isinstance(mass, (int, float)) or not mass > 0
+        ):
+            raise ExperimentError("mass", f"expected a positive number of kilograms, got {mass!r}")
+        source = str(path)
+        if ":" not in source:
+            p = Path(source).expanduser()
+            source = str(p if p.is_absolute() else Path.cwd() / p)
+        if name is None:
+            stem, taken = Path(source.rpartition(":")[2]).stem, self.objects()
+            name = next(f"{stem}_{k}" for k in range(len(taken) + 1) if f"{stem}_{k}" not in taken)
+        try:
+            self.backend.spawn(name, source, position, orientation, float(scale), float(mass or 0.0), fixed)
+        except SpawnError as exc:
+            arg, _, why = str(exc).partition(": ")
+            raise ExperimentError(_SPAWN_ARGS.get(arg, arg), why) from None
+        return self.objects()[name]
+
+    def remove_object(self, name: str) -> None:
+        try:
+            self.backend.delete(name)
+        except (KeyError, ValueError) as exc:
+            raise ExperimentError("name", str(exc.args[0])) from None
+
+    def objects(self) -> dict[str, ObjectInfo]:
+        """The movable objects by name (not the robot or the world file's fixed models)."""
+        return {o.name: o for o in self.backend.objects()}
+
+    def camera(self) -> CameraImage:
+        return self.backend.capture()
+
+    def robot_state(self) -> RobotState:
+        return self.backend.robot_state()
+
+    # -- motion ------------------------------------------------------------------------------------------------------
+
+    def move_joints(self, q: Sequence[float]) -> None:
+        """Move the arm to joint positions q (planned around obstacles); MotionError if impossible."""
+        q = [float(v) for v in q]
+        if len(q) != len(self.spec.robot.arm_joints):
+            raise ExperimentError(
+                "q", f"expected {len(self.spec.robot.arm_joints)} joint positions, got {len(q)}"
+            )
+        self.backend.move("joints", joints=q, seed=self.seed)
+
+    def move_to(self, pose: Any, cartesian: bool = False) -> None:
+        """Move the gripper centre to a pose (planned; a straight line if `cartesian`); MotionError if impossible."""
+        self.backend.move("cartesian" if cartesian else "pose", pose=parse_pose(pose), seed=self.seed)
+
+    def open_gripper(self, force: float = 10.0) -> float:
+        """Open the fingers; returns the opening reached (0 closed .. 1 open)."""
+        return self.backend.gripper(1.0, force)
+
+    def close_gripper(self, force: float = 10.0) -> float:
+        """Close the fingers with at most `force` newtons each; returns the opening reached."""
+        return self.backend.gripper(0.0, force)
+
+    def surface_height(self, x: float, y: float, image: CameraImage | None = None) -> float:
+        """Height of the topmost surface the camera sees at (x, y)."""
+        from myriad_planning.scene import camera_pose
+
+        image = image or self.camera()
+        u, v = image.project((x, y, 0.0))
+        h, w = image.depth.shape
+        if not (0 <= u < w and 0 <= v < h):
+            raise ExperimentError("x, y", f"({x}, {y}) is outside the camera's view")
+        k, d = image.intrinsics, float(image.depth[int(v), int(u)])
+        ray = np.array([(u - k[0, 2]) / k[0, 0], (v - k[1, 2]) / k[1, 1], 1.0]) * d
+        pose = camera_pose(self.spec.camera)
+        return float((pose[:3, :3] @ ray + pose[:3, 3])[2])
+
+    def grasp(self, x: float, y: float, angle: float, z: float | None = None, **params: Any) -> GraspResult:
+        """Top-down grasp at (x, y) turned by `angle` (rad): approach, descend, close, lift, and label.
+
+        z defaults to the seen surface height minus grasp_depth; `params` override GraspParams fields."""
+        from myriad_grasping.episode import top_down
+        from myriad_grasping.sampling import GraspParams, label
+
+        p = GraspParams.from_dict({**GraspParams().to_dict(), **params}, "grasp params")
+        timings, clock = {}, time.perf_counter()
+        pre = self.camera()
+        z = max(0.01, self.surface_height(x, y, pre) - p.grasp_depth) if z is None else z
+        before = self.objects()
+        orientation = top_down(angle)
+        phases = [
+            ("open", lambda: self.open_gripper(p.gripper_force)),
+            ("reach", lambda: self.move_to(((x, y, z + p.approach_height), orientation))),
+            ("descend", lambda: self.move_to(((x, y, z), orientation), cartesian=True)),
+            ("close", lambda: self.close_gripper(p.gripper_force)),
+            ("lift", lambda: self.move_to(((x, y, z + p.lift_height), orientation), cartesian=True)),
+        ]
+        outcome = "lifted"
+        for phase, action in phases:
+            try:
+                action()
+            except RuntimeError:
+                outcome = f"{phase}_failed"
+                break
+            finally:
+                timings[phase] = round(time.perf_counter() - clock, 4)
+        after = {n: o.position for n, o in self.objects().items()}
+        success, lifted, rise = label({n: o.position for n, o in before.items()}, after, p.success_height)
+        post = self.camera()
+        return GraspResult(
+            x, y, z, angle, success, lifted, rise, outcome, list(before.values()), p.to_dict(), pre, post,
+            self.robot_state().sim_time, timings,
+        )  # fmt: skip
+
+    # -- storage and closed loop -------------------------------------------------------------------------------------
+
+    def store(self) -> Any:
+        """The myriad_storage Store records go to: database_uri, else $MYRIAD_MONGO_URI, else a local server in data/."""
+        if self._store is None:
+            from myriad_storage.server import resolve_uri
+            from myriad_storage.store import Store
+
+            uri, _ = resolve_uri(self._database_uri, workspace() / "data")
+            self._store = Store(uri, self._database)
+        return self._store
+
+    def record(
+        self, sample: GraspResult | Mapping[str, Any], images: CameraImage | Mapping[str, Any] | None = None
+    ) -> str:
+        """Store a grasp (or a dict of record fields) with images, as the grasp sampler does; returns its key."""
+        from myriad_runtime import code_version
+
+        if isinstance(sample, GraspResult):
+            fields, pngs = grasp_record(sample)
+        elif isinstance(sample, Mapping):
+            fields, pngs = dict(sample), {}
+        else:
+            raise ExperimentError(
+                "sample", f"expected a GraspResult or a mapping of record fields, got {type(sample).__name__}"
+            )
+        pngs.update(image_pngs(images))
+        item_id = f"{self.campaign}/{self._session}-{self._records:06d}"
+        record = {
+            "attempt_key": f"{item_id}#0",
+            "campaign": self.campaign,
+            "item_id": item_id,
+            "item_index": self._records,
+            "attempt_index": 0,
+            "backend": "experiment",
+            "seed": self.seed,
+            "code_version": code_version(),
+            **fields,
+        }
+        key, _ = self.store().store_attempt(record, pngs)
+        self._records += 1
+        return key
+
+    def run(
+        self,
+        brain: Any,
+        transfer_functions: TransferFunctions | str | Path | Iterable[Callable],
+        duration: float,
+        timestep: float | None = None,
+    ) -> Trace:
+        """Run `brain` in closed loop through the transfer functions for `duration` s of sim time, from the
+        current scene (seeded by the experiment's seed); returns the trace of robot states."""
+        if not duration > 0:
+            raise ExperimentError("duration", f"expected a positive number of seconds, got {duration!r}")
+        engine = ClosedLoopEngine(
+            self.backend.sim(self.object_count), brain, transfer_functions, timestep, self.seed
+        )
+        try:
+            return engine.run(duration)
+        finally:
+            engine.close()

@@ -1,0 +1,92 @@
+"""The Experiment's in-process back end: a World, the planner's pure modules, the controllers' followers."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from myriad.types import CameraImage, MotionError, ObjectInfo, Quat, Vec3
+from myriad_cle.sim import LocalSim, RobotState
+from myriad_control.gripper import command_gripper
+from myriad_control.trajectory import follow, make_trajectory
+from myriad_sim.spec import WorldSpec
+from myriad_sim.world import World
+
+
+class LocalBackend:
+    def __init__(self, spec: WorldSpec, renderer: str = "auto"):
+        self.world = World(spec, renderer)
+        self.spec = spec
+        self._planner: Any = None
+
+    def reset(self, seed: int, object_count: int) -> None:
+        self.world.reset(seed, object_count)
+
+    def spawn(
+        self,
+        name: str,
+        source: str,
+        position: Vec3,
+        orientation: Quat,
+        scale: float,
+        mass: float,
+        fixed: bool,
+    ) -> None:
+        self.world.spawn(name, source, position, orientation, scale, mass, fixed)
+
+    def delete(self, name: str) -> None:
+        self.world.delete(name)
+
+    def objects(self) -> list[ObjectInfo]:
+        return [
+            ObjectInfo(s.name, s.source, s.body, tuple(s.position), tuple(s.orientation))
+            for s in self.world.object_states()
+        ]
+
+    def capture(self) -> CameraImage:
+        f = self.world.capture()
+        return CameraImage(f.rgb, f.depth, f.segmentation, self.world.camera.intrinsics, self.world.camera)
+
+    def robot_state(self) -> RobotState:
+        return LocalSim(self.world).observe()
+
+    def planner(self) -> Any:
+        """myriad_planning's Planner on a planning copy of the world (built on first use)."""
+        if self._planner is None:
+            from myriad_planning.config import PlanningConfig, load_config
+            from myriad_planning.planner import Planner
+            from myriad_planning.scene import Scene
+
+            path = Path(os.environ.get("MYRIAD_WS", os.getcwd())) / "config" / "planning.yaml"
+            config = load_config(path) if path.is_file() else PlanningConfig()
+            self._planner = Planner(Scene(self.spec, config), config)
+        return self._planner
+
+    def move(
+        self, goal_type: str, joints: Any = (), pose: tuple[Vec3, Quat] | None = None, seed: int = 0
+    ) -> None:
+        from myriad_planning.scene import ObjectState
+        from myriad_planning.timing import robot_trajectory
+
+        planner, robot = self.planner(), self.world.robot
+        planner.scene.sync([ObjectState(o.name, o.source, o.position, o.orientation) for o in self.objects()])
+        plan = planner.plan(goal_type, robot.joint_positions(), joints, pose, seed=seed)
+        if not plan.success:
+            raise MotionError(f"{goal_type} motion: planning failed: {plan.message}")
+        traj = robot_trajectory(plan.path, self.spec.robot, planner.config)
+        goal = make_trajectory(robot, self.spec.robot.arm_joints, traj.times, traj.positions, traj.velocities)
+        out = follow(robot, goal, self.spec.timestep, self.world.step)
+        if out.error_code != 0:
+            raise MotionError(f"{goal_type} motion: execution failed: {out.message}")
+
+    def gripper(self, opening: float, force: float) -> float:
+        return command_gripper(self.world.robot, opening, force, self.spec.timestep, self.world.step).position
+
+    def sim(self, object_count: int) -> LocalSim:
+        return LocalSim(self.world, object_count)
+
+    def close(self) -> None:
+        if self._planner is not None:
+            self._planner.scene.world.close()
+        self.world.close()

@@ -1,0 +1,83 @@
+"""Attempt records of the Experiment API, in the sampler's storage schema (myriad_storage.Store.store_attempt)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from myriad.types import CameraImage, ObjectInfo
+
+
+@dataclass
+class GraspResult:
+    """One grasp by Experiment.grasp: what was tried, what happened, and the images before and after."""
+
+    x: float
+    y: float
+    z: float
+    angle: float
+    success: bool
+    lifted_object: str
+    lift_height: float
+    outcome: str  # "lifted" (the sequence ran; see success) or "<phase>_failed"
+    objects: list[ObjectInfo]
+    params: dict[str, Any]
+    pre: CameraImage
+    post: CameraImage
+    sim_time: float = 0.0
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def image_pngs(images: CameraImage | Mapping[str, Any] | None, prefix: str = "pre") -> dict[str, bytes]:
+    """PNG bytes by stored image name: a CameraImage becomes {prefix}_rgb/_depth/_segmentation; in a mapping,
+    names containing "depth" are depth in metres, "seg" segmentation ids, others colour (uint8/uint16)."""
+    from myriad_storage.codec import depth_to_png, encode_png, seg_to_png
+
+    if images is None:
+        return {}
+    if isinstance(images, CameraImage):
+        images = {
+            f"{prefix}_rgb": images.rgb,
+            f"{prefix}_depth": images.depth,
+            f"{prefix}_segmentation": images.segmentation,
+        }
+    out = {}
+    for name, a in images.items():
+        a = a.rgb if isinstance(a, CameraImage) else np.asarray(a)
+        out[name] = depth_to_png(a) if "depth" in name else seg_to_png(a) if "seg" in name else encode_png(a)
+    return out
+
+
+def grasp_record(g: GraspResult) -> tuple[dict[str, Any], dict[str, bytes]]:
+    """Record fields (without keys) and images of a GraspResult, as the grasp sampler stores its attempts."""
+    record = {
+        "params": g.params,
+        "extra": {"outcome": g.outcome, "source": "experiment"},
+        "grasp": {"x": g.x, "y": g.y, "z": g.z, "yaw": g.angle},
+        "objects": [
+            {
+                "name": o.name,
+                "source": o.source,
+                "body_id": o.body_id,
+                "position": list(o.position),
+                "orientation": list(o.orientation),
+            }
+            for o in g.objects
+        ],
+        "success": g.success,
+        "lifted_object": g.lifted_object,
+        "lift_height": g.lift_height,
+        "timings": g.timings,
+        "sim_time": g.sim_time,
+        "camera": {
+            "width": g.pre.rgb.shape[1],
+            "height": g.pre.rgb.shape[0],
+            "k": g.pre.intrinsics.flatten().tolist(),
+        },
+    }
+    images = image_pngs(g.pre, "pre")
+    images["post_rgb"] = image_pngs({"post_rgb": g.post.rgb})["post_rgb"]
+    return record, images

@@ -1,0 +1,156 @@
+"""The Experiment's back end over ROS: the services and actions of a running back end's namespace."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from typing import Any
+
+import rclpy
+from geometry_msgs.msg import Pose
+from rclpy.action import ActionClient
+from rclpy.context import Context
+from rclpy.executors import MultiThreadedExecutor
+from rclpy.node import Node
+
+from myriad.types import CameraImage, MotionError, ObjectInfo, Quat, Vec3
+from myriad_cle.remote import RemoteSim
+from myriad_interfaces.action import GripperCommand, PlanAndExecute
+from myriad_interfaces.srv import CaptureImages, DeleteEntity, GetEntityState, ResetWorld, SpawnEntity
+from myriad_sim.camera import Camera
+from myriad_sim.image_codec import imgmsg_to_cv2
+from myriad_sim.spec import WorldSpec
+from myriad_sim.world import SpawnError
+
+
+def pose_msg(position: Vec3, orientation: Quat) -> Pose:
+    p = Pose()
+    p.position.x, p.position.y, p.position.z = (float(v) for v in position)
+    p.orientation.x, p.orientation.y, p.orientation.z, p.orientation.w = (float(v) for v in orientation)
+    return p
+
+
+class RosBackend:
+    """A private rclpy context and node in `namespace`, spun in a background thread; calls block the caller."""
+
+    def __init__(self, namespace: str, spec: WorldSpec, timeout: float = 30.0):
+        self.spec, self.timeout = spec, timeout
+        self.context = Context()
+        rclpy.init(context=self.context)
+        self.node = Node(f"experiment_{uuid.uuid4().hex[:8]}", namespace=namespace, context=self.context)
+        self.executor = MultiThreadedExecutor(num_threads=2, context=self.context)
+        self.executor.add_node(self.node)
+        self._spin = threading.Thread(target=self.executor.spin, name="experiment_ros", daemon=True)
+        self._spin.start()
+        self._sim = RemoteSim(self.node, spec, timeout=timeout)
+        n = self.node
+        self.clients = {
+            name: n.create_client(srv, name)
+            for name, srv in (
+                ("spawn_entity", SpawnEntity),
+                ("delete_entity", DeleteEntity),
+                ("get_entity_state", GetEntityState),
+                ("reset_world", ResetWorld),
+                ("capture_images", CaptureImages),
+            )
+        }
+        self.actions = {
+            "plan_and_execute": ActionClient(n, PlanAndExecute, "plan_and_execute"),
+            "gripper_command": ActionClient(n, GripperCommand, "gripper_command"),
+        }
+        self.fixed = {"robot"} | {m.name for m in spec.models}
+        self.camera = Camera(spec.camera)
+
+    def _call(self, name: str, request: Any) -> Any:
+        client = self.clients[name]
+        if not client.wait_for_service(timeout_sec=self.timeout):
+            raise RuntimeError(
+                f"{self.node.get_namespace()}/{name}: service not available (is the back end running?)"
+            )
+        res = client.call(request, timeout_sec=self.timeout)
+        if res is None:
+            raise RuntimeError(f"{name}: no answer within {self.timeout:.0f} s")
+        return res
+
+    def _action(self, name: str, goal: Any) -> Any:
+        client = self.actions[name]
+        if not client.wait_for_server(timeout_sec=self.timeout):
+            raise MotionError(
+                f"{self.node.get_namespace()}/{name}: action server not available (is the back end running?)"
+            )
+        res = client.send_goal(goal)
+        if res is None:
+            raise MotionError(f"{name}: goal rejected")
+        return res.result
+
+    def reset(self, seed: int, object_count: int) -> None:
+        res = self._call("reset_world", ResetWorld.Request(seed=seed, object_count=object_count))
+        if not res.success:
+            raise RuntimeError(f"reset_world: {res.message}")
+
+    def spawn(
+        self,
+        name: str,
+        source: str,
+        position: Vec3,
+        orientation: Quat,
+        scale: float,
+        mass: float,
+        fixed: bool,
+    ) -> None:
+        req = SpawnEntity.Request(
+            name=name,
+            source=source,
+            pose=pose_msg(position, orientation),
+            scale=scale,
+            mass=mass,
+            fixed=fixed,
+        )
+        res = self._call("spawn_entity", req)
+        if not res.success:
+            raise SpawnError(res.message)
+
+    def delete(self, name: str) -> None:
+        res = self._call("delete_entity", DeleteEntity.Request(name=name))
+        if not res.success:
+            raise KeyError(res.message)
+
+    def objects(self) -> list[ObjectInfo]:
+        res = self._call("get_entity_state", GetEntityState.Request())
+        out = []
+        for s in res.states:
+            if s.name not in self.fixed:
+                p, o = s.pose.position, s.pose.orientation
+                out.append(ObjectInfo(s.name, s.source, s.body_id, (p.x, p.y, p.z), (o.x, o.y, o.z, o.w)))
+        return out
+
+    def capture(self) -> CameraImage:
+        res = self._call("capture_images", CaptureImages.Request())
+        images = (imgmsg_to_cv2(res.rgb), imgmsg_to_cv2(res.depth), imgmsg_to_cv2(res.segmentation))
+        return CameraImage(*images, self.camera.intrinsics, self.camera)
+
+    def robot_state(self):
+        return self._sim.observe()
+
+    def move(
+        self, goal_type: str, joints: Any = (), pose: tuple[Vec3, Quat] | None = None, seed: int = 0
+    ) -> None:
+        goal = PlanAndExecute.Goal(goal_type=goal_type, joint_goal=[float(v) for v in joints])
+        if pose is not None:
+            goal.pose_goal = pose_msg(*pose)
+        res = self._action("plan_and_execute", goal)
+        if res.error_code != 1:
+            raise MotionError(f"{goal_type} motion: {res.message} (error code {res.error_code})")
+
+    def gripper(self, opening: float, force: float) -> float:
+        return self._action(
+            "gripper_command", GripperCommand.Goal(position=opening, max_effort=force)
+        ).position
+
+    def sim(self, object_count: int) -> RemoteSim:
+        return RemoteSim(self.node, self.spec, object_count, self.timeout)
+
+    def close(self) -> None:
+        self.executor.shutdown(timeout_sec=1.0)
+        self.node.destroy_node()
+        rclpy.try_shutdown(context=self.context)

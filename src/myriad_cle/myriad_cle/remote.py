@@ -1,0 +1,79 @@
+"""SimAdapter over a running sim server: step_simulation, reset_world and capture_images of its namespace."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+from rclpy.callback_groups import ReentrantCallbackGroup
+from rclpy.node import Node
+from sensor_msgs.msg import JointState
+
+from myriad_cle.sim import RobotState, gripper_opening
+from myriad_interfaces.srv import CaptureImages, ResetWorld, StepSimulation
+from myriad_sim.camera import Frame
+from myriad_sim.image_codec import imgmsg_to_cv2
+from myriad_sim.spec import WorldSpec
+
+
+class RemoteSimError(RuntimeError):
+    """A sim server service failed or did not answer."""
+
+
+class RemoteSim:
+    """Blocking service calls from a thread other than the executor's (the node must be spinning).
+
+    `spec` must be the sim server's world file (for the physics step and the robot's joint and finger names).
+    """
+
+    def __init__(self, node: Node, spec: WorldSpec, object_count: int = 0, timeout: float = 30.0):
+        self.node, self.spec, self.object_count, self.timeout = node, spec, object_count, timeout
+        group = ReentrantCallbackGroup()
+        self.step_cli = node.create_client(StepSimulation, "step_simulation", callback_group=group)
+        self.reset_cli = node.create_client(ResetWorld, "reset_world", callback_group=group)
+        self.capture_cli = node.create_client(CaptureImages, "capture_images", callback_group=group)
+
+    def _call(self, client, request):
+        if not client.wait_for_service(timeout_sec=self.timeout):
+            raise RemoteSimError(f"{client.srv_name}: service not available within {self.timeout:.0f} s")
+        res = client.call(request, timeout_sec=self.timeout)
+        if res is None:
+            raise RemoteSimError(f"{client.srv_name}: no answer within {self.timeout:.0f} s")
+        if not res.success:
+            raise RemoteSimError(f"{client.srv_name}: {res.message}")
+        return res
+
+    def reset(self, seed: int) -> None:
+        self._call(self.reset_cli, ResetWorld.Request(seed=seed, object_count=self.object_count))
+
+    def observe(self) -> RobotState:
+        return self.step(0, None, None)
+
+    def step(self, steps: int, arm: Mapping[str, float] | None, gripper: float | None) -> RobotState:
+        req = StepSimulation.Request(steps=steps, gripper=-1.0 if gripper is None else float(gripper))
+        if arm:
+            req.command = JointState(name=list(arm), position=[float(v) for v in arm.values()])
+        res = self._call(self.step_cli, req)
+        js = res.joint_state
+        pos = dict(zip(js.name, js.position))
+        vel = dict(zip(js.name, js.velocity))
+        names = self.spec.robot.arm_joints
+        p, o = res.end_effector.position, res.end_effector.orientation
+        return RobotState(
+            res.sim_time.sec + res.sim_time.nanosec * 1e-9,
+            names,
+            np.array([pos[n] for n in names]),
+            np.array([vel[n] for n in names]),
+            np.array([p.x, p.y, p.z]),
+            np.array([o.x, o.y, o.z, o.w]),
+            gripper_opening(self.spec.robot, pos),
+        )
+
+    def capture(self) -> Frame:
+        res = self._call(self.capture_cli, CaptureImages.Request())
+        return Frame(imgmsg_to_cv2(res.rgb), imgmsg_to_cv2(res.depth), imgmsg_to_cv2(res.segmentation))
+
+    def contacts(self) -> list[str]:
+        raise NotImplementedError(
+            "contacts are not available from a remote sim server: StepSimulation.srv has no contacts field"
+        )
