@@ -56,7 +56,10 @@ def run_local(
     group = make_backends(desc, backends, run_dir / spec.name, values)
     start = time.monotonic()
     result = CollectResult(spec.name, spec.attempts, 0, 0, 0.0, None)
-    bar = tqdm(total=spec.attempts, unit="attempt", disable=not progress, file=sys.stderr, dynamic_ncols=True)
+    # On a terminal a live bar; in a log (CI, pipes) a line every 10 s.
+    tty = sys.stderr.isatty()
+    bar = tqdm(total=spec.attempts, unit="attempt", disable=not progress, file=sys.stderr, dynamic_ncols=tty,
+               mininterval=0.5 if tty else 10.0, ncols=None if tty else 100)  # fmt: skip
     try:
         for b in group:
             b.start()

@@ -70,7 +70,8 @@ def clean_shared_memory() -> None:
     """Remove Fast DDS shared-memory files whose owners are gone (`fastdds shm clean`)."""
     tool = shutil.which("fastdds") or str(Path(sys.executable).parent / "fastdds")
     if Path(tool).exists():
-        subprocess.run([tool, "shm", "clean"], capture_output=True, timeout=30, check=False)
+        # The tool is a Python script that needs psutil: run it with this interpreter (the venv's).
+        subprocess.run([sys.executable, tool, "shm", "clean"], capture_output=True, timeout=30, check=False)
 
 
 @dataclass

@@ -55,6 +55,11 @@ def top_down(yaw: float) -> tuple[float, float, float, float]:
     return (-math.sin(yaw / 2), math.cos(yaw / 2), 0.0, 0.0)
 
 
+def motion_seed(seed: int, k: int) -> int:
+    """The planner seed of motion k of an attempt (fits the int64 seed field)."""
+    return (seed * 8 + k) % (2**62)
+
+
 def run_attempt(
     backend: GraspBackend,
     params: GraspParams,
@@ -94,7 +99,7 @@ def run_attempt(
         if kind is None:
             backend.gripper(0.0, params.gripper_force)
         else:
-            result = backend.move(kind, position, orientation, seed * 8 + k)
+            result = backend.move(kind, position, orientation, motion_seed(seed, k))
             moves[name] = {
                 "ok": result.ok,
                 "message": result.message,

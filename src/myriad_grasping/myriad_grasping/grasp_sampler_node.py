@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import threading
 import time
+import traceback
 from pathlib import Path
 
+import rclpy
 from rclpy.node import Node
 
 from myriad_grasping.episode import Attempt, run_attempt
@@ -94,6 +96,10 @@ class GraspSamplerNode(Node):
                     return
                 self.get_logger().error(str(exc))
                 self.stopping.wait(idle)
+            except Exception:  # a bug must not leave a silent, idle back end: exit, the front end restarts it
+                self.get_logger().fatal(f"grasp attempt failed unexpectedly:\n{traceback.format_exc()}")
+                self.stopping.set()
+                rclpy.try_shutdown(context=self.context)
 
     def _attempt(self, work) -> None:
         params = GraspParams.from_dict(

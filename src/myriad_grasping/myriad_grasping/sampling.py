@@ -23,6 +23,8 @@ class GraspParams:
     success_height: float = 0.10
     gripper_force: float = 10.0
     grasp_depth: float = 0.02
+    # Lowest gripper-centre height: the finger pads reach 3 cm below it, and must clear the tray floor.
+    min_grasp_z: float = 0.05
     planner: str = ""
 
     @classmethod
@@ -42,7 +44,7 @@ class GraspParams:
             raise ValueError(f"{where}.object_count: expected an integer 1..20, got {p.object_count!r}")
         if p.strategy not in STRATEGIES:
             raise ValueError(f"{where}.strategy: expected one of {STRATEGIES}, got {p.strategy!r}")
-        for name in ("approach_height", "lift_height", "success_height", "gripper_force"):
+        for name in ("approach_height", "lift_height", "success_height", "gripper_force", "min_grasp_z"):
             v = getattr(p, name)
             if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v) or v <= 0:
                 raise ValueError(f"{where}.{name}: expected a positive number, got {v!r}")
@@ -75,7 +77,6 @@ def sample_grasp(
     objects: list[tuple[str, tuple[float, float, float]]],
     region_x: tuple[float, float],
     region_y: tuple[float, float],
-    floor_z: float = 0.0,
 ) -> tuple[Grasp, str]:
     """A top-down grasp: `object` aims at a random object's centre (with noise), `uniform` anywhere in the region.
 
@@ -84,10 +85,10 @@ def sample_grasp(
     if params.strategy == "object" and objects:
         name, (x, y, z) = objects[int(rng.integers(len(objects)))]
         dx, dy = rng.normal(0.0, params.position_noise, size=2)
-        grasp_z = max(floor_z + 0.01, z - params.grasp_depth / 2)
+        grasp_z = max(params.min_grasp_z, z - params.grasp_depth / 2)
         return Grasp(float(x + dx), float(y + dy), float(grasp_z), yaw), name
     x, y = rng.uniform(*region_x), rng.uniform(*region_y)
-    return Grasp(float(x), float(y), float(floor_z + 0.01 + params.grasp_depth), yaw), ""
+    return Grasp(float(x), float(y), float(params.min_grasp_z), yaw), ""
 
 
 def label(

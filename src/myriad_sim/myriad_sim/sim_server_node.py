@@ -102,8 +102,10 @@ class SimServerNode(Node):
             self.controllers = getattr(importlib.import_module(module), cls)(self, self)
         self.rtf = p["real_time_factor"]
         if self.rtf > 0:
-            self._wall_start, self._sim_start = time.monotonic(), 0.0
+            self._wall_start = time.monotonic()
             self.create_timer(0.01, self._free_run, callback_group=group)
+        else:  # paused between requests: keep the last state visible to late subscribers
+            self.create_timer(0.1, lambda: self.physics(self.publish_state), callback_group=group)
         self.physics(self.publish_state)
 
     def physics(self, fn, *args, **kwargs):

@@ -1,0 +1,73 @@
+"""Trajectory validation and following, gripper stall detection: real physics, no ROS."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import WS
+
+from myriad_control.gripper import command_gripper
+from myriad_control.trajectory import GOAL_TOLERANCE, SUCCESS, TrajectoryError, follow, make_trajectory
+from myriad_sim.spec import load_world
+from myriad_sim.world import World
+
+JOINTS = [f"J{i}" for i in range(7)]
+
+
+@pytest.fixture(scope="module")
+def world():
+    w = World(load_world(WS / "worlds" / "tray.yaml"), renderer="tiny")
+    yield w
+    w.close()
+
+
+def test_rejects_unknown_joints_times_and_limits(world):
+    r = world.robot
+    q = [list(r.spec.home)]
+    with pytest.raises(TrajectoryError, match=r"unknown joints \['J9'\]"):
+        make_trajectory(r, JOINTS[:6] + ["J9"], [1.0], q)
+    with pytest.raises(TrajectoryError, match="strictly increasing"):
+        make_trajectory(r, JOINTS, [1.0, 1.0], q * 2)
+    with pytest.raises(TrajectoryError, match=r"J1 = 3\.0000 rad is outside its limits"):
+        make_trajectory(r, JOINTS, [1.0], [[0.0, 3.0, 0, 0, 0, 0, 0]])
+    with pytest.raises(TrajectoryError, match="exceeds its limit"):
+        make_trajectory(r, JOINTS, [1.0], [[0.0] * 7], [[9.0] * 7])
+
+
+def test_reorders_joint_names(world):
+    r = world.robot
+    q = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6]
+    t = make_trajectory(r, list(reversed(JOINTS)), [1.0], [q[::-1]], None)
+    np.testing.assert_allclose(t.positions[0], q)
+
+
+def test_follow_reaches_goal_within_tolerance(world):
+    world.build()
+    r = world.robot
+    goal = np.array([0.4, 0.2, 0.0, -1.2, 0.0, 1.6, 0.3])
+    traj = make_trajectory(r, JOINTS, [2.0], [goal])
+    out = follow(r, traj, world.spec.timestep, world.step, goal_tolerance=0.01)
+    assert out.error_code == SUCCESS, out.message
+    assert np.max(np.abs(r.joint_positions() - goal)) <= 0.01
+    assert out.max_tracking_error < 0.25
+
+
+def test_unreachable_goal_tolerance_reported(world):
+    world.build()
+    r = world.robot
+    # Pressing the gripper into the table: the arm cannot reach the goal and says so.
+    goal = np.array([0.0, 2.0, 0.0, 0.0, 0.0, 0.0, 0.0])
+    traj = make_trajectory(r, JOINTS, [1.5], [goal])
+    out = follow(
+        r, traj, world.spec.timestep, world.step, path_tolerance=10.0, goal_tolerance=0.001, settle_time=0.2
+    )
+    assert out.error_code == GOAL_TOLERANCE and "not reached" in out.message
+
+
+def test_gripper_closes_freely_and_stalls_on_object(world):
+    world.build()
+    r = world.robot
+    free = command_gripper(r, 0.0, 10.0, world.spec.timestep, world.step)
+    assert free.reached_goal and not free.stalled
+    with pytest.raises(ValueError, match="position"):
+        command_gripper(r, 1.5, 10.0, world.spec.timestep, world.step)

@@ -1,0 +1,100 @@
+"""The sim core without ROS: world files, model sources, seeded resets, spawning, camera."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import WS
+
+from myriad_sim.models import ModelError, resolve_source
+from myriad_sim.spec import SpecError, load_world
+from myriad_sim.world import SpawnError, World
+
+WORLD = WS / "worlds" / "tray.yaml"
+
+
+@pytest.fixture(scope="module")
+def world():
+    w = World(load_world(WORLD), renderer="tiny")
+    yield w
+    w.close()
+
+
+def test_world_file_loads_with_robot_and_camera():
+    spec = load_world(WORLD)
+    assert spec.robot.arm_joints == ("J0", "J1", "J2", "J3", "J4", "J5", "J6")
+    assert abs(1 / spec.timestep - 240) < 1e-6
+    assert spec.camera.width == 472 and spec.camera.height == 472
+
+
+def test_malformed_world_yaml_names_file(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("gravity: [0, 0\ncamera: {")
+    with pytest.raises(SpecError, match=r"bad\.yaml: malformed YAML"):
+        load_world(bad)
+
+
+def test_world_field_errors_name_the_field(tmp_path):
+    text = WORLD.read_text().replace("width: 472", "width: wide")
+    (tmp_path / "worlds").mkdir()
+    f = tmp_path / "worlds" / "w.yaml"
+    f.write_text(text.replace("description: urdf/", f"description: {WS}/urdf/"))
+    with pytest.raises(SpecError, match=r"field 'camera\.width': expected a positive integer, got 'wide'"):
+        load_world(f)
+
+
+def test_missing_model_file_is_reported(tmp_path):
+    (tmp_path / "worlds").mkdir()
+    f = tmp_path / "worlds" / "w.yaml"
+    text = WORLD.read_text().replace("description: urdf/", f"description: {WS}/urdf/")
+    f.write_text(text.replace("pybullet_data:tray/tray.urdf", "models/no_such_tray.urdf"))
+    with pytest.raises(SpecError, match=r"models\[1\]\.source.*no_such_tray\.urdf.*not found"):
+        load_world(f)
+
+
+def test_unknown_object_id():
+    with pytest.raises(ModelError, match="unknown object id 1234"):
+        resolve_source("object:1234")
+    with pytest.raises(ModelError, match="unknown object id 'cup'"):
+        resolve_source("object:cup")
+
+
+def test_same_seed_same_world_different_seed_differs(world):
+    a = [(s.source, s.position) for s in world.reset(11, 5)]
+    b = [(s.source, s.position) for s in world.reset(11, 5)]
+    c = [(s.source, s.position) for s in world.reset(12, 5)]
+    assert a == b
+    assert a != c
+    assert 1 <= len(a) <= 5
+
+
+def test_spawn_validation_errors_name_the_argument(world, tmp_path):
+    world.reset(1, 1)
+    with pytest.raises(SpawnError, match="^source: .*not found"):
+        world.spawn("x", str(tmp_path / "missing.urdf"), (0.6, 0.0, 0.3))
+    with pytest.raises(SpawnError, match="^pose: .*outside the workspace"):
+        world.spawn("x", "object:3", (5.0, 0.0, 0.3))
+    with pytest.raises(SpawnError, match="^scale: "):
+        world.spawn("x", "object:3", (0.6, 0.0, 0.3), scale=0.0)
+    bad = tmp_path / "bad.urdf"
+    bad.write_text("<robot><link name='a'>")
+    with pytest.raises(SpawnError, match="^source: .*malformed XML"):
+        world.spawn("x", str(bad), (0.6, 0.0, 0.3))
+    empty = tmp_path / "empty.obj"
+    empty.write_text("v 0 0 0\nv 1 0 0\n")
+    with pytest.raises(SpawnError, match="^source: .*no faces"):
+        world.spawn("x", str(empty), (0.6, 0.0, 0.3))
+    assert "x" not in world.entities
+
+
+def test_spawned_object_seen_where_the_camera_projects_it(world):
+    world.reset(2, 1)
+    for name in world.object_names():
+        world.delete(name)
+    e = world.spawn("probe", "object:10", (0.55, 0.08, 0.1), fixed=True)
+    frame = world.capture()
+    u, v = world.camera.project((0.55, 0.08, 0.1))
+    window = frame.segmentation[int(v) - 6 : int(v) + 7, int(u) - 6 : int(u) + 7]
+    assert (window == e.body).any()
+    assert frame.rgb.shape == (472, 472, 3) and frame.depth.dtype == np.float32
+    assert 0.5 < float(frame.depth[int(v), int(u)]) < 1.0
