@@ -13,7 +13,7 @@ from tqdm import tqdm
 from myriad_frontend.campaign import CampaignSpec
 from myriad_frontend.description import load_description
 from myriad_frontend.processes import LocalBackend, clean_shared_memory, make_backends
-from myriad_storage.store import Store
+from myriad_storage.store import StorageUnavailable, Store
 
 
 @dataclass
@@ -63,8 +63,21 @@ def run_local(
     try:
         for b in group:
             b.start()
+        outage = False
         while True:
-            p = store.progress(spec.name)
+            try:
+                p = store.progress(spec.name)
+            except StorageUnavailable as exc:
+                if not outage:
+                    bar.write(
+                        f"database unreachable ({exc.reason}); back ends buffer their attempts, waiting"
+                    )
+                outage = True
+                time.sleep(poll)
+                continue
+            if outage:
+                bar.write("database reachable again")
+                outage = False
             if result.first_attempt_s is None and p["attempts"] > 0:
                 result.first_attempt_s = time.monotonic() - start
             bar.update(p["done"] - bar.n)
@@ -97,13 +110,16 @@ def _revive(b: LocalBackend, store: Store, campaign: str, bar: tqdm) -> None:
     if not dead:
         return
     b.restart()
-    released = release_leases(store, campaign, b.backend_id)
-    bar.write(
-        f"back end {b.backend_id}: {', '.join(dead)}; restarted (restart {b.restarts}), {released} lease(s) released"
-    )
-    store.heartbeat(
-        b.backend_id, campaign=campaign, restarts=b.restarts, last_error=f"exited: {', '.join(dead)}"
-    )
+    note = f"back end {b.backend_id}: {', '.join(dead)}; restarted (restart {b.restarts})"
+    try:
+        released = release_leases(store, campaign, b.backend_id)
+        store.heartbeat(
+            b.backend_id, campaign=campaign, restarts=b.restarts, last_error=f"exited: {', '.join(dead)}"
+        )
+        note += f", {released} lease(s) released"
+    except StorageUnavailable:
+        note += "; its leases expire by themselves (database unreachable)"
+    bar.write(note)
 
 
 def _postfix(p: dict, rate: float, group: list[LocalBackend]) -> str:

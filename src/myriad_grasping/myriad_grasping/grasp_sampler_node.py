@@ -62,6 +62,8 @@ class GraspSamplerNode(Node):
         self.declare_parameter("params", "{}")
         self.declare_parameter("idle_period", 1.0)
         self.declare_parameter("service_timeout", 60.0)
+        default_id = self.get_namespace().strip("/").replace("/", "_") or "b"
+        self.backend_id = self.declare_parameter("backend_id", default_id).value
         world_file = Path(self.get_parameter("world_file").value)
         if not world_file.is_absolute():
             import os
@@ -73,7 +75,6 @@ class GraspSamplerNode(Node):
             GraspParams.from_dict(self.defaults, "parameter params")
         except json.JSONDecodeError as exc:
             raise ValueError(f"parameter params: expected a JSON object of grasp parameters: {exc}") from None
-        self.backend_id = self.get_namespace().strip("/").replace("/", "_") or "b"
         self.calls = RosCalls(self, self.get_parameter("service_timeout").value)
         self.backend = RosGraspBackend(self.calls)
         self.claim_cli = self.calls.client(ClaimWork, "claim_work")

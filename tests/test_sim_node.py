@@ -1,0 +1,117 @@
+"""The sim server node in a real process: services, camera, controllers, errors over ROS."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from geometry_msgs.msg import Pose
+from myriad_interfaces.action import ExecuteTrajectory, GripperCommand
+from myriad_interfaces.srv import (
+    CaptureImages,
+    DeleteEntity,
+    GetEntityState,
+    ResetWorld,
+    SpawnEntity,
+    StepSimulation,
+)
+from myriad_sim.image_codec import imgmsg_to_cv2
+from trajectory_msgs.msg import JointTrajectoryPoint
+
+NS = "/test_sim"
+JOINTS = [f"J{i}" for i in range(7)]
+
+
+@pytest.fixture(scope="module")
+def sim(tmp_path_factory):
+    import yaml
+    from myriad_frontend.processes import clean_shared_memory, ros_env, start_group, stop_groups
+
+    from conftest import RosClient
+
+    d = tmp_path_factory.mktemp("sim")
+    (d / "p.yaml").write_text(yaml.safe_dump({f"{NS}/sim_server": {"ros__parameters": {"renderer": "tiny"}}}))
+    cmd = ["python", "-m", "myriad_runtime.container", "--nodes", "myriad_sim.sim_server_node:SimServerNode"]
+    proc = start_group(
+        cmd + ["--ros-args", "-r", f"__ns:={NS}", "--params-file", str(d / "p.yaml")],
+        d / "sim.log",
+        ros_env(),
+    )
+    client = RosClient(NS)
+    yield client
+    client.close()
+    stop_groups([proc])
+    clean_shared_memory()
+    assert proc.returncode == 0, (d / "sim.log").read_text()[-2000:]
+
+
+def pose(x, y, z) -> Pose:
+    p = Pose()
+    p.position.x, p.position.y, p.position.z = x, y, z
+    p.orientation.w = 1.0
+    return p
+
+
+def test_reset_spawn_state_delete_round_trip(sim):
+    res = sim.call(ResetWorld, "reset_world", ResetWorld.Request(seed=5, object_count=3))
+    assert res.success and len(res.objects) == 3
+    again = sim.call(ResetWorld, "reset_world", ResetWorld.Request(seed=5, object_count=3))
+    assert [o.pose.position.x for o in again.objects] == [o.pose.position.x for o in res.objects]
+    spawned = sim.call(
+        SpawnEntity,
+        "spawn_entity",
+        SpawnEntity.Request(name="cube", source="object:42", pose=pose(0.6, 0.2, 0.3)),
+    )
+    assert spawned.success, spawned.message
+    state = sim.call(GetEntityState, "get_entity_state", GetEntityState.Request(names=["cube"]))
+    assert state.success and abs(state.states[0].pose.position.x - 0.6) < 1e-6
+    assert sim.call(DeleteEntity, "delete_entity", DeleteEntity.Request(name="cube")).success
+    gone = sim.call(GetEntityState, "get_entity_state", GetEntityState.Request(names=["cube"]))
+    assert not gone.success and "no entity called 'cube'" in gone.message
+
+
+def test_spawn_errors_are_clear(sim):
+    bad = sim.call(
+        SpawnEntity,
+        "spawn_entity",
+        SpawnEntity.Request(name="x", source="object:5000", pose=pose(0.6, 0, 0.3)),
+    )
+    assert not bad.success and "unknown object id 5000" in bad.message
+    far = sim.call(
+        SpawnEntity, "spawn_entity", SpawnEntity.Request(name="x", source="object:5", pose=pose(9.0, 0, 0.3))
+    )
+    assert not far.success and far.message.startswith("pose:")
+
+
+def test_capture_images_and_camera_info(sim):
+    res = sim.call(CaptureImages, "capture_images", CaptureImages.Request())
+    rgb, depth, seg = imgmsg_to_cv2(res.rgb), imgmsg_to_cv2(res.depth), imgmsg_to_cv2(res.segmentation)
+    assert rgb.shape == (472, 472, 3) and depth.shape == (472, 472) and seg.shape == (472, 472)
+    assert depth.dtype == np.float32 and 0.1 < float(np.median(depth)) < 2.0
+    k = np.array(res.camera_info.k).reshape(3, 3)
+    assert k[0, 2] == 236 and k[1, 2] == 236 and k[0, 0] > 0
+
+
+def test_trajectory_goal_reached_within_tolerance(sim):
+    sim.call(ResetWorld, "reset_world", ResetWorld.Request(seed=1, object_count=1))
+    goal = ExecuteTrajectory.Goal()
+    goal.trajectory.joint_names = JOINTS
+    target = [0.3, 0.1, 0.0, -1.4, 0.0, 1.5, 0.2]
+    point = JointTrajectoryPoint(positions=target)
+    point.time_from_start.sec = 2
+    goal.trajectory.points = [point]
+    result = sim.action(ExecuteTrajectory, "execute_trajectory", goal)
+    assert result.error_code == 0, result.message
+    assert result.final_error <= 0.01
+    now = sim.call(StepSimulation, "step_simulation", StepSimulation.Request(steps=0)).joint_state
+    q = [now.position[list(now.name).index(j)] for j in JOINTS]
+    assert np.max(np.abs(np.array(q) - target)) <= 0.01
+
+
+def test_bad_trajectory_and_gripper(sim):
+    goal = ExecuteTrajectory.Goal()
+    goal.trajectory.joint_names = JOINTS[:6] + ["elbow"]
+    goal.trajectory.points = [JointTrajectoryPoint(positions=[0.0] * 7)]
+    result = sim.action(ExecuteTrajectory, "execute_trajectory", goal)
+    assert result.error_code == -1 and "unknown joints ['elbow']" in result.message
+    closed = sim.action(GripperCommand, "gripper_command", GripperCommand.Goal(position=0.0, max_effort=10.0))
+    assert closed.reached_goal and closed.position < 0.05
