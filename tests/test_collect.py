@@ -7,10 +7,10 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import free_port
+
 from myriad_storage.codec import decode_png, png_to_depth, png_to_seg
 from myriad_storage.store import Store
-
-from conftest import free_port
 
 
 def collect(uri: str, *args: str, timeout: float = 240) -> subprocess.CompletedProcess:

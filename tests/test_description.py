@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from myriad_frontend.description import DescriptionError, load_description
-
 from conftest import WS
+
+from myriad_frontend.description import DescriptionError, load_description
 
 DESC = WS / "config" / "backend.yaml"
 

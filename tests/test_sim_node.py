@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from geometry_msgs.msg import Pose
+from trajectory_msgs.msg import JointTrajectoryPoint
+
 from myriad_interfaces.action import ExecuteTrajectory, GripperCommand
 from myriad_interfaces.srv import (
     CaptureImages,
@@ -15,7 +17,6 @@ from myriad_interfaces.srv import (
     StepSimulation,
 )
 from myriad_sim.image_codec import imgmsg_to_cv2
-from trajectory_msgs.msg import JointTrajectoryPoint
 
 NS = "/test_sim"
 JOINTS = [f"J{i}" for i in range(7)]
@@ -24,9 +25,9 @@ JOINTS = [f"J{i}" for i in range(7)]
 @pytest.fixture(scope="module")
 def sim(tmp_path_factory):
     import yaml
-    from myriad_frontend.processes import clean_shared_memory, ros_env, start_group, stop_groups
-
     from conftest import RosClient
+
+    from myriad_frontend.processes import clean_shared_memory, ros_env, start_group, stop_groups
 
     d = tmp_path_factory.mktemp("sim")
     (d / "p.yaml").write_text(yaml.safe_dump({f"{NS}/sim_server": {"ros__parameters": {"renderer": "tiny"}}}))
