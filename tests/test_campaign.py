@@ -16,8 +16,20 @@ from myriad_storage.store import Store
 
 
 def start_collect(uri: str, *args: str) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "myriad_frontend.cli", "collect", "--mongo-uri", uri, "--database", "t", *args]
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    cmd = [
+        sys.executable,
+        "-m",
+        "myriad_frontend.cli",
+        "collect",
+        "--mongo-uri",
+        uri,
+        "--database",
+        "t",
+        *args,
+    ]
+    return subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    )
 
 
 def wait_for(predicate, timeout: float, what: str) -> None:

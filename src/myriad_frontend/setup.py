@@ -11,7 +11,9 @@ setup(
         ("share/" + package_name, ["package.xml"]),
     ],
     install_requires=["setuptools"],
-    zip_safe=True,
+    package_data={"myriad_frontend": ["dashboard/static/*"]},
+    include_package_data=True,
+    zip_safe=False,
     description="Front end: the myriad CLI, back-end description, local and Ray launchers, dashboard.",
     license="Apache-2.0",
     entry_points={

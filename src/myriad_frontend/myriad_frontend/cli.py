@@ -37,6 +37,12 @@ def cmd_collect(args) -> int:
         name = args.name or f"grasp-{time.strftime('%Y%m%d-%H%M%S')}"
         spec = make_spec(name, seed, attempts, overrides)
     store, uri = _store(args)
+    dashboard = None
+    if args.dashboard:
+        from myriad_frontend.dashboard import serve
+
+        dashboard = serve(uri, args.database, port=args.dashboard_port)
+        print(f"dashboard: {dashboard.url}", file=sys.stderr)
     print(f"campaign {spec.name}: {spec.attempts} attempts, seed {spec.seed}, {args.backends} back end(s); "
           f"storage {mask_uri(uri)} database {args.database}", file=sys.stderr)  # fmt: skip
     if args.ray:
@@ -48,6 +54,8 @@ def cmd_collect(args) -> int:
 
         result = run_local(store, spec, uri, args.database, args.backends, Path(args.description),
                            workspace() / "log" / "runs", progress=not args.quiet)  # fmt: skip
+    if dashboard is not None:
+        dashboard.stop()
     rate = result.done / result.seconds if result.seconds else 0.0
     print(
         f"\n{'interrupted' if result.interrupted else 'done'}: {result.done}/{result.target} attempts, "
@@ -79,6 +87,14 @@ def cmd_status(args) -> int:
     return 0
 
 
+def cmd_dashboard(args) -> int:
+    from myriad_frontend.dashboard import main as dashboard_main
+
+    uri, _server = resolve_uri(args.mongo_uri, workspace() / "data")
+    argv = ["--mongo-uri", uri, "--database", args.database, "--host", args.host, "--port", str(args.port)]
+    return dashboard_main(argv + (["--token", args.token] if args.token else []))
+
+
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="myriad", description=__doc__)
     sub = ap.add_subparsers(dest="command", required=True)
@@ -101,10 +117,19 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--description", default=str(workspace() / "config" / "backend.yaml"))
     c.add_argument("--ray", metavar="auto|ADDRESS", help="place back ends on a Ray cluster")
     c.add_argument("--quiet", action="store_true", help="no progress bar")
+    c.add_argument(
+        "--dashboard", action="store_true", help="serve the dashboard on 127.0.0.1 while collecting"
+    )
+    c.add_argument("--dashboard-port", type=int, default=8765)
     c.set_defaults(func=cmd_collect)
     s = sub.add_parser("status", parents=[common], help="progress of campaigns, from the database")
     s.add_argument("campaign", nargs="?")
     s.set_defaults(func=cmd_status)
+    d = sub.add_parser("dashboard", parents=[common], help="web dashboard and database browser")
+    d.add_argument("--host", default="127.0.0.1", help="bind address; anything but loopback needs --token")
+    d.add_argument("--port", type=int, default=8765)
+    d.add_argument("--token", default=os.environ.get("MYRIAD_DASHBOARD_TOKEN"))
+    d.set_defaults(func=cmd_dashboard)
     return ap
 
 

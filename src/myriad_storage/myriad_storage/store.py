@@ -121,6 +121,7 @@ class Store:
         db.attempts.create_index([("campaign", 1), ("item_id", 1)])
         db.attempts.create_index("backend")
         db.attempts.create_index("created_at")
+        db.attempts.create_index([("campaign", 1), ("created_at", -1)])
         db[f"{IMAGE_BUCKET}.files"].create_index("metadata.attempt_key")
         db.backends.create_index("backend", unique=True)
         self._indexed = True
@@ -457,13 +458,13 @@ class Store:
         Rows ``{"t": bucket start, "attempts": n, "successes": k}``, oldest first. A bounded range is served
         by the created_at index, so polling the recent past stays cheap however large the campaign grows.
         """
-        match: dict[str, Any] = {"campaign": campaign}
         window = {op: t for op, t in (("$gte", since), ("$lt", until)) if t is not None}
-        if window:
-            match["created_at"] = window
+        # The time window as its own first stage, so that the created_at index bounds the scan (a planner
+        # seeing both fields may pick (campaign, success) and read the whole campaign).
+        stages: list[dict] = [{"$match": {"created_at": window}}] if window else []
         bucket = {"$dateTrunc": {"date": "$created_at", "unit": "second", "binSize": int(bucket_s)}}
-        pipeline = [
-            {"$match": match},
+        stages += [
+            {"$match": {"campaign": campaign}},
             {
                 "$group": {
                     "_id": bucket,
@@ -475,5 +476,5 @@ class Store:
         ]
         return [
             {"t": r["_id"], "attempts": r["attempts"], "successes": r["successes"]}
-            for r in self.db.attempts.aggregate(pipeline)
+            for r in self.db.attempts.aggregate(stages)
         ]

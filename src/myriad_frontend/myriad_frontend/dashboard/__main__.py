@@ -1,0 +1,7 @@
+"""``python -m myriad_frontend.dashboard --mongo-uri …``"""
+
+import sys
+
+from . import main
+
+sys.exit(main())

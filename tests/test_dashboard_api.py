@@ -1,0 +1,269 @@
+"""Dashboard JSON/image API over real HTTP against a real SecantusDB with stored attempts (no mocks)."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+import uuid
+
+import numpy as np
+import pytest
+from bson import ObjectId
+
+from myriad_storage.codec import decode_png
+from myriad_storage.store import Store
+
+N_ALPHA, N_BETA = 12, 3
+
+
+def get(url: str, headers: dict | None = None, method: str = "GET") -> tuple[int, dict, bytes]:
+    req = urllib.request.Request(url, headers=headers or {}, method=method)
+    try:
+        with urllib.request.urlopen(req, timeout=20) as r:
+            return r.status, dict(r.headers), r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, dict(e.headers), e.read()
+
+
+def get_json(url: str, **kw) -> tuple[int, dict]:
+    status, headers, body = get(url, **kw)
+    assert headers["Content-Type"].startswith("application/json"), (status, body[:200])
+    return status, json.loads(body)
+
+
+@pytest.fixture(scope="module")
+def seeded(mongo_uri, dashboard_attempt):
+    """A database with campaigns alpha (12 of 16 items done) and beta (3 of 4), images in GridFS."""
+    name = f"test_dash_{uuid.uuid4().hex[:10]}"
+    store = Store(mongo_uri, name)
+    store.ensure_indexes()
+    store.create_campaign("alpha", [{"seed": i} for i in range(16)])
+    store.create_campaign("beta", [{"seed": 100 + i} for i in range(4)])
+    images = {}
+    for i in range(N_ALPHA):
+        rec, ims = dashboard_attempt("alpha", i, backend=f"b{i % 3}", success=i % 3 == 0)
+        store.store_attempt(rec, ims)
+        images[rec["attempt_key"]] = ims
+    for i in range(N_BETA):
+        rec, ims = dashboard_attempt("beta", i, backend="b9", success=False)
+        store.store_attempt(rec, ims)
+        images[rec["attempt_key"]] = ims
+    store.claim("alpha", "b1", lease_s=600)
+    store.heartbeat("b1", host="localhost", state="running", campaign="alpha", current_item="alpha/000012")
+    yield store, name, images
+    store.client.drop_database(name)
+    store.close()
+
+
+@pytest.fixture(scope="module")
+def dash(seeded, mongo_uri):
+    from myriad_frontend.dashboard import serve
+
+    server = serve(mongo_uri, seeded[1], port=0, poll_interval_s=0.25)
+    yield server
+    server.stop()
+
+
+def samples(dash, **params) -> dict:
+    q = urllib.parse.urlencode(params)
+    status, body = get_json(f"{dash.url}api/samples?{q}")
+    assert status == 200, body
+    return body
+
+
+def wait_overview(dash, pred, timeout: float = 20.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        _, body = get_json(dash.url + "api/overview")
+        if pred(body) or time.monotonic() > deadline:
+            return body
+        time.sleep(0.1)
+
+
+def test_overview_counts_progress_and_backends(dash):
+    def ready(o):
+        return not o["loading"] and all(c["items"] for c in o["campaigns"])
+
+    o = wait_overview(dash, ready)
+    by = {c["name"]: c for c in o["campaigns"]}
+    assert (
+        by["alpha"]["attempts"] == N_ALPHA and by["alpha"]["successes"] == 4 and by["alpha"]["target"] == 16
+    )
+    assert by["alpha"]["items"]["done"] == N_ALPHA and by["alpha"]["items"]["leased"] == 1
+    assert by["beta"]["attempts"] == N_BETA and by["beta"]["success_rate"] == 0
+    assert sum(by["alpha"]["timeline"]["attempts"]) == N_ALPHA
+    assert by["alpha"]["rate"] > 0 and by["alpha"]["eta_s"] > 0
+    assert [b["backend"] for b in o["backends"]] == ["b1"] and o["backends"][0][
+        "current_item"
+    ] == "alpha/000012"
+
+
+def test_samples_filters(dash, seeded):
+    def keys(**p):
+        return {a["attempt_key"] for a in samples(dash, limit=200, **p)["items"]}
+
+    alpha = {f"alpha/{i:06d}/0" for i in range(N_ALPHA)}
+    assert keys(campaign="alpha") == alpha
+    assert len(keys()) == N_ALPHA + N_BETA
+    assert keys(campaign="alpha", label="success") == {f"alpha/{i:06d}/0" for i in range(0, N_ALPHA, 3)}
+    assert keys(campaign="alpha", label="failure") == alpha - keys(campaign="alpha", label="success")
+    assert keys(backend="b1") == {f"alpha/{i:06d}/0" for i in range(1, N_ALPHA, 3)}
+    assert keys(backend="b9") == {f"beta/{i:06d}/0" for i in range(N_BETA)}
+    assert keys(campaign="alpha", object="obj2") == {f"alpha/{i:06d}/0" for i in (2, 6, 10)}
+    src = "pybullet_data:random_urdfs/001/001.urdf"
+    assert keys(source=src) == {f"alpha/{i:06d}/0" for i in (1, 5, 9)} | {"beta/000001/0"}
+    assert keys(outcome="slipped", campaign="beta") == {f"beta/{i:06d}/0" for i in range(N_BETA)}
+    store = seeded[0]
+    docs = store.attempts({"campaign": "alpha"}, sort=[("created_at", 1)])
+    cut = docs[5]["created_at"]
+    later = {d["attempt_key"] for d in docs if d["created_at"] >= cut}
+    assert keys(campaign="alpha", since=cut.isoformat()) == later
+    assert keys(campaign="alpha", until=cut.isoformat()) == alpha - later
+    assert keys(campaign="alpha", since=str(cut.timestamp())) == later  # epoch seconds too
+
+
+def test_samples_pagination_newest_first(dash):
+    seen, skip = [], 0
+    while True:
+        page = samples(dash, campaign="alpha", limit=5, skip=skip)
+        seen += page["items"]
+        assert len(page["items"]) <= 5
+        if not page["has_more"]:
+            break
+        skip += 5
+    assert skip == 10 and len(seen) == N_ALPHA == len({a["attempt_key"] for a in seen})
+    times = [a["created_at"] for a in seen]
+    assert times == sorted(times, reverse=True)
+    assert samples(dash, campaign="alpha", skip=100)["items"] == []
+
+
+def test_image_streams_byte_equal_to_gridfs(dash, seeded):
+    store, _, images = seeded
+    key = "alpha/000003/0"
+    status, doc = get_json(f"{dash.url}api/attempt?key={key}")
+    assert status == 200 and doc["attempt_key"] == key and doc["extra"]["outcome"] == "lifted"
+    for name in ("pre_rgb", "pre_depth", "pre_segmentation", "post_rgb"):
+        status, headers, body = get(f"{dash.url}api/image?id={doc['images'][name]}")
+        assert status == 200 and headers["Content-Type"] == "image/png"
+        assert body == store.image(ObjectId(doc["images"][name])) == images[key][name]
+
+
+def test_rendered_depth_segmentation_and_grasp(dash, seeded):
+    key = "alpha/000002/0"
+    rgb = decode_png(seeded[2][key]["pre_rgb"])
+    for kind in ("depth", "segmentation", "grasp"):
+        status, headers, body = get(f"{dash.url}api/render?key={key}&kind={kind}")
+        assert status == 200 and headers["Content-Type"] == "image/png", body[:200]
+        img = decode_png(body)
+        assert img.shape == (64, 64, 3) and img.dtype == np.uint8
+    grasp = decode_png(get(f"{dash.url}api/render?key={key}&kind=grasp")[2])
+    changed = np.any(grasp != rgb, axis=2)
+    assert 0 < changed.sum() < changed.size / 4  # the grasp marker, not a different picture
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "api/attempt?key=alpha/999999/0",
+        "api/attempt",
+        f"api/image?id={ObjectId()}",
+        "api/image?id=not-an-id",
+        "api/render?key=nope&kind=depth",
+        "api/work_items?campaign=nope",
+        "api/nothing",
+    ],
+)
+def test_unknown_ids_are_404_json(dash, path):
+    status, body = get_json(dash.url + path)
+    assert status == 404 and body["error"]
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["api/samples?limit=0", "api/samples?skip=-1", "api/samples?label=maybe", "api/samples?since=yesterday"],
+)
+def test_bad_parameters_are_400(dash, path):
+    status, body = get_json(dash.url + path)
+    assert status == 400 and body["error"]
+
+
+def test_work_items_states_and_pages(dash):
+    status, body = get_json(f"{dash.url}api/work_items?campaign=alpha&limit=5")
+    assert status == 200 and [w["index"] for w in body["items"]] == [0, 1, 2, 3, 4] and body["has_more"]
+    _, leased = get_json(f"{dash.url}api/work_items?campaign=alpha&state=leased")
+    assert [(w["item_id"], w["lease_owner"]) for w in leased["items"]] == [("alpha/000012", "b1")]
+    _, pending = get_json(f"{dash.url}api/work_items?campaign=alpha&state=pending")
+    assert [w["index"] for w in pending["items"]] == [13, 14, 15] and not pending["has_more"]
+
+
+def test_read_only_and_static_page(dash):
+    status, headers, body = get(dash.url)
+    assert status == 200 and headers["Content-Type"].startswith("text/html") and b"app.js" in body
+    assert get(dash.url + "app.js")[0] == 200 and get(dash.url + "app.css")[0] == 200
+    assert get(dash.url + "api/samples", method="POST")[0] == 405
+    assert get(dash.url + "api/samples", method="DELETE")[0] == 405
+
+
+def test_foreign_host_header_refused_without_token(dash):
+    port = dash.server_address[1]
+    assert get(dash.url + "api/overview", headers={"Host": f"evil.example:{port}"})[0] == 401
+    assert get(dash.url + "api/overview", headers={"Host": f"localhost:{port}"})[0] == 200
+
+
+def test_token_required_on_every_request(seeded, dashboard_serve):
+    token = "s3cret/tok+en="  # needs quoting in URLs and cookies
+    server = dashboard_serve(seeded[1], token=token)
+    base = server.url.split("?")[0]
+    assert server.url == base + "?token=" + urllib.parse.quote(token, safe="")
+    for path in (
+        "",
+        "app.js",
+        "api/overview",
+        "api/samples",
+        "api/attempt?key=alpha/000000/0",
+        "api/image?id=x",
+    ):
+        status, _, _ = get(base + path)
+        assert status == 401, path
+        assert get(base + path, headers={"Authorization": "Bearer wrong"})[0] == 401
+    assert get(base + "api/samples", headers={"Authorization": f"Bearer {token}"})[0] == 200
+    status, headers, _ = get(server.url)
+    assert status == 200 and "HttpOnly" in headers["Set-Cookie"]
+    cookie = headers["Set-Cookie"].split(";")[0]
+    assert get(base + "api/overview", headers={"Cookie": cookie})[0] == 200
+    assert get(base + "api/samples?token=wrong")[0] == 401
+
+
+def test_non_loopback_bind_needs_token(mongo_uri):
+    from myriad_frontend.dashboard import serve
+
+    with pytest.raises(ValueError, match="requires a token"):
+        serve(mongo_uri, "unused", host="0.0.0.0", port=0)  # refused before any socket is bound
+
+
+def test_main_runs_standalone_and_stops_on_sigterm(mongo_uri, seeded):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    cmd = [sys.executable, "-m", "myriad_frontend.dashboard", "--mongo-uri", mongo_uri]
+    cmd += ["--database", seeded[1], "--port", "0"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()
+        assert line.startswith("Myriad dashboard: http://127.0.0.1:"), (
+            line,
+            proc.stderr.read() if proc.poll() else "",
+        )
+        url = line.split(": ", 1)[1].strip()
+        assert get(url + "api/samples?campaign=beta")[0] == 200
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
