@@ -141,7 +141,10 @@ def test_plan_and_execute_around_wall_never_touches_it(client, wall):
     right, _ = plan_and_execute(client, (0.6, -0.2, 0.2))
     assert right.error_code == 1, right.message
     assert right.planning_time > 0 and right.path_length > 0 and right.execution_time > 0
-    for _ in range(5):
+    # Drain the joint_states queue (50 Hz of sim time, faster than real time); the idle sim then repeats the
+    # final state every 0.1 s.
+    deadline = time.monotonic() + 1.0
+    while time.monotonic() < deadline:
         client.executor_.spin_once(timeout_sec=0.05)
     world = World(spec, renderer="tiny")
     try:

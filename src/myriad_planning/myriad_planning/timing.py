@@ -1,20 +1,14 @@
-"""Time parametrization of joint paths under velocity and acceleration limits (TOPP-RA)."""
+"""Time parametrization of joint paths under velocity and acceleration limits (time-optimal along the path)."""
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import toppra
-import toppra.algorithm
-import toppra.constraint
 
 from myriad_planning.config import PlanningConfig
 from myriad_sim.spec import RobotSpec
-
-logging.getLogger("toppra").setLevel(logging.WARNING)
 
 
 @dataclass
@@ -47,7 +41,10 @@ def time_parametrize(
 ) -> Trajectory:
     """Time-optimal trajectory along a piecewise-linear joint path, at rest at both ends, sampled every period.
 
-    The path is densified first so that the fitted spline stays on the segments (no cut corners).
+    Path-velocity profile by a forward and a backward pass (TOPP on the densified polyline): on each segment the
+    joint velocity and acceleration limits bound the path speed and acceleration; at each vertex the turn of
+    direction bounds the speed so that the velocity turns within the accelerations over a sample period. Constant path acceleration
+    per segment, so positions stay on the segments.
     """
     path = np.asarray(path, float)
     keep = np.ones(len(path), bool)
@@ -55,26 +52,36 @@ def time_parametrize(
     path = path[keep]
     if len(path) < 2:
         return Trajectory(np.zeros(1), path[:1].copy(), np.zeros_like(path[:1]))
-    dense = densify(path, densify_step)
-    s = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(dense, axis=0), axis=1))])
-    spline = toppra.SplineInterpolator(s / s[-1], dense)
     vlim, alim = np.asarray(velocity_limits, float), np.asarray(acceleration_limits, float)
-    constraints = [
-        toppra.constraint.JointVelocityConstraint(np.column_stack([-vlim, vlim])),
-        toppra.constraint.JointAccelerationConstraint(
-            np.column_stack([-alim, alim]),
-            discretization_scheme=toppra.constraint.DiscretizationType.Interpolation,
-        ),
-    ]
-    algo = toppra.algorithm.TOPPRA(constraints, spline, parametrizer="ParametrizeConstAccel")
-    traj = algo.compute_trajectory(0.0, 0.0)
-    if traj is None:
-        raise RuntimeError(f"time parametrization failed for a path of {len(path)} waypoints")
-    duration = float(traj.duration)
-    times = np.append(np.arange(0.0, duration, sample_period), duration)
+    q = densify(path, densify_step)
+    steps = np.diff(q, axis=0)
+    lengths = np.linalg.norm(steps, axis=1)
+    d = steps / lengths[:, None]
+    tiny = 1e-12
+    seg_v = np.min(vlim / np.maximum(np.abs(d), tiny), axis=1)
+    seg_a = np.min(alim / np.maximum(np.abs(d), tiny), axis=1)
+    vmax = np.zeros(len(q))
+    vmax[1:-1] = np.minimum(seg_v[:-1], seg_v[1:])
+    turn = np.abs(d[1:] - d[:-1])
+    # The controller turns the velocity within about one sample period.
+    bend = np.min(alim * sample_period / np.maximum(turn, tiny), axis=1)
+    vmax[1:-1] = np.minimum(vmax[1:-1], bend)
+    v = vmax.copy()
+    for k in range(len(lengths)):  # forward: reachable from rest at the start
+        v[k + 1] = min(v[k + 1], np.sqrt(v[k] ** 2 + 2 * seg_a[k] * lengths[k]))
+    for k in range(len(lengths) - 1, -1, -1):  # backward: can stop at the end
+        v[k] = min(v[k], np.sqrt(v[k + 1] ** 2 + 2 * seg_a[k] * lengths[k]))
+    dt = 2 * lengths / np.maximum(v[:-1] + v[1:], tiny)
+    t = np.concatenate([[0.0], np.cumsum(dt)])
+    times = np.append(np.arange(0.0, t[-1], sample_period), t[-1])
     if len(times) > 2 and times[-1] - times[-2] < 1e-6:
         times = np.delete(times, -2)
-    positions, velocities = np.asarray(traj(times)), np.asarray(traj(times, 1))
+    k = np.clip(np.searchsorted(t, times, side="right") - 1, 0, len(lengths) - 1)
+    tau = times - t[k]
+    acc = (v[k + 1] ** 2 - v[k] ** 2) / (2 * lengths[k])
+    s = np.minimum(v[k] * tau + 0.5 * acc * tau**2, lengths[k])
+    positions = q[k] + d[k] * s[:, None]
+    velocities = d[k] * (v[k] + acc * tau)[:, None]
     positions[0], positions[-1] = path[0], path[-1]
     velocities[0], velocities[-1] = 0.0, 0.0
     return Trajectory(times, positions, velocities)
