@@ -80,12 +80,16 @@ def run_direct(store: Store, spec, region, renderer: str) -> tuple[float, float]
 
 
 def backend_rss(stop: threading.Event, peak: dict) -> None:
-    """Peak summed RSS of the processes of back end b0 (matched by namespace on their command lines)."""
+    """Peak summed RSS of this run's back end b0: our child processes whose command line has its namespace."""
+    me = psutil.Process()
     while not stop.is_set():
         total = 0
-        for p in psutil.process_iter(["cmdline", "memory_info"]):
-            if any("__ns:=/myriad/b0" in c for c in p.info["cmdline"] or []):
-                total += p.info["memory_info"].rss
+        for p in me.children(recursive=True):
+            try:
+                if any("__ns:=/myriad/b0" in c for c in p.cmdline()):
+                    total += p.memory_info().rss
+            except psutil.NoSuchProcess:
+                pass
         peak["rss"] = max(peak.get("rss", 0), total)
         stop.wait(0.5)
 
