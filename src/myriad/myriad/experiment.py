@@ -192,32 +192,23 @@ class Experiment:
     def grasp(self, x: float, y: float, angle: float, z: float | None = None, **params: Any) -> GraspResult:
         """Top-down grasp at (x, y) turned by `angle` (rad): approach, descend, close, lift, and label.
 
-        z defaults to the seen surface height minus grasp_depth; `params` override GraspParams fields."""
-        from myriad_grasping.episode import top_down
-        from myriad_grasping.sampling import GraspParams, label
+        z defaults to the seen surface height minus grasp_depth; `params` override GraspParams fields.
+        The motion sequence is the grasp sampler's own (myriad_grasping.episode.execute_grasp)."""
+        from myriad_grasping.episode import execute_grasp
+        from myriad_grasping.sampling import Grasp, GraspParams, label
 
         p = GraspParams.from_dict({**GraspParams().to_dict(), **params}, "grasp params")
         timings, clock = {}, time.perf_counter()
         pre = self.camera()
         z = max(0.01, self.surface_height(x, y, pre) - p.grasp_depth) if z is None else z
         before = self.objects()
-        orientation = top_down(angle)
-        phases = [
-            ("open", lambda: self.open_gripper(p.gripper_force)),
-            ("reach", lambda: self.move_to(((x, y, z + p.approach_height), orientation))),
-            ("descend", lambda: self.move_to(((x, y, z), orientation), cartesian=True)),
-            ("close", lambda: self.close_gripper(p.gripper_force)),
-            ("lift", lambda: self.move_to(((x, y, z + p.lift_height), orientation), cartesian=True)),
-        ]
-        outcome = "lifted"
-        for phase, action in phases:
-            try:
-                action()
-            except RuntimeError:
-                outcome = f"{phase}_failed"
-                break
-            finally:
-                timings[phase] = round(time.perf_counter() - clock, 4)
+
+        def lap(name: str) -> None:
+            nonlocal clock
+            timings[name] = round(time.perf_counter() - clock, 4)
+            clock = time.perf_counter()
+
+        outcome, _moves = execute_grasp(_Motions(self), Grasp(x, y, z, angle), p, self.seed, lap)
         after = {n: o.position for n, o in self.objects().items()}
         success, lifted, rise = label({n: o.position for n, o in before.items()}, after, p.success_height)
         post = self.camera()
@@ -287,3 +278,22 @@ class Experiment:
             return engine.run(duration)
         finally:
             engine.close()
+
+
+class _Motions:
+    """The grasp sequence's motion interface over an Experiment (errors become failed MoveResults)."""
+
+    def __init__(self, experiment: Experiment):
+        self.experiment = experiment
+
+    def move(self, kind: str, position, orientation, seed: int):
+        from myriad_grasping.episode import MoveResult
+
+        try:
+            self.experiment.move_to((position, orientation), cartesian=kind == "cartesian")
+        except RuntimeError as exc:
+            return MoveResult(False, str(exc))
+        return MoveResult(True)
+
+    def gripper(self, opening: float, force: float) -> tuple[float, bool]:
+        return self.experiment.backend.gripper(opening, force), False

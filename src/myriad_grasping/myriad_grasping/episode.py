@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -60,35 +61,17 @@ def motion_seed(seed: int, k: int) -> int:
     return (seed * 8 + k) % (2**62)
 
 
-def run_attempt(
+def execute_grasp(
     backend: GraspBackend,
+    grasp: Grasp,
     params: GraspParams,
     seed: int,
-    region_x: tuple[float, float],
-    region_y: tuple[float, float],
-) -> Attempt:
-    """Reset, look, sample a grasp, reach, descend, close, lift, label, look again."""
-    timings: dict[str, float] = {}
-    moves: dict[str, dict[str, Any]] = {}
-    clock = time.perf_counter()
-
-    def lap(name: str) -> None:
-        nonlocal clock
-        now = time.perf_counter()
-        timings[name] = round(now - clock, 4)
-        clock = now
-
-    objects = backend.reset(seed, params.object_count)
-    lap("reset")
-    pre = backend.capture()
-    lap("capture_pre")
-    grasp, target = sample_grasp(
-        attempt_rng(seed), params, [(n, p) for n, _, p in objects], region_x, region_y
-    )
+    lap: Callable[[str], None] = lambda _n: None,
+) -> tuple[str, dict[str, dict[str, Any]]]:
+    """Open, reach above the grasp, descend, close, lift. Returns the outcome and each motion's record."""
     orientation = top_down(grasp.yaw)
-    before = {n: p for n, _, p in objects}
+    moves: dict[str, dict[str, Any]] = {}
     backend.gripper(1.0, params.gripper_force)
-    outcome = "lifted"
     steps = (
         ("reach", "pose", (grasp.x, grasp.y, grasp.z + params.approach_height)),
         ("descend", "cartesian", (grasp.x, grasp.y, grasp.z)),
@@ -108,11 +91,38 @@ def run_attempt(
                 "planner": result.planner,
             }
             if not result.ok:
-                outcome = f"{name}_failed"
-                break
+                return f"{name}_failed", moves
         lap(name)
+    return "lifted", moves
+
+
+def run_attempt(
+    backend: GraspBackend,
+    params: GraspParams,
+    seed: int,
+    region_x: tuple[float, float],
+    region_y: tuple[float, float],
+) -> Attempt:
+    """Reset, look, sample a grasp, execute it, label, look again."""
+    timings: dict[str, float] = {}
+    clock = time.perf_counter()
+
+    def lap(name: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        timings[name] = round(now - clock, 4)
+        clock = now
+
+    objects = backend.reset(seed, params.object_count)
+    lap("reset")
+    pre = backend.capture()
+    lap("capture_pre")
+    grasp, target = sample_grasp(
+        attempt_rng(seed), params, [(n, p) for n, _, p in objects], region_x, region_y
+    )
+    outcome, moves = execute_grasp(backend, grasp, params, seed, lap)
     after = backend.object_positions()
-    success, lifted, rise = label(before, after, params.success_height)
+    success, lifted, rise = label({n: p for n, _, p in objects}, after, params.success_height)
     post = backend.capture()
     lap("capture_post")
     return Attempt(
