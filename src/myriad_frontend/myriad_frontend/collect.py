@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -51,19 +52,49 @@ def run_local(
     """Run `backends` local back ends on the campaign until it is complete (or Ctrl-C)."""
     desc = load_description(description)
     store.create_campaign(spec.name, spec.items(), template=spec.params, seed=spec.seed)
-    ws = os.environ.get("MYRIAD_WS", str(Path.cwd()))
-    values = {"ws": ws, "mongo_uri": uri, "database": database, "campaign": spec.name}
-    group = make_backends(desc, backends, run_dir / spec.name, values)
+    group = make_backends(desc, backends, run_dir / spec.name, backend_values(spec, uri, database))
     start = time.monotonic()
     result = CollectResult(spec.name, spec.attempts, 0, 0, 0.0, None)
+    try:
+        for b in group:
+            b.start()
+        check = lambda bar: [_revive(b, store, spec.name, bar) for b in group]
+        restarts = lambda: sum(b.restarts for b in group)
+        watch(store, spec, result, start, len(group), check, restarts, progress, poll)
+    except KeyboardInterrupt:
+        result.interrupted = True
+    finally:
+        for b in group:
+            b.stop()
+        clean_shared_memory()
+    return finish(store, result, start, {b.backend_id: b.restarts for b in group})
+
+
+def backend_values(spec: CampaignSpec, uri: str, database: str) -> dict[str, str]:
+    """The ${...} values of the description that every back end of a campaign shares."""
+    ws = os.environ.get("MYRIAD_WS", str(Path.cwd()))
+    return {"ws": ws, "mongo_uri": uri, "database": database, "campaign": spec.name}
+
+
+def watch(
+    store: Store,
+    spec: CampaignSpec,
+    result: CollectResult,
+    start: float,
+    backends: int,
+    check: Callable[[tqdm], object],
+    restarts: Callable[[], int],
+    progress: bool = True,
+    poll: float = 0.5,
+) -> None:
+    """Show progress until every work item is done, calling `check(bar)` between polls (not while the database
+    is unreachable: that is waited out, the back ends buffer their attempts); Ctrl-C propagates."""
     # On a terminal a live bar; in a log (CI, pipes) a line every 10 s.
     tty = sys.stderr.isatty()
     bar = tqdm(total=spec.attempts, unit="attempt", disable=not progress, file=sys.stderr, dynamic_ncols=tty,
                mininterval=0.5 if tty else 10.0, ncols=None if tty else 100)  # fmt: skip
+    outage = False
     try:
-        for b in group:
-            b.start()
-        outage = False
         while True:
             try:
                 p = store.progress(spec.name)
@@ -82,25 +113,23 @@ def run_local(
                 result.first_attempt_s = time.monotonic() - start
             bar.update(p["done"] - bar.n)
             rate = p["attempts"] / max(1e-9, time.monotonic() - start)
-            bar.set_postfix_str(_postfix(p, rate, group), refresh=False)
+            bar.set_postfix_str(_postfix(p, rate, backends, restarts()), refresh=False)
             result.done, result.successes = p["done"], p["successes"]
             if p["done"] >= p["target"]:
-                break
-            for b in group:
-                _revive(b, store, spec.name, bar)
+                return
+            check(bar)
             time.sleep(poll)
-    except KeyboardInterrupt:
-        result.interrupted = True
     finally:
         bar.close()
-        for b in group:
-            b.stop()
-        clean_shared_memory()
+
+
+def finish(store: Store, result: CollectResult, start: float, restarts: dict[str, int]) -> CollectResult:
+    """Complete the result (time, restarts, final counts) and, unless interrupted, mark the campaign finished."""
     result.seconds = time.monotonic() - start
-    result.restarts = {b.backend_id: b.restarts for b in group}
+    result.restarts = restarts
     if not result.interrupted:
-        store.finish_campaign(spec.name)
-        p = store.progress(spec.name)
+        store.finish_campaign(result.campaign)
+        p = store.progress(result.campaign)
         result.done, result.successes = p["done"], p["successes"]
     return result
 
@@ -122,9 +151,8 @@ def _revive(b: LocalBackend, store: Store, campaign: str, bar: tqdm) -> None:
     bar.write(note)
 
 
-def _postfix(p: dict, rate: float, group: list[LocalBackend]) -> str:
+def _postfix(p: dict, rate: float, backends: int, restarts: int) -> str:
     succ = p["successes"] / p["attempts"] if p["attempts"] else 0.0
-    restarts = sum(b.restarts for b in group)
-    return f"success {succ:.0%} · {rate:.2f}/s · {len(group)} back end(s)" + (
+    return f"success {succ:.0%} · {rate:.2f}/s · {backends} back end(s)" + (
         f" · {restarts} restarts" if restarts else ""
     )

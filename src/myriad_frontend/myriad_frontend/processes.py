@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
 import shutil
 import signal
@@ -29,9 +30,16 @@ def ros_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-def _default_sigint() -> None:
-    # Shells start background jobs with SIGINT ignored; children must get the default back.
+_LIBC = ctypes.CDLL(None, use_errno=True)
+_PR_SET_PDEATHSIG = 1
+
+
+def _child_setup() -> None:
+    """In the child before exec: SIGINT at its default and unblocked (shells ignore it in background jobs, Ray's
+    workers block it), and SIGKILL when the parent thread dies, however it dies: no orphaned back ends."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+    _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def start_group(cmd: list[str], log_file: Path, env: dict[str, str]) -> subprocess.Popen:
@@ -40,7 +48,7 @@ def start_group(cmd: list[str], log_file: Path, env: dict[str, str]) -> subproce
     with open(log_file, "ab") as log:
         return subprocess.Popen(
             cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
-            start_new_session=True, preexec_fn=_default_sigint,
+            start_new_session=True, preexec_fn=_child_setup,
         )  # fmt: skip
 
 

@@ -1,0 +1,350 @@
+"""`myriad collect --ray`: one Ray actor per back end, owning that back end's process groups on its node.
+
+An actor starts its back end's processes (processes.LocalBackend) on the node Ray placed it on; DDS stays on
+that host (LOCALHOST discovery, a ROS_DOMAIN_ID per back end derived from its index). The front end pings the
+actors (`health()` returns a status dict: errors are values) and reads heartbeats from the database; Ray
+restarts a dead actor (`max_restarts`), whose new incarnation kills what the old one left and starts the back
+end again, while the front end releases the dead back end's leases and counts the restart.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import logging
+import math
+import os
+import signal
+import socket
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psutil
+import ray
+from tqdm import tqdm
+
+from myriad_frontend.campaign import CampaignSpec
+from myriad_frontend.collect import CollectResult, backend_values, finish, release_leases, watch
+from myriad_frontend.description import load_description
+from myriad_frontend.processes import LocalBackend, clean_shared_memory, ros_env
+from myriad_storage.store import StorageUnavailable, Store
+
+NAMESPACE = "myriad"
+CPUS_PER_BACKEND = float(os.environ.get("MYRIAD_RAY_CPUS", "1"))
+MAX_RESTARTS = int(os.environ.get("MYRIAD_RAY_MAX_RESTARTS", "5"))
+MAX_TASK_RETRIES = 2
+PING_TIMEOUT_S = 30.0  # a ping unanswered this long marks the actor unreachable
+HEARTBEAT_STALE_S = 120.0  # a back end silent this long in the database is restarted by its actor
+LOST_AFTER_S = 180.0  # every actor unreachable this long: give up
+STOP_TIMEOUT_S = 30.0
+
+
+def domain_id(index: int, base: int | None = None) -> int:
+    """The ROS_DOMAIN_ID (1..100) of back end `index`: distinct for up to 100 back ends on one host, offset by
+    `base` (default: the host's ROS_DOMAIN_ID, so two deployments on one host can be kept apart)."""
+    base = int(os.environ.get("ROS_DOMAIN_ID", "0") or 0) if base is None else base
+    return 1 + (base + index) % 100
+
+
+def actor_name(campaign: str, backend: str) -> str:
+    """The name (in namespace NAMESPACE) of a back end's actor."""
+    return f"{campaign}:{backend}"
+
+
+# -- the actor: runs on the node Ray places it on ----------------------------------------------------------
+
+
+def _reap(state_file: Path) -> None:
+    """SIGKILL the process groups a previous incarnation recorded in `state_file` (if still the same processes)."""
+    try:
+        records = json.loads(state_file.read_text())["procs"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return
+    procs = []
+    for rec in records:
+        try:
+            p = psutil.Process(rec["pid"])
+            if abs(p.create_time() - rec["created"]) < 0.01:
+                os.killpg(rec["pid"], signal.SIGKILL)
+                procs.append(p)
+        except (psutil.Error, ProcessLookupError, PermissionError, KeyError, TypeError):
+            pass
+    if procs:
+        psutil.wait_procs(procs, timeout=5.0)
+        clean_shared_memory()
+
+
+def _host_path(path: str, driver_ws: str, ws: str) -> Path:
+    """`path` (on the driver's host) on this host: inside the driver's workspace maps into this workspace."""
+    p = Path(path)
+    return Path(ws) / p.relative_to(driver_ws) if p.is_relative_to(driver_ws) else p
+
+
+class BackendActor:
+    """One back end on this node. Ray restarts the actor (max_restarts); the actor restarts its back end."""
+
+    def __init__(self, index: int, description: str, values: dict[str, str]) -> None:
+        self.index, self.backend_id, self.domain = index, f"b{index}", domain_id(index)
+        self.incarnation, self.since, self.error = uuid.uuid4().hex[:12], time.time(), ""
+        self.backend: LocalBackend | None = None
+        ws = os.environ.get("MYRIAD_WS", values["ws"])
+        run_dir = (
+            Path(os.environ.get("MYRIAD_RUN_DIR", f"{ws}/log/runs")) / values["campaign"] / self.backend_id
+        )
+        self.state_file = run_dir / "actor.json"  # where this actor runs and its processes, for its successor
+        _reap(self.state_file)
+        try:
+            desc = load_description(_host_path(description, values["ws"], ws))
+            rendered = desc.render(
+                index=index, backend=self.backend_id, run_dir=run_dir, **{**values, "ws": ws}
+            )
+            env = ros_env({"ROS_DOMAIN_ID": str(self.domain), "MYRIAD_WS": ws})
+            self.backend = LocalBackend(index, self.backend_id, rendered, run_dir, env)
+            self.backend.start()
+            self._record()
+        except Exception as exc:  # reported by health(), never raised out of the actor
+            self.error = f"{type(exc).__name__}: {exc}"
+
+    def _record(self, running: bool = True) -> None:
+        procs = self.backend.procs.items() if self.backend and running else []
+        recs = [{"name": n, "pid": p.pid, "created": psutil.Process(p.pid).create_time()}
+                for n, p in procs if p.poll() is None]  # fmt: skip
+        info = {"backend": self.backend_id, "incarnation": self.incarnation, "host": socket.gethostname(),
+                "node_ip": ray.util.get_node_ip_address(), "pid": os.getpid(), "domain_id": self.domain}  # fmt: skip
+        self.state_file.parent.mkdir(parents=True, exist_ok=True)
+        self.state_file.write_text(json.dumps({**info, "procs": recs}))
+
+    def health(self, restart: str = "") -> dict[str, Any]:
+        """Status of the back end; dead processes (or a `restart` reason) restart it first. Never raises."""
+        status = {"backend": self.backend_id, "incarnation": self.incarnation, "host": socket.gethostname(),
+                  "node_ip": ray.util.get_node_ip_address(), "pid": os.getpid(), "domain_id": self.domain,
+                  "since": self.since, "revived": "", "restarts": 0, "processes": {}}  # fmt: skip
+        try:
+            if self.backend is not None:
+                dead = self.backend.dead()
+                if dead or restart:
+                    self.backend.restart()
+                    self._record()
+                    self.since, self.error = time.time(), ""
+                    status.update(revived=", ".join(dead) or restart, since=self.since)
+                status["processes"] = {n: p.pid for n, p in self.backend.procs.items()}
+                status["restarts"] = self.backend.restarts
+        except Exception as exc:
+            self.error = f"{type(exc).__name__}: {exc}"
+        return {**status, "ok": self.backend is not None and not self.error, "error": self.error}
+
+    def stop(self) -> dict[str, Any]:
+        """Stop the back end's process groups (SIGINT, then SIGKILL) and clean shared memory."""
+        try:
+            if self.backend is not None:
+                self.backend.stop()
+            self._record(running=False)
+            clean_shared_memory()
+        except Exception as exc:
+            return {"backend": self.backend_id, "stopped": False, "error": f"{type(exc).__name__}: {exc}"}
+        return {"backend": self.backend_id, "stopped": True, "error": ""}
+
+
+# -- the front end: connect, place the actors, watch them ----------------------------------------------------
+
+
+def connect(address: str, backends: int) -> bool:
+    """ray.init for an ADDRESS or `auto` (a running cluster, else a new one on 127.0.0.1); False if already."""
+    if ray.is_initialized():
+        return False
+    opts: dict[str, Any] = {"namespace": NAMESPACE, "log_to_driver": False, "logging_level": logging.WARNING}
+    if address != "auto":
+        host = address.rsplit(":", 1)[0].strip("[]")
+        if _is_loopback(host) and host not in ("127.0.0.1", "::1", "localhost"):
+            opts["_node_ip_address"] = host  # attach to the node there (Ray rewrites 127.0.0.1 itself)
+        ray.init(address=address, **opts)
+        return True
+    try:
+        ray.init(address="auto", **opts)
+    except ConnectionError:
+        _single_host()
+        cpus = max(os.cpu_count() or 1, math.ceil(backends * CPUS_PER_BACKEND))
+        ray.init(_node_ip_address="127.0.0.1", num_cpus=cpus, **opts)
+    return True
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def _single_host() -> None:
+    # Ray replaces 127.0.0.1 by the host's network address unless it runs "without clusters"; a new local
+    # cluster should listen on loopback only. (A Ray constant, read when Ray resolves the node address.)
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    from ray._private import ray_constants
+
+    ray_constants.ENABLE_RAY_CLUSTER = False
+
+
+@dataclass
+class _Slot:
+    backend: str
+    actor: Any
+    ping: Any = None
+    sent: float = 0.0
+    incarnation: str = ""
+    since: float = 0.0
+    restarts: int = 0
+    failing_since: float | None = None
+    restart_request: str = ""
+    last_error: str = ""
+
+
+class BackendFleet:
+    """The actors of one campaign, as seen from the front end: pings, heartbeats, restarts, shutdown."""
+
+    def __init__(self, store: Store, campaign: str, backends: int, description: Path, values: dict[str, str]):
+        self.store, self.campaign, self._hb_checked = store, campaign, 0.0
+        cls = ray.remote(BackendActor)
+        self.slots = [
+            _Slot(f"b{i}", cls.options(name=actor_name(campaign, f"b{i}"), namespace=NAMESPACE,
+                                       num_cpus=CPUS_PER_BACKEND, max_restarts=MAX_RESTARTS,
+                                       max_task_retries=MAX_TASK_RETRIES).remote(i, str(description), values))
+            for i in range(backends)
+        ]  # fmt: skip
+
+    def restarts(self) -> dict[str, int]:
+        return {s.backend: s.restarts for s in self.slots}
+
+    def total_restarts(self) -> int:
+        return sum(s.restarts for s in self.slots)
+
+    def check(self, bar: tqdm) -> None:
+        """Collect answered pings, send new ones, act on failures and stale heartbeats."""
+        now = time.monotonic()
+        pending = [s.ping for s in self.slots if s.ping is not None]
+        ready = set(ray.wait(pending, num_returns=len(pending), timeout=0)[0]) if pending else set()
+        for s in self.slots:
+            if s.ping is None:
+                s.ping, s.sent, s.restart_request = s.actor.health.remote(s.restart_request), now, ""
+            elif s.ping in ready:
+                self._on_status(s, _result(s.ping), bar)
+                s.ping = None
+            elif now - s.sent > PING_TIMEOUT_S:
+                self._on_status(s, {"ok": False, "unreachable": True, "error": "no answer to ping"}, bar)
+        lost = [s for s in self.slots if s.failing_since is not None and now - s.failing_since > LOST_AFTER_S]
+        if len(lost) == len(self.slots):
+            raise RuntimeError(f"every back end unreachable for {LOST_AFTER_S:.0f} s: {lost[0].last_error}")
+        if now - self._hb_checked > 5.0:
+            self._hb_checked = now
+            self._check_heartbeats()
+
+    def _on_status(self, s: _Slot, st: dict[str, Any], bar: tqdm) -> None:
+        if st.get("unreachable"):
+            if s.failing_since is None:
+                s.failing_since, s.last_error = time.monotonic(), st["error"]
+                self._report(s, f"actor unreachable ({st['error']}); Ray restarts it", bar, count=False)
+            return
+        s.failing_since = None
+        if s.incarnation and st["incarnation"] != s.incarnation:
+            self._report(s, f"actor restarted by Ray on {st['host']} ({st['node_ip']})", bar)
+        elif st["revived"]:
+            self._report(s, f"{st['revived']}; restarted", bar)
+        s.incarnation, s.since = st["incarnation"], st["since"]
+        if st["error"] and st["error"] != s.last_error:
+            bar.write(f"back end {s.backend}: {st['error']}")
+        s.last_error = st["error"]
+
+    def _report(self, s: _Slot, what: str, bar: tqdm, count: bool = True) -> None:
+        s.restarts += count
+        note = f"back end {s.backend}: {what}" + (f" (restart {s.restarts})" if count else "")
+        try:
+            released = release_leases(self.store, self.campaign, s.backend)
+            self.store.heartbeat(s.backend, campaign=self.campaign, restarts=s.restarts, last_error=what)
+            note += f", {released} lease(s) released"
+        except StorageUnavailable:
+            note += "; its leases expire by themselves (database unreachable)"
+        bar.write(note)
+
+    def _check_heartbeats(self) -> None:
+        try:
+            beats = {b["backend"]: b["updated_at"] for b in self.store.backends(self.campaign)}
+        except StorageUnavailable:
+            return  # the back ends cannot write either: not their fault
+        now = datetime.now(UTC)
+        for s in self.slots:
+            if s.failing_since is not None or not s.incarnation:
+                continue
+            last = max(
+                datetime.fromtimestamp(s.since, UTC), beats.get(s.backend, datetime.min.replace(tzinfo=UTC))
+            )
+            if (now - last).total_seconds() > HEARTBEAT_STALE_S:
+                s.restart_request = f"no heartbeat for {HEARTBEAT_STALE_S:.0f} s"
+
+    def stop(self) -> None:
+        """Ask every actor to stop its back end, then end the actors (their leftovers die with them)."""
+        refs = []
+        for s in self.slots:
+            try:
+                refs.append(s.actor.stop.remote())
+            except Exception:
+                pass
+        if refs:
+            ray.wait(refs, num_returns=len(refs), timeout=STOP_TIMEOUT_S)
+        for s in self.slots:
+            try:
+                ray.kill(s.actor, no_restart=True)
+            except Exception:
+                pass
+
+
+def _result(ref: Any) -> dict[str, Any]:
+    try:
+        return ray.get(ref, timeout=0)
+    except Exception as exc:  # RayActorError, ActorUnavailableError, ...: the actor is dead or restarting
+        return {
+            "ok": False,
+            "unreachable": True,
+            "error": f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0]}",
+        }
+
+
+def run_ray(
+    store: Store,
+    spec: CampaignSpec,
+    uri: str,
+    database: str,
+    backends: int,
+    description: Path,
+    ray_address: str,
+    progress: bool = True,
+    poll: float = 0.5,
+) -> CollectResult:
+    """Run `backends` back ends as Ray actors on the campaign until it is complete (or Ctrl-C)."""
+    description = Path(description).resolve()  # the actors' working directory is Ray's, not ours
+    load_description(description, check_packages=False)  # fail here, not in every actor
+    store.create_campaign(spec.name, spec.items(), template=spec.params, seed=spec.seed)
+    try:
+        started = connect(ray_address, backends)
+    except ConnectionError as exc:  # the CLI reports ValueErrors as `myriad: ...`
+        raise ValueError(f"--ray {ray_address}: {exc}") from None
+    start = time.monotonic()
+    result = CollectResult(spec.name, spec.attempts, 0, 0, 0.0, None)
+    fleet: BackendFleet | None = None
+    try:
+        fleet = BackendFleet(store, spec.name, backends, description, backend_values(spec, uri, database))
+        watch(store, spec, result, start, backends, fleet.check, fleet.total_restarts, progress, poll)
+    except KeyboardInterrupt:
+        result.interrupted = True
+    except RuntimeError as exc:
+        print(f"myriad: {exc}", file=sys.stderr)
+        result.interrupted = True
+    finally:
+        if fleet is not None:
+            fleet.stop()
+        if started:
+            ray.shutdown()
+    return finish(store, result, start, fleet.restarts() if fleet else {})
