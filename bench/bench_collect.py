@@ -46,6 +46,9 @@ class DirectGraspBackend:
     def capture(self):
         return self.local.world.capture()
 
+    def surface_height(self, images, x, y):
+        return self.local.world.camera.surface_height(images.depth, x, y)
+
     def move(self, kind, position, orientation, seed):
         try:
             self.local.move(kind, pose=(position, orientation), seed=seed)

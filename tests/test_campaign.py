@@ -9,7 +9,7 @@ import sys
 import time
 
 import pytest
-from conftest import free_port
+from conftest import WS, free_port
 
 from myriad_storage.server import LocalServer
 from myriad_storage.store import Store
@@ -95,3 +95,20 @@ def test_database_outage_loses_nothing(server):
     out = finish(proc, 300)
     assert "database unreachable" in out
     assert_exact(Store(server.uri, "t"), "outage", 12)
+
+
+def test_crash_looping_backend_stops_the_run_with_its_logs(server, tmp_path):
+    desc = (
+        (WS / "config" / "backend.yaml")
+        .read_text()
+        .replace("${ws}/worlds/tray.yaml", str(tmp_path / "none.yaml"))
+    )
+    (tmp_path / "backend.yaml").write_text(desc)
+    name = f"crashing-{tmp_path.name}"
+    proc = start_collect(
+        server.uri, "--attempts", "2", "--name", name, "--description", str(tmp_path / "backend.yaml")
+    )
+    out, _ = proc.communicate(timeout=240)
+    assert proc.returncode == 1, out[-2000:]
+    assert "back end b0 died 6 times in a row with no attempt stored" in out
+    assert "none.yaml: file not found" in (WS / "log" / "runs" / name / "b0" / "sim.log").read_text()

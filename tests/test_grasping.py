@@ -73,3 +73,8 @@ def test_campaign_items_are_reproducible_and_swept(tmp_path):
         "object_count": 4,
         "strategy": "uniform",
     }
+
+
+def test_integer_values_become_floats_for_ros_fields():
+    p = GraspParams.from_dict({"gripper_force": 30, "lift_height": 1})
+    assert isinstance(p.gripper_force, float) and isinstance(p.lift_height, float)

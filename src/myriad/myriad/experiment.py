@@ -10,7 +10,6 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pybullet as pb
 
 from myriad.recording import GraspResult, grasp_record, image_pngs
@@ -177,17 +176,11 @@ class Experiment:
 
     def surface_height(self, x: float, y: float, image: CameraImage | None = None) -> float:
         """Height of the topmost surface the camera sees at (x, y)."""
-        from myriad_planning.scene import camera_pose
-
         image = image or self.camera()
-        u, v = image.project((x, y, 0.0))
-        h, w = image.depth.shape
-        if not (0 <= u < w and 0 <= v < h):
-            raise ExperimentError("x, y", f"({x}, {y}) is outside the camera's view")
-        k, d = image.intrinsics, float(image.depth[int(v), int(u)])
-        ray = np.array([(u - k[0, 2]) / k[0, 0], (v - k[1, 2]) / k[1, 1], 1.0]) * d
-        pose = camera_pose(self.spec.camera)
-        return float((pose[:3, :3] @ ray + pose[:3, 3])[2])
+        try:
+            return image.camera.surface_height(image.depth, x, y, radius_px=0)
+        except ValueError as exc:
+            raise ExperimentError("x, y", str(exc)) from None
 
     def grasp(self, x: float, y: float, angle: float, z: float | None = None, **params: Any) -> GraspResult:
         """Top-down grasp at (x, y) turned by `angle` (rad): approach, descend, close, lift, and label.

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from myriad_frontend.campaign import load_campaign, make_spec, parse_assignments
+from myriad_frontend.collect import CrashLoop
 from myriad_frontend.description import DescriptionError
 from myriad_storage.server import resolve_uri
 from myriad_storage.store import StorageUnavailable, Store, mask_uri
@@ -48,7 +49,8 @@ def cmd_collect(args) -> int:
     if args.ray:
         from myriad_frontend.ray_runner import run_ray
 
-        result = run_ray(store, spec, uri, args.database, args.backends, Path(args.description), args.ray)
+        result = run_ray(store, spec, uri, args.database, args.backends, Path(args.description), args.ray,
+                         progress=not args.quiet)  # fmt: skip
     else:
         from myriad_frontend.collect import run_local
 
@@ -143,6 +145,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, DescriptionError, StorageUnavailable) as exc:
         print(f"myriad: {exc}", file=sys.stderr)
         return 2
+    except CrashLoop as exc:
+        print(f"myriad: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -29,6 +29,9 @@ class CollectResult:
     interrupted: bool = False
 
 
+MAX_CRASH_STREAK = 5
+
+
 def release_leases(store: Store, campaign: str, backend: str) -> int:
     """Hand the items a dead back end held back to the pool at once (instead of waiting for lease expiry)."""
     return sum(
@@ -134,10 +137,25 @@ def finish(store: Store, result: CollectResult, start: float, restarts: dict[str
     return result
 
 
+class CrashLoop(RuntimeError):
+    """A back end keeps dying before it stores anything: restarting it again would not help."""
+
+
 def _revive(b: LocalBackend, store: Store, campaign: str, bar: tqdm) -> None:
     dead = b.dead()
     if not dead:
         return
+    try:
+        done = store.progress(campaign)["done"]
+    except StorageUnavailable:
+        done = b.done_at_restart
+    b.crash_streak = b.crash_streak + 1 if done == b.done_at_restart else 1
+    b.done_at_restart = done
+    if b.crash_streak > MAX_CRASH_STREAK:
+        raise CrashLoop(
+            f"back end {b.backend_id} died {b.crash_streak} times in a row with no attempt stored "
+            f"({', '.join(dead)}); see its logs in {b.run_dir}"
+        )
     b.restart()
     note = f"back end {b.backend_id}: {', '.join(dead)}; restarted (restart {b.restarts})"
     try:

@@ -94,6 +94,8 @@ class LocalBackend:
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
     restarts: int = 0
     last_exit: str = ""
+    crash_streak: int = 0
+    done_at_restart: int = -1
 
     def start(self) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)

@@ -17,6 +17,7 @@ from myriad_grasping.sampling import GraspParams
 from myriad_interfaces.msg import EntityState, GraspAttempt
 from myriad_interfaces.srv import ClaimWork, StoreAttempt
 from myriad_runtime import code_version
+from myriad_sim.camera import Camera
 from myriad_sim.spec import load_world
 
 
@@ -69,14 +70,15 @@ class GraspSamplerNode(Node):
             import os
 
             world_file = Path(os.environ.get("MYRIAD_WS", os.getcwd())) / world_file
-        self.region = load_world(world_file).objects
+        spec = load_world(world_file)
+        self.region = spec.objects
         try:
             self.defaults = json.loads(self.get_parameter("params").value)
             GraspParams.from_dict(self.defaults, "parameter params")
         except json.JSONDecodeError as exc:
             raise ValueError(f"parameter params: expected a JSON object of grasp parameters: {exc}") from None
         self.calls = RosCalls(self, self.get_parameter("service_timeout").value)
-        self.backend = RosGraspBackend(self.calls)
+        self.backend = RosGraspBackend(self.calls, Camera(spec.camera))
         self.claim_cli = self.calls.client(ClaimWork, "claim_work")
         self.store_cli = self.calls.client(StoreAttempt, "store_attempt")
         self.stopping = threading.Event()

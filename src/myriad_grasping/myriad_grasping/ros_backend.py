@@ -13,6 +13,8 @@ from rclpy.node import Node
 from myriad_grasping.episode import MoveResult, Vec3
 from myriad_interfaces.action import ExecuteTrajectory, GripperCommand
 from myriad_interfaces.srv import CaptureImages, GetEntityState, PlanMotion, ResetWorld
+from myriad_sim.camera import Camera
+from myriad_sim.image_codec import imgmsg_to_cv2
 
 
 class BackendError(RuntimeError):
@@ -57,8 +59,8 @@ class RosCalls:
 class RosGraspBackend:
     """GraspBackend through ROS: reset/capture/states on the sim server, motions via planner + controller."""
 
-    def __init__(self, calls: RosCalls, planner: str = ""):
-        self.calls, self.planner = calls, planner
+    def __init__(self, calls: RosCalls, camera: Camera, planner: str = ""):
+        self.calls, self.camera, self.planner = calls, camera, planner
         self.reset_cli = calls.client(ResetWorld, "reset_world")
         self.capture_cli = calls.client(CaptureImages, "capture_images")
         self.state_cli = calls.client(GetEntityState, "get_entity_state")
@@ -83,6 +85,9 @@ class RosGraspBackend:
         if not res.success:
             raise BackendError(f"capture_images: {res.message}")
         return res
+
+    def surface_height(self, images: Any, x: float, y: float) -> float:
+        return self.camera.surface_height(imgmsg_to_cv2(images.depth), x, y)
 
     def move(self, kind: str, position: Vec3, orientation, seed: int) -> MoveResult:
         pose = Pose()

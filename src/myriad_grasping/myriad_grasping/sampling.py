@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -35,6 +36,9 @@ class GraspParams:
         if unknown:
             raise ValueError(f"{where}: unknown fields {unknown}; known: {sorted(known)}")
         values = {k: v for k, v in data.items() if k in known}
+        for k, v in values.items():  # YAML/CLI integers for float fields (ROS messages insist on floats)
+            if known[k].type == "float" and isinstance(v, int) and not isinstance(v, bool):
+                values[k] = float(v)
         p = cls(**values)
         if (
             not isinstance(p.object_count, int)
@@ -77,18 +81,24 @@ def sample_grasp(
     objects: list[tuple[str, tuple[float, float, float]]],
     region_x: tuple[float, float],
     region_y: tuple[float, float],
+    surface_height: Callable[[float, float], float] | None = None,
 ) -> tuple[Grasp, str]:
-    """A top-down grasp: `object` aims at a random object's centre (with noise), `uniform` anywhere in the region.
+    """A top-down grasp: `object` aims at a random object's position (with noise), `uniform` anywhere in the region.
 
-    Returns the grasp and the name of the object aimed at ("" for uniform)."""
+    The height is grasp_depth below the surface the camera sees there (`surface_height`), else below the
+    object's origin; never below min_grasp_z. Returns the grasp and the name of the object aimed at ("" for
+    uniform)."""
     yaw = float(rng.uniform(-math.pi / 2, math.pi / 2))
+    name, z = "", params.min_grasp_z
     if params.strategy == "object" and objects:
         name, (x, y, z) = objects[int(rng.integers(len(objects)))]
         dx, dy = rng.normal(0.0, params.position_noise, size=2)
-        grasp_z = max(params.min_grasp_z, z - params.grasp_depth / 2)
-        return Grasp(float(x + dx), float(y + dy), float(grasp_z), yaw), name
-    x, y = rng.uniform(*region_x), rng.uniform(*region_y)
-    return Grasp(float(x), float(y), float(params.min_grasp_z), yaw), ""
+        x, y, z = x + dx, y + dy, z - params.grasp_depth / 2
+    else:
+        x, y = rng.uniform(*region_x), rng.uniform(*region_y)
+    if surface_height is not None:
+        z = surface_height(x, y) - params.grasp_depth
+    return Grasp(float(x), float(y), float(max(params.min_grasp_z, z)), yaw), name
 
 
 def label(

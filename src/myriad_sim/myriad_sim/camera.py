@@ -51,3 +51,30 @@ class Camera:
         clip = proj @ view @ np.append(np.asarray(xyz, dtype=float), 1.0)
         ndc = clip[:3] / clip[3]
         return (ndc[0] + 1) / 2 * self.spec.width, (1 - ndc[1]) / 2 * self.spec.height
+
+    def rotation(self) -> np.ndarray:
+        """Columns: the optical frame's x (image right), y (image down), z (viewing direction) in the world."""
+        s = self.spec
+        f = np.subtract(s.target, s.position)
+        f /= np.linalg.norm(f)
+        right = np.cross(f, s.up)
+        right /= np.linalg.norm(right)
+        return np.column_stack([right, np.cross(f, right), f])
+
+    def deproject(self, us: np.ndarray, vs: np.ndarray, depth: np.ndarray) -> np.ndarray:
+        """World points (3xN) of pixels (us, vs) at optical depths `depth`."""
+        k = self.intrinsics
+        d = np.asarray(depth, float)
+        rays = np.stack([(us + 0.5 - k[0, 2]) / k[0, 0] * d, (vs + 0.5 - k[1, 2]) / k[1, 1] * d, d])
+        return self.rotation() @ rays + np.asarray(self.spec.position, float)[:, None]
+
+    def surface_height(self, depth: np.ndarray, x: float, y: float, radius_px: int = 3) -> float:
+        """Height of the highest surface the depth image shows within `radius_px` of where (x, y, 0) projects."""
+        u, v = self.project((x, y, 0.0))
+        h, w = depth.shape
+        if not (0 <= u < w and 0 <= v < h):
+            raise ValueError(f"({x:.3f}, {y:.3f}) is outside the camera's view")
+        u0, v0, r = int(u), int(v), radius_px
+        vs, us = np.mgrid[max(0, v0 - r) : min(h, v0 + r + 1), max(0, u0 - r) : min(w, u0 + r + 1)]
+        vs, us = vs.ravel(), us.ravel()
+        return float(self.deproject(us, vs, depth[vs, us])[2].max())
