@@ -49,3 +49,42 @@ def test_bad_description_names_the_problem(tmp_path, edit, message):
             ws=WS, index=0, backend="b0", mongo_uri="m", database="d", campaign="c", run_dir="/r"
         )
     assert str(bad) in str(err.value)
+
+
+def test_closed_loop_profile_validates():
+    d = load_description(WS / "config" / "backend_cle.yaml")
+    r = d.render(ws=WS, index=1, backend="cle1", mongo_uri="m", database="d", campaign="c", run_dir="/r")
+    assert r.namespace == "/myriad/cle1"
+    cle = r.parameters["/myriad/cle1/cle"]["ros__parameters"]
+    assert cle["brain"].endswith("examples/closed_loop_reach.py:ProportionalBrain")
+
+
+def test_closed_loop_profile_runs_through_the_front_end_launcher(tmp_path, ros_client):
+    import json
+    import time
+
+    import numpy as np
+    from std_msgs.msg import String
+
+    from myriad_frontend.processes import clean_shared_memory, make_backends
+
+    d = load_description(WS / "config" / "backend_cle.yaml")
+    values = {"ws": WS, "mongo_uri": "", "database": "", "campaign": ""}
+    (b,) = make_backends(d, 1, tmp_path, values, first_index=7)
+    b.start()
+    try:
+        client = ros_client("/myriad/cle7")
+        statuses = []
+        client.node.create_subscription(
+            String, "cle/status", lambda m: statuses.append(json.loads(m.data)), 10
+        )
+        deadline = time.monotonic() + 60
+        while not (statuses and statuses[-1].get("time", 0) >= 4.9) and time.monotonic() < deadline:
+            assert not b.dead(), (tmp_path / "b7" / "brain.log").read_text()[-2000:]
+            time.sleep(0.2)
+        assert statuses and statuses[-1]["time"] >= 4.9, statuses[-1:]
+        # The example brain drives the gripper centre to its default target in the 5 s the profile runs.
+        assert np.linalg.norm(np.subtract(statuses[-1]["ee_position"], (0.55, 0.1, 0.35))) < 0.01
+    finally:
+        b.stop()
+        clean_shared_memory()

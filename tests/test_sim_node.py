@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 from geometry_msgs.msg import Pose
@@ -18,7 +20,7 @@ from myriad_interfaces.srv import (
 )
 from myriad_sim.image_codec import imgmsg_to_cv2
 
-NS = "/test_sim"
+NS = f"/test_sim_{os.getpid()}"
 JOINTS = [f"J{i}" for i in range(7)]
 
 
