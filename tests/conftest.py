@@ -21,6 +21,21 @@ except ImportError:
     sys.path.insert(0, str(WS / "src" / "myriad_storage"))
 
 
+def collect_command(uri: str, *args: str) -> list[str]:
+    """`myriad collect` on database 't' of `uri`, as a user runs it."""
+    return [
+        sys.executable,
+        "-m",
+        "myriad_frontend.cli",
+        "collect",
+        "--mongo-uri",
+        uri,
+        "--database",
+        "t",
+        *args,
+    ]
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that is free right now."""
     with socket.socket() as s:

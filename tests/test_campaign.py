@@ -5,28 +5,17 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
-from conftest import WS, free_port
+from conftest import WS, collect_command, free_port
 
 from myriad_storage.server import LocalServer
 from myriad_storage.store import Store
 
 
 def start_collect(uri: str, *args: str) -> subprocess.Popen:
-    cmd = [
-        sys.executable,
-        "-m",
-        "myriad_frontend.cli",
-        "collect",
-        "--mongo-uri",
-        uri,
-        "--database",
-        "t",
-        *args,
-    ]
+    cmd = collect_command(uri, *args)
     return subprocess.Popen(
         cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
     )

@@ -3,28 +3,17 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 
 import numpy as np
 import pytest
-from conftest import free_port
+from conftest import collect_command, free_port
 
 from myriad_storage.codec import decode_png, png_to_depth, png_to_seg
 from myriad_storage.store import Store
 
 
 def collect(uri: str, *args: str, timeout: float = 240) -> subprocess.CompletedProcess:
-    cmd = [
-        sys.executable,
-        "-m",
-        "myriad_frontend.cli",
-        "collect",
-        "--mongo-uri",
-        uri,
-        "--database",
-        "t",
-        *args,
-    ]
+    cmd = collect_command(uri, *args)
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
 
 
