@@ -64,12 +64,12 @@ def server(tmp_path):
 def test_three_backends_thirty_attempts_survive_kill_9(server):
     proc = start_collect(server.uri, "--backends", "3", "--attempts", "30", "--name", "c30", "--quiet")
     store = Store(server.uri, "t")
-    # Mid-campaign, kill -9 the worker process (planner, sampler, logger) of one back end.
+    # Mid-campaign, kill -9 the process of one back end (all its nodes) while it works on an item.
     wait_for(lambda: store.progress("c30")["attempts"] >= 4, 120, "the first attempts")
     victim = next(b for b in store.backends("c30") if b.get("pid") and b.get("current_item"))
     os.kill(victim["pid"], signal.SIGKILL)
     out = finish(proc, 300)
-    assert f"back end {victim['backend']}: worker (exit -9); restarted" in out
+    assert f"back end {victim['backend']}: backend (exit -9); restarted" in out
     assert_exact(store, "c30", 30)
     assert {d["backend"] for d in store.attempts({"campaign": "c30"})} == {"b0", "b1", "b2"}
 
@@ -100,4 +100,4 @@ def test_crash_looping_backend_stops_the_run_with_its_logs(server, tmp_path):
     out, _ = proc.communicate(timeout=240)
     assert proc.returncode == 1, out[-2000:]
     assert "back end b0 died 6 times in a row with no attempt stored" in out
-    assert "none.yaml: file not found" in (WS / "log" / "runs" / name / "b0" / "sim.log").read_text()
+    assert "none.yaml: file not found" in (WS / "log" / "runs" / name / "b0" / "backend.log").read_text()

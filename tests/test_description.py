@@ -23,7 +23,12 @@ def test_description_renders_namespaced_backend():
     )
     assert r.namespace == "/myriad/b3"
     assert r.parameters["/myriad/b3/logger"]["ros__parameters"]["campaign"] == "c"
-    assert {p.name for p in d.processes} == {"sim", "worker"}
+    assert [n.name for p in d.processes for n in p.nodes] == [
+        "sim_server",
+        "planner",
+        "grasp_sampler",
+        "logger",
+    ]
     assert r.remappings == {"/clock": "/myriad/b3/clock"}
     assert "--params-file" in r.ros_args(WS / "p.yaml")
 
@@ -36,7 +41,10 @@ def test_description_renders_namespaced_backend():
             lambda t: t.replace("package: myriad_planning", "package: myriad_no_such_pkg"),
             "myriad_no_such_pkg",
         ),
-        (lambda t: t.replace("worker: [planner,", "worker: [plannr,"), "processes.worker"),
+        (
+            lambda t: t.replace("backend: [sim_server, planner,", "backend: [sim_server, plannr,"),
+            "processes.backend",
+        ),
         (lambda t: t + "\nnodes: [\n", "malformed YAML"),
         (lambda t: t.replace("${campaign}", "${campain}"), "campain"),
     ],
