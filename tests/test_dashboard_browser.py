@@ -24,6 +24,7 @@ if not (Path(CHROMIUM).exists() and Path(DRIVER).exists()):
 webdriver = pytest.importorskip(
     "selenium.webdriver", reason="browser tests need selenium (pip install selenium)"
 )
+from selenium.common.exceptions import StaleElementReferenceException  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
 
@@ -76,7 +77,10 @@ def dash(db, mongo_uri):
 
 
 def wait(driver, cond, timeout: float = 20.0, what: str = ""):
-    return WebDriverWait(driver, timeout, poll_frequency=0.1).until(lambda d: cond(d), message=what)
+    # Pages re-render while they load: an element read mid-render is retried, not a failure.
+    return WebDriverWait(
+        driver, timeout, poll_frequency=0.1, ignored_exceptions=[StaleElementReferenceException]
+    ).until(lambda d: cond(d), message=what)
 
 
 def counter(driver) -> int | None:
@@ -123,7 +127,10 @@ def test_filter_to_successes(browser, dash, db):
     browser.find_element(By.ID, "apply").click()
 
     def only_successes(d) -> bool:
-        labels = [e.text for e in d.find_elements(By.CSS_SELECTOR, "#samples td.label")]
+        # Read the cells in one script call: the table re-renders while the filter applies (no stale elements).
+        labels = d.execute_script(
+            "return [...document.querySelectorAll('#samples td.label')].map(e => e.textContent.trim())"
+        )
         return len(labels) == 8 and set(labels) == {"success"}
 
     wait(browser, only_successes, what="8 successes listed")
