@@ -185,7 +185,7 @@ class Experiment:
     def grasp(self, x: float, y: float, angle: float, z: float | None = None, **params: Any) -> GraspResult:
         """Top-down grasp at (x, y) turned by `angle` (rad): approach, descend, close, lift, and label.
 
-        z defaults to the seen surface height minus grasp_depth; `params` override GraspParams fields.
+        z defaults to the seen surface height minus grasp_depth (at least min_grasp_z); `params` override GraspParams fields.
         The motion sequence is the grasp sampler's own (myriad_grasping.episode.execute_grasp)."""
         from myriad_grasping.episode import execute_grasp
         from myriad_grasping.sampling import Grasp, GraspParams, label
@@ -193,7 +193,7 @@ class Experiment:
         p = GraspParams.from_dict({**GraspParams().to_dict(), **params}, "grasp params")
         timings, clock = {}, time.perf_counter()
         pre = self.camera()
-        z = max(0.01, self.surface_height(x, y, pre) - p.grasp_depth) if z is None else z
+        z = max(p.min_grasp_z, self.surface_height(x, y, pre) - p.grasp_depth) if z is None else z
         before = self.objects()
 
         def lap(name: str) -> None:

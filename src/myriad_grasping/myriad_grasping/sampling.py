@@ -23,9 +23,10 @@ class GraspParams:
     lift_height: float = 0.30
     success_height: float = 0.10
     gripper_force: float = 10.0
-    grasp_depth: float = 0.02
-    # Lowest gripper-centre height: the finger pads reach 3 cm below it, and must clear the tray floor.
-    min_grasp_z: float = 0.05
+    grasp_depth: float = 0.04
+    # Lowest gripper-centre height: the finger pads reach 3 cm below it and must clear the tray floor (z 0.006)
+    # by the planner's collision padding (config/planning.yaml).
+    min_grasp_z: float = 0.04
     planner: str = ""
 
     @classmethod
