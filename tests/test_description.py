@@ -96,3 +96,22 @@ def test_closed_loop_profile_runs_through_the_front_end_launcher(tmp_path, ros_c
     finally:
         b.stop()
         clean_shared_memory()
+
+
+def test_clean_shared_memory_removes_only_abandoned_files(tmp_path):
+    import os
+    import time
+
+    from myriad_frontend.processes import clean_shared_memory
+
+    old, fresh, held = (
+        tmp_path / n for n in ("fastdds_port7001", "fastdds_port7002", "sem.fastdds_port7003_mutex")
+    )
+    for f in (old, fresh, held):
+        f.write_bytes(b"x")
+    past = time.time() - 120
+    os.utime(old, (past, past))
+    os.utime(held, (past, past))
+    with open(held, "rb"):  # a live process (this one) has it open
+        assert clean_shared_memory(tmp_path, min_age=30.0) == 1
+    assert not old.exists() and fresh.exists() and held.exists()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ctypes
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -74,12 +73,36 @@ def stop_groups(procs: list[subprocess.Popen], grace: float = 5.0) -> None:
         p.wait()
 
 
-def clean_shared_memory() -> None:
-    """Remove Fast DDS shared-memory files whose owners are gone (`fastdds shm clean`)."""
-    tool = shutil.which("fastdds") or str(Path(sys.executable).parent / "fastdds")
-    if Path(tool).exists():
-        # The tool is a Python script that needs psutil: run it with this interpreter (the venv's).
-        subprocess.run([sys.executable, tool, "shm", "clean"], capture_output=True, timeout=30, check=False)
+def clean_shared_memory(shm: Path = Path("/dev/shm"), min_age: float = 2.0) -> int:
+    """Remove Fast DDS shared-memory files that no live process has open or mapped (left by killed processes).
+
+    Kilted's `fastdds shm clean` looks for the older fastrtps_* names and misses these. Files younger than
+    `min_age` seconds are kept: a participant that is starting may not have mapped its files yet."""
+    files = list(shm.glob("*fastdds_*"))
+    if not files:
+        return 0
+    in_use: set[str] = set()
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            in_use.update(
+                line.split(None, 5)[-1]
+                for line in (proc / "maps").read_text().splitlines()
+                if str(shm) in line
+            )
+            in_use.update(os.readlink(fd) for fd in (proc / "fd").iterdir())
+        except OSError:  # the process ended, or is not ours to read
+            continue
+    now, removed = time.time(), 0
+    for f in files:
+        try:
+            if str(f) not in in_use and now - f.stat().st_mtime >= min_age:
+                f.unlink()
+                removed += 1
+        except FileNotFoundError:
+            pass
+    return removed
 
 
 @dataclass
