@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -17,14 +16,11 @@ from myriad.types import Backend, CameraImage, ExperimentError, ObjectInfo, Quat
 from myriad_cle.engine import ClosedLoopEngine, Trace
 from myriad_cle.sim import RobotState
 from myriad_cle.transfer import TransferFunctions
+from myriad_runtime import workspace, workspace_path
 from myriad_sim.spec import load_world
 from myriad_sim.world import SpawnError
 
 _SPAWN_ARGS = {"source": "path", "pose": "pose", "scale": "scale", "mass": "mass", "name": "name"}
-
-
-def workspace() -> Path:
-    return Path(os.environ.get("MYRIAD_WS", os.getcwd()))
 
 
 def parse_pose(pose: Any) -> tuple[Vec3, Quat]:
@@ -68,7 +64,7 @@ class Experiment:
         database: str = "myriad",
         timeout: float = 30.0,
     ):
-        world = Path(world) if Path(world).is_absolute() else workspace() / world
+        world = workspace_path(world)
         self.spec = load_world(world)
         self.seed, self.object_count, self.campaign = seed, object_count, campaign
         self._database_uri, self._database, self._store = database_uri, database, None

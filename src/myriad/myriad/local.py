@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 from typing import Any
 
 from myriad.types import CameraImage, MotionError, ObjectInfo, Quat, Vec3
 from myriad_cle.sim import LocalSim, RobotState
 from myriad_control.gripper import command_gripper
 from myriad_control.trajectory import follow, make_trajectory
+from myriad_runtime import workspace
 from myriad_sim.spec import WorldSpec
 from myriad_sim.world import World
 
@@ -58,7 +57,7 @@ class LocalBackend:
             from myriad_planning.planner import Planner
             from myriad_planning.scene import Scene
 
-            path = Path(os.environ.get("MYRIAD_WS", os.getcwd())) / "config" / "planning.yaml"
+            path = workspace() / "config" / "planning.yaml"
             config = load_config(path) if path.is_file() else PlanningConfig()
             self._planner = Planner(Scene(self.spec, config), config)
         return self._planner

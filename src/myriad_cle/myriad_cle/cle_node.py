@@ -7,9 +7,7 @@ Services (std_srvs/Trigger) ~/start, ~/pause, ~/stop, ~/reset (reset uses the `s
 from __future__ import annotations
 
 import json
-import os
 import threading
-from pathlib import Path
 
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.node import Node
@@ -20,12 +18,8 @@ from myriad_cle.config import CLEConfig, load_config
 from myriad_cle.engine import RUNNING, ClosedLoopEngine
 from myriad_cle.remote import RemoteSim
 from myriad_cle.transfer import load_brain
+from myriad_runtime import workspace_path
 from myriad_sim.spec import load_world
-
-
-def _workspace_path(value: str) -> Path:
-    path = Path(value)
-    return path if path.is_absolute() else Path(os.environ.get("MYRIAD_WS", os.getcwd())) / path
 
 
 class CLENode(Node):
@@ -44,10 +38,10 @@ class CLENode(Node):
             "status_rate": 10.0,
         }
         p = {k: self.declare_parameter(k, v).value for k, v in defaults.items()}
-        base = load_config(_workspace_path(p["experiment_file"])) if p["experiment_file"] else CLEConfig()
+        base = load_config(workspace_path(p["experiment_file"])) if p["experiment_file"] else CLEConfig()
         p["timestep"] = p["timestep"] or None
         self.config = base.merged(p).check("cle parameters (or experiment_file)")
-        self.spec = load_world(_workspace_path(p["world_file"]))
+        self.spec = load_world(workspace_path(p["world_file"]))
         self.sim = RemoteSim(self, self.spec, self.config.object_count)
         self.engine: ClosedLoopEngine | None = None
         self.error = ""

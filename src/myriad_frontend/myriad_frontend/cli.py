@@ -11,12 +11,9 @@ from pathlib import Path
 from myriad_frontend.campaign import load_campaign, make_spec, parse_assignments
 from myriad_frontend.collect import CrashLoop
 from myriad_frontend.description import DescriptionError
+from myriad_runtime import workspace
 from myriad_storage.server import resolve_uri
 from myriad_storage.store import StorageUnavailable, Store, mask_uri
-
-
-def workspace() -> Path:
-    return Path(os.environ.get("MYRIAD_WS", Path.cwd()))
 
 
 def _store(args) -> tuple[Store, str]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from collections.abc import Callable
@@ -14,6 +13,7 @@ from tqdm import tqdm
 from myriad_frontend.campaign import CampaignSpec
 from myriad_frontend.description import load_description
 from myriad_frontend.processes import LocalBackend, clean_shared_memory, make_backends
+from myriad_runtime import workspace
 from myriad_storage.store import StorageUnavailable, Store
 
 
@@ -75,8 +75,7 @@ def run_local(
 
 def backend_values(spec: CampaignSpec, uri: str, database: str) -> dict[str, str]:
     """The ${...} values of the description that every back end of a campaign shares."""
-    ws = os.environ.get("MYRIAD_WS", str(Path.cwd()))
-    return {"ws": ws, "mongo_uri": uri, "database": database, "campaign": spec.name}
+    return {"ws": str(workspace()), "mongo_uri": uri, "database": database, "campaign": spec.name}
 
 
 def watch(

@@ -12,12 +12,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from myriad_frontend.description import Description, RenderedBackend
+from myriad_runtime import workspace
 
 
 def ros_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     """Environment of every process Myriad starts: discovery on this host only, logs under the workspace."""
     env = dict(os.environ)
-    ws = env.get("MYRIAD_WS", str(Path.cwd()))
+    ws = workspace()
     env.update(
         ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
         ROS_LOG_DIR=env.get("ROS_LOG_DIR", f"{ws}/log/ros"),

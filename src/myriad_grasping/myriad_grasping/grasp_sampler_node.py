@@ -6,7 +6,6 @@ import json
 import threading
 import time
 import traceback
-from pathlib import Path
 
 import rclpy
 from rclpy.node import Node
@@ -16,7 +15,7 @@ from myriad_grasping.ros_backend import BackendError, RosCalls, RosGraspBackend
 from myriad_grasping.sampling import GraspParams
 from myriad_interfaces.msg import EntityState, GraspAttempt
 from myriad_interfaces.srv import ClaimWork, StoreAttempt
-from myriad_runtime import code_version
+from myriad_runtime import code_version, workspace_path
 from myriad_sim.camera import Camera
 from myriad_sim.spec import load_world
 
@@ -65,12 +64,7 @@ class GraspSamplerNode(Node):
         self.declare_parameter("service_timeout", 60.0)
         default_id = self.get_namespace().strip("/").replace("/", "_") or "b"
         self.backend_id = self.declare_parameter("backend_id", default_id).value
-        world_file = Path(self.get_parameter("world_file").value)
-        if not world_file.is_absolute():
-            import os
-
-            world_file = Path(os.environ.get("MYRIAD_WS", os.getcwd())) / world_file
-        spec = load_world(world_file)
+        spec = load_world(workspace_path(self.get_parameter("world_file").value))
         self.region = spec.objects
         try:
             self.defaults = json.loads(self.get_parameter("params").value)

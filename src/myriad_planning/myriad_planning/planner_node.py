@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import threading
-from pathlib import Path
 
 import numpy as np
 from builtin_interfaces.msg import Duration
@@ -20,6 +18,7 @@ from myriad_planning.config import load_config
 from myriad_planning.planner import INVALID_GOAL, PLANNING_FAILED, SUCCESS, Planner, PlanResult
 from myriad_planning.scene import ObjectState, Scene, camera_pose
 from myriad_planning.timing import Trajectory, robot_trajectory
+from myriad_runtime import workspace_path
 from myriad_sim.image_codec import imgmsg_to_cv2
 from myriad_sim.spec import load_world
 
@@ -70,12 +69,8 @@ class PlannerNode(Node):
         self.declare_parameter("world_file", "worlds/tray.yaml")
         self.declare_parameter("planning_config", "config/planning.yaml")
         self.declare_parameter("seed", 0)
-        ws = Path(os.environ.get("MYRIAD_WS", os.getcwd()))
-        world_file, config_file = (
-            Path(p) if Path(p).is_absolute() else ws / p
-            for p in (self.get_parameter("world_file").value, self.get_parameter("planning_config").value)
-        )
-        self.spec, self.config = load_world(world_file), load_config(config_file)
+        self.spec = load_world(workspace_path(self.get_parameter("world_file").value))
+        self.config = load_config(workspace_path(self.get_parameter("planning_config").value))
         self.scene = Scene(self.spec, self.config)
         self.planner = Planner(self.scene, self.config)
         self._lock = threading.Lock()  # one request at a time on the planning scene

@@ -3,6 +3,18 @@
 import functools
 import os
 import subprocess
+from pathlib import Path
+
+
+def workspace() -> Path:
+    """The Myriad workspace: $MYRIAD_WS (set by scripts/env.sh), else the current directory."""
+    return Path(os.environ.get("MYRIAD_WS", os.getcwd()))
+
+
+def workspace_path(value: str | Path) -> Path:
+    """`value` as is when absolute, else relative to the workspace."""
+    path = Path(value)
+    return path if path.is_absolute() else workspace() / path
 
 
 @functools.cache
@@ -10,7 +22,7 @@ def code_version() -> str:
     """The workspace's git commit (with '+dirty' for uncommitted changes), or MYRIAD_CODE_VERSION, or 'unknown'."""
     if os.environ.get("MYRIAD_CODE_VERSION"):
         return os.environ["MYRIAD_CODE_VERSION"]
-    ws = os.environ.get("MYRIAD_WS", os.getcwd())
+    ws = str(workspace())
     try:
         rev = subprocess.run(
             ["git", "-C", ws, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5

@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 from geometry_msgs.msg import Pose
 from rclpy.callback_groups import ReentrantCallbackGroup
@@ -22,6 +21,7 @@ from myriad_interfaces.srv import (
     SpawnEntity,
     StepSimulation,
 )
+from myriad_runtime import workspace_path
 from myriad_sim.image_codec import cv2_to_imgmsg
 from myriad_sim.spec import load_world
 from myriad_sim.world import SpawnError, World
@@ -69,9 +69,7 @@ class SimServerNode(Node):
         for name in ("clock_rate", "joint_state_rate", "camera_rate", "real_time_factor"):
             if p[name] < 0:
                 raise ValueError(f"parameter {name}: expected a non-negative number, got {p[name]}")
-        world_file = Path(p["world_file"])
-        if not world_file.is_absolute():
-            world_file = Path(self._workspace()) / world_file
+        world_file = workspace_path(p["world_file"])
         spec = load_world(world_file)
         self._physics = ThreadPoolExecutor(1, thread_name_prefix="physics")
         self.world = self.physics(World, spec, p["renderer"])
@@ -111,12 +109,6 @@ class SimServerNode(Node):
     def physics(self, fn, *args, **kwargs):
         """Run fn on the physics thread and return its result (exceptions propagate to the caller)."""
         return self._physics.submit(fn, *args, **kwargs).result()
-
-    @staticmethod
-    def _workspace() -> str:
-        import os
-
-        return os.environ.get("MYRIAD_WS", os.getcwd())
 
     # -- stepping -------------------------------------------------------------------------------------
     def advance(self, n: int = 1) -> None:
