@@ -12,12 +12,13 @@ from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.node import Node
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
+from myriad_control.trajectory import Trajectory
 from myriad_interfaces.action import ExecuteTrajectory, PlanAndExecute
 from myriad_interfaces.srv import CaptureImages, GetEntityState, PlanMotion, StepSimulation
 from myriad_planning.config import load_config
 from myriad_planning.planner import INVALID_GOAL, PLANNING_FAILED, SUCCESS, Planner, PlanResult
 from myriad_planning.scene import ObjectState, Scene, camera_pose
-from myriad_planning.timing import Trajectory, robot_trajectory
+from myriad_planning.timing import robot_trajectory
 from myriad_runtime import workspace_path
 from myriad_sim.image_codec import imgmsg_to_cv2
 from myriad_sim.spec import load_world

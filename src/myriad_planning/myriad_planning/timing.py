@@ -3,23 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 
+from myriad_control.trajectory import Trajectory
 from myriad_planning.config import PlanningConfig
 from myriad_sim.spec import RobotSpec
-
-
-@dataclass
-class Trajectory:
-    times: np.ndarray  # (M,) seconds from start
-    positions: np.ndarray  # (M, dof)
-    velocities: np.ndarray  # (M, dof)
-
-    @property
-    def duration(self) -> float:
-        return float(self.times[-1])
 
 
 def densify(path: np.ndarray, step: float) -> np.ndarray:
