@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 from geometry_msgs.msg import Pose
@@ -13,6 +12,7 @@ from rclpy.node import Node
 from myriad_grasping.episode import MoveResult, Vec3
 from myriad_interfaces.action import ExecuteTrajectory, GripperCommand
 from myriad_interfaces.srv import CaptureImages, GetEntityState, PlanMotion, ResetWorld
+from myriad_runtime import wait_future
 from myriad_sim.camera import Camera
 from myriad_sim.image_codec import imgmsg_to_cv2
 
@@ -35,9 +35,7 @@ class RosCalls:
         return ActionClient(self.node, action_type, name, callback_group=self.group)
 
     def _wait(self, future, what: str):
-        done = threading.Event()
-        future.add_done_callback(lambda _f: done.set())
-        if not done.wait(self.timeout):
+        if not wait_future(future, self.timeout):
             raise BackendError(f"{what}: no answer within {self.timeout:.0f} s")
         return future.result()
 

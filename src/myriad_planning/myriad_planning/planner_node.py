@@ -19,7 +19,7 @@ from myriad_planning.config import load_config
 from myriad_planning.planner import INVALID_GOAL, PLANNING_FAILED, SUCCESS, Planner, PlanResult
 from myriad_planning.scene import ObjectState, Scene, camera_pose
 from myriad_planning.timing import robot_trajectory
-from myriad_runtime import workspace_path
+from myriad_runtime import wait_future, workspace_path
 from myriad_sim.image_codec import imgmsg_to_cv2
 from myriad_sim.spec import load_world
 
@@ -33,9 +33,7 @@ class CallError(RuntimeError):
 
 def wait(future, timeout: float, what: str):
     """Block this callback thread until `future` is done (other executor threads deliver it)."""
-    done = threading.Event()
-    future.add_done_callback(lambda _f: done.set())
-    if not done.wait(timeout):
+    if not wait_future(future, timeout):
         raise CallError(f"{what}: no answer within {timeout:.1f} s")
     return future.result()
 
