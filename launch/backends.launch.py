@@ -1,65 +1,92 @@
-"""ROS 2 launch file: N Myriad back ends from config/backend.yaml (for a full ROS 2 install: `ros2 launch`).
+"""ROS 2 launch file: a grasp campaign on N Myriad back ends from config/backend.yaml (a full ROS 2 install).
 
-    ros2 launch launch/backends.launch.py backends:=2 campaign:=my-campaign mongo_uri:=mongodb://127.0.0.1:27017/
+    ros2 launch launch/backends.launch.py backends:=2 attempts:=100 seed:=7
+    ros2 launch launch/backends.launch.py backends:=2 campaign_file:=config/campaigns/tray_sweep.yaml
+    ros2 launch launch/backends.launch.py campaign:=my-campaign    # resume a campaign by name
 
-A thin adapter: the description is loaded, validated and rendered by myriad_frontend.description, exactly as
-`myriad collect` does, so both start the same graph.
+A thin adapter over what `myriad collect` runs (myriad_frontend.run / myriad_frontend.plan): the same campaign
+creation, run directory, domain lock, command lines, environments and parameter files. Differences are the
+ROS 2 launch ones: processes are launch actions (output on the screen), respawned by launch; a back end that
+crash-loops ends the launch with a non-zero status; the launch ends when the campaign is complete (unless
+keep_running:=true). The database URI comes from $MYRIAD_MONGO_URI (keep passwords out of command lines), the
+mongo_uri argument, or the workspace's local SecantusDB. The DDS domain is $ROS_DOMAIN_ID (default 0), held
+for this run: a second run on the same domain is refused instead of answering this one's services.
 """
 
 import os
-import tempfile
+import sys
 from pathlib import Path
 
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, GroupAction, OpaqueFunction
+from launch.actions import (
+    DeclareLaunchArgument,
+    EmitEvent,
+    ExecuteProcess,
+    LogInfo,
+    OpaqueFunction,
+    RegisterEventHandler,
+)
+from launch.event_handlers import OnProcessExit, OnShutdown
+from launch.events import Shutdown
 from launch.substitutions import LaunchConfiguration
-from launch_ros.actions import Node, PushRosNamespace
 
-from myriad_frontend.description import load_description
+from myriad_frontend.launching import RESPAWN_DELAY_S, LaunchArgs, campaign_complete, start_run, wait_command
 
 WS = Path(os.environ.get("MYRIAD_WS", Path(__file__).resolve().parents[1]))
 
+ARGUMENTS = {
+    "backends": ("1", "number of back ends"),
+    "description": (str(WS / "config" / "backend.yaml"), "back-end description"),
+    "database": ("myriad", "database name"),
+    "mongo_uri": ("", "MongoDB URI (default: $MYRIAD_MONGO_URI, else the workspace's local SecantusDB)"),
+    "campaign": ("", "campaign name (an existing campaign with the same items is resumed)"),
+    "campaign_file": ("", "campaign YAML file (see config/campaigns/)"),
+    "attempts": ("", "number of attempts (default 20)"),
+    "seed": ("", "campaign seed (default 0)"),
+    "set": ("", "grasp parameters, space-separated KEY=VALUE"),
+    "record": ("", "record each back end's topics as MCAP files in this directory"),
+    "keep_running": ("false", "keep the back ends running after the campaign is complete"),
+}
 
-def backends(context):
-    arg = lambda name: LaunchConfiguration(name).perform(context)  # noqa: E731
-    desc = load_description(arg("description"))
-    run_dir = Path(tempfile.mkdtemp(prefix="myriad_launch_"))
-    values = {
-        "ws": WS,
-        "mongo_uri": arg("mongo_uri"),
-        "database": arg("database"),
-        "campaign": arg("campaign"),
-    }
-    groups = []
-    for i in range(int(arg("backends"))):
-        rendered = desc.render(index=i, backend=f"b{i}", run_dir=run_dir / f"b{i}", **values)
-        params = run_dir / f"b{i}.yaml"
-        params.write_text(rendered.params_yaml())
-        nodes = [
-            Node(
-                package="myriad_runtime",
-                executable="container",
-                name=proc.name,
-                arguments=["--nodes", *(n.cls for n in proc.nodes)],
-                parameters=[str(params)],
-                remappings=list(rendered.remappings.items()),
-                additional_env={"ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"},
-                output="screen",
-            )
-            for proc in rendered.processes
-        ]
-        groups.append(GroupAction([PushRosNamespace(rendered.namespace), *nodes]))
-    return groups
+
+def _backends(context):
+    args = LaunchArgs.parse({k: LaunchConfiguration(k).perform(context) for k in ARGUMENTS})
+    run, plans, summary = start_run(args, python=sys.executable)
+    actions = [LogInfo(msg=summary)]
+    for plan in plans:
+        proc = ExecuteProcess(
+            cmd=list(plan.cmd),
+            additional_env=plan.env,
+            name=plan.label,
+            output="screen",
+            respawn=True,
+            respawn_delay=RESPAWN_DELAY_S,
+        )
+
+        def exited(event, ctx, plan=plan):
+            if ctx.is_shutdown:
+                return None
+            # Raises CrashLoop after too many deaths with nothing stored: launch then shuts down, exit status 1.
+            return LogInfo(msg=run.backend_exited(plan.backend, f"{plan.name} (exit {event.returncode})"))
+
+        actions += [proc, RegisterEventHandler(OnProcessExit(target_action=proc, on_exit=exited))]
+    if not args.keep_running:
+        watcher = ExecuteProcess(
+            cmd=wait_command(run, sys.executable), additional_env=run.env, name="campaign", output="screen"
+        )
+
+        def finished(event, ctx):
+            if ctx.is_shutdown:
+                return None
+            return EmitEvent(event=Shutdown(reason=campaign_complete(run, event.returncode)))
+
+        actions += [watcher, RegisterEventHandler(OnProcessExit(target_action=watcher, on_exit=finished))]
+    actions.append(RegisterEventHandler(OnShutdown(on_shutdown=lambda event, ctx: run.close())))
+    return actions
 
 
 def generate_launch_description():
     return LaunchDescription(
-        [
-            DeclareLaunchArgument("backends", default_value="1"),
-            DeclareLaunchArgument("description", default_value=str(WS / "config" / "backend.yaml")),
-            DeclareLaunchArgument("mongo_uri", default_value="mongodb://127.0.0.1:27117/"),
-            DeclareLaunchArgument("database", default_value="myriad"),
-            DeclareLaunchArgument("campaign", default_value="default"),
-            OpaqueFunction(function=backends),
-        ]
+        [DeclareLaunchArgument(k, default_value=v, description=d) for k, (v, d) in ARGUMENTS.items()]
+        + [OpaqueFunction(function=_backends)]
     )

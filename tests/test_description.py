@@ -16,7 +16,6 @@ def test_description_renders_namespaced_backend():
         ws=WS,
         index=3,
         backend="b3",
-        mongo_uri="mongodb://127.0.0.1:1/",
         database="db",
         campaign="c",
         run_dir="/tmp/x",
@@ -53,15 +52,13 @@ def test_bad_description_names_the_problem(tmp_path, edit, message):
     bad = tmp_path / "backend.yaml"
     bad.write_text(edit(DESC.read_text()))
     with pytest.raises(DescriptionError, match=message.replace("$", r"\$")) as err:
-        load_description(bad).render(
-            ws=WS, index=0, backend="b0", mongo_uri="m", database="d", campaign="c", run_dir="/r"
-        )
+        load_description(bad).render(ws=WS, index=0, backend="b0", database="d", campaign="c", run_dir="/r")
     assert str(bad) in str(err.value)
 
 
 def test_closed_loop_profile_validates():
     d = load_description(WS / "config" / "backend_cle.yaml")
-    r = d.render(ws=WS, index=1, backend="cle1", mongo_uri="m", database="d", campaign="c", run_dir="/r")
+    r = d.render(ws=WS, index=1, backend="cle1", database="d", campaign="c", run_dir="/r")
     assert r.namespace == "/myriad/cle1"
     cle = r.parameters["/myriad/cle1/cle"]["ros__parameters"]
     assert cle["brain"].endswith("examples/closed_loop_reach.py:ProportionalBrain")
@@ -69,16 +66,19 @@ def test_closed_loop_profile_validates():
 
 def test_closed_loop_profile_runs_through_the_front_end_launcher(tmp_path, ros_client):
     import json
+    import os
     import time
 
     import numpy as np
     from std_msgs.msg import String
 
-    from myriad_frontend.processes import clean_shared_memory, make_backends
+    from myriad_frontend.plan import backend_env, plan_backend
+    from myriad_frontend.processes import BackendProcesses, clean_shared_memory
 
     d = load_description(WS / "config" / "backend_cle.yaml")
-    values = {"ws": WS, "mongo_uri": "", "database": "", "campaign": ""}
-    (b,) = make_backends(d, 1, tmp_path, values, first_index=7)
+    values = {"ws": WS, "database": "", "campaign": ""}
+    env = backend_env(WS, int(os.environ["ROS_DOMAIN_ID"]))
+    b = BackendProcesses("b7", plan_backend(d, 7, values, tmp_path, env))
     b.start()
     try:
         client = ros_client("/myriad/cle7")

@@ -38,8 +38,8 @@ def logger_process(mongo_uri, tmp_path):
         os.environ, ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST", ROS_DOMAIN_ID=str(random.randint(40, 99))
     )
     env["PYTHONPATH"] = f"{WS / 'src' / 'myriad_storage'}:{env.get('PYTHONPATH', '')}"
+    env["MYRIAD_MONGO_URI"] = mongo_uri  # a secret: environment only, never a parameter
     params = {
-        "mongo_uri": mongo_uri,
         "database": db,
         "campaign": "ln",
         "heartbeat_period": 0.3,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -77,6 +78,28 @@ def load_campaign(path: Path | str, **overrides: Any) -> CampaignSpec:
         data.get("name", path.stem), data.get("seed", 0), data.get("attempts", 10),
         data.get("params", {}) or {}, data.get("sweep"), where=str(path),
     )  # fmt: skip
+
+
+def spec_from_options(
+    campaign_file: str | Path | None,
+    name: str | None,
+    seed: int | None,
+    attempts: int | None,
+    overrides: dict[str, Any],
+) -> CampaignSpec:
+    """The campaign of `myriad collect` and of the launch file: a campaign file with options overriding its
+    fields, or the options alone (defaults: 20 attempts, seed 0, a timestamped name)."""
+    if campaign_file:
+        spec = load_campaign(campaign_file, name=name, seed=seed, attempts=attempts)
+        if overrides:
+            spec = make_spec(spec.name, spec.seed, spec.attempts, {**spec.params, **overrides}, spec.sweep)
+        return spec
+    return make_spec(
+        name or f"grasp-{time.strftime('%Y%m%d-%H%M%S')}",
+        0 if seed is None else seed,
+        20 if attempts is None else attempts,
+        overrides,
+    )
 
 
 def parse_assignments(pairs: list[str]) -> dict[str, Any]:

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import time
 from pathlib import Path
 
-from myriad_frontend.campaign import load_campaign, make_spec, parse_assignments
-from myriad_frontend.collect import CrashLoop
+from myriad_frontend.campaign import CampaignSpec, parse_assignments, spec_from_options
+from myriad_frontend.collect import CollectResult, finish, watch
 from myriad_frontend.description import DescriptionError
+from myriad_frontend.run import CrashLoop
 from myriad_runtime import workspace
+from myriad_runtime.isolation import IsolationError
 from myriad_storage.server import resolve_uri
 from myriad_storage.store import StorageUnavailable, Store, mask_uri
 
@@ -24,16 +27,7 @@ def _store(args) -> tuple[Store, str]:
 
 
 def cmd_collect(args) -> int:
-    overrides = parse_assignments(args.set)
-    if args.campaign:
-        spec = load_campaign(args.campaign, name=args.name, seed=args.seed, attempts=args.attempts)
-        if overrides:
-            spec = make_spec(spec.name, spec.seed, spec.attempts, {**spec.params, **overrides}, spec.sweep)
-    else:
-        seed = 0 if args.seed is None else args.seed
-        attempts = 20 if args.attempts is None else args.attempts
-        name = args.name or f"grasp-{time.strftime('%Y%m%d-%H%M%S')}"
-        spec = make_spec(name, seed, attempts, overrides)
+    spec = spec_from_options(args.campaign, args.name, args.seed, args.attempts, parse_assignments(args.set))
     store, uri = _store(args)
     dashboard = None
     if args.dashboard:
@@ -52,7 +46,7 @@ def cmd_collect(args) -> int:
         from myriad_frontend.collect import run_local
 
         result = run_local(store, spec, uri, args.database, args.backends, Path(args.description),
-                           workspace() / "log" / "runs", progress=not args.quiet)  # fmt: skip
+                           workspace() / "log" / "runs", progress=not args.quiet, record=args.record)  # fmt: skip
     if dashboard is not None:
         dashboard.stop()
     rate = result.done / result.seconds if result.seconds else 0.0
@@ -83,6 +77,23 @@ def cmd_status(args) -> int:
         for b in store.backends(name):
             print(f"  {b['backend']}: {b.get('state', '?')}, {b.get('attempts', 0)} attempts, "
                   f"item {b.get('current_item') or '-'}, updated {b.get('updated_at')}")  # fmt: skip
+    return 0
+
+
+def cmd_wait(args) -> int:
+    """Show a campaign's progress until it is complete (what the launch file runs to end the launch)."""
+    store, _ = _store(args)
+    doc = store.campaign(args.campaign)
+    if doc is None:
+        raise ValueError(f"no campaign named {args.campaign!r} in database {args.database!r}")
+    spec = CampaignSpec(args.campaign, doc.get("seed") or 0, doc["target"], {}, {})
+    start = time.monotonic()
+    result = CollectResult(spec.name, spec.attempts, 0, 0, 0.0, None)
+    watch(store, spec, result, start, 0, lambda _bar: None, lambda: 0, progress=not args.quiet)
+    finish(store, result, start, {})
+    print(
+        f"campaign {spec.name} complete: {result.done}/{result.target} attempts, {result.successes} successes"
+    )
     return 0
 
 
@@ -120,10 +131,20 @@ def parser() -> argparse.ArgumentParser:
         "--dashboard", action="store_true", help="serve the dashboard on 127.0.0.1 while collecting"
     )
     c.add_argument("--dashboard-port", type=int, default=8765)
+    c.add_argument(
+        "--record",
+        type=Path,
+        metavar="DIR",
+        help="record each back end's topics as MCAP (rosbag2) files in DIR",
+    )
     c.set_defaults(func=cmd_collect)
     s = sub.add_parser("status", parents=[common], help="progress of campaigns, from the database")
     s.add_argument("campaign", nargs="?")
     s.set_defaults(func=cmd_status)
+    w = sub.add_parser("wait", parents=[common], help="show a campaign's progress until it is complete")
+    w.add_argument("campaign")
+    w.add_argument("--quiet", action="store_true", help="no progress bar")
+    w.set_defaults(func=cmd_wait)
     d = sub.add_parser("dashboard", parents=[common], help="web dashboard and database browser")
     d.add_argument("--host", default="127.0.0.1", help="bind address; anything but loopback needs --token")
     d.add_argument("--port", type=int, default=8765)
@@ -132,14 +153,23 @@ def parser() -> argparse.ArgumentParser:
     return ap
 
 
+def _interrupt(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if getattr(args, "backends", 1) < 1:
         print("myriad: --backends: expected a positive number", file=sys.stderr)
         return 2
+    # SIGTERM (kill, systemd, Docker) stops a run as Ctrl-C does: back ends stopped, leases released, summary.
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         return args.func(args)
-    except (ValueError, DescriptionError, StorageUnavailable) as exc:
+    except KeyboardInterrupt:
+        print("myriad: interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, DescriptionError, StorageUnavailable, IsolationError) as exc:
         print(f"myriad: {exc}", file=sys.stderr)
         return 2
     except CrashLoop as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -12,8 +13,8 @@ from tqdm import tqdm
 
 from myriad_frontend.campaign import CampaignSpec
 from myriad_frontend.description import load_description
-from myriad_frontend.processes import LocalBackend, clean_shared_memory, make_backends
-from myriad_runtime import workspace
+from myriad_frontend.processes import BackendProcesses, clean_shared_memory, signals_deferred
+from myriad_frontend.run import CrashLoop, Run, open_run
 from myriad_storage.store import StorageUnavailable, Store
 
 
@@ -27,18 +28,7 @@ class CollectResult:
     first_attempt_s: float | None
     restarts: dict[str, int] = field(default_factory=dict)
     interrupted: bool = False
-
-
-MAX_CRASH_STREAK = 5
-
-
-def release_leases(store: Store, campaign: str, backend: str) -> int:
-    """Hand the items a dead back end held back to the pool at once (instead of waiting for lease expiry)."""
-    return sum(
-        store.release(item["item_id"], backend)
-        for item in store.work_items(campaign, state="leased")
-        if item.get("lease_owner") == backend
-    )
+    domain_id: int | None = None
 
 
 def run_local(
@@ -51,31 +41,36 @@ def run_local(
     run_dir: Path,
     progress: bool = True,
     poll: float = 0.5,
+    record: Path | None = None,
 ) -> CollectResult:
-    """Run `backends` local back ends on the campaign until it is complete (or Ctrl-C)."""
+    """Run `backends` local back ends on the campaign until it is complete (or Ctrl-C / SIGTERM).
+
+    The run takes the domain in $ROS_DOMAIN_ID when set (refused if another run holds it), else a free one."""
     desc = load_description(description)
-    store.create_campaign(spec.name, spec.items(), template=spec.params, seed=spec.seed)
-    group = make_backends(desc, backends, run_dir / spec.name, backend_values(spec, uri, database))
+    if record is not None:
+        desc = desc.with_recorder(record)
+    run = open_run(store, spec, uri, database, run_dir, os.environ.get("ROS_DOMAIN_ID"))
+    group: list[BackendProcesses] = []
     start = time.monotonic()
-    result = CollectResult(spec.name, spec.attempts, 0, 0, 0.0, None)
+    result = CollectResult(spec.name, spec.attempts, 0, 0, 0.0, None, domain_id=run.domain.domain_id)
+    print(f"ROS 2 domain {run.domain.domain_id}: namespaces /myriad/b0..b{backends - 1} "
+          f"(ROS_DOMAIN_ID={run.domain.domain_id} rviz2 -d config/myriad.rviz)", file=sys.stderr)  # fmt: skip
     try:
+        group += [BackendProcesses(f"b{i}", run.plan(desc, i)) for i in range(backends)]
         for b in group:
             b.start()
-        check = lambda bar: [_revive(b, store, spec.name, bar) for b in group]
+        check = lambda bar: [_revive(b, run, bar) for b in group]
         restarts = lambda: sum(b.restarts for b in group)
         watch(store, spec, result, start, len(group), check, restarts, progress, poll)
     except KeyboardInterrupt:
         result.interrupted = True
     finally:
-        for b in group:
-            b.stop()
-        clean_shared_memory()
+        with signals_deferred():
+            for b in group:
+                b.stop()
+            clean_shared_memory()
+            run.close()
     return finish(store, result, start, {b.backend_id: b.restarts for b in group})
-
-
-def backend_values(spec: CampaignSpec, uri: str, database: str) -> dict[str, str]:
-    """The ${...} values of the description that every back end of a campaign shares."""
-    return {"ws": str(workspace()), "mongo_uri": uri, "database": database, "campaign": spec.name}
 
 
 def watch(
@@ -136,36 +131,17 @@ def finish(store: Store, result: CollectResult, start: float, restarts: dict[str
     return result
 
 
-class CrashLoop(RuntimeError):
-    """A back end keeps dying before it stores anything: restarting it again would not help."""
-
-
-def _revive(b: LocalBackend, store: Store, campaign: str, bar: tqdm) -> None:
+def _revive(b: BackendProcesses, run: Run, bar: tqdm) -> None:
     dead = b.dead()
     if not dead:
         return
     try:
-        done = store.progress(campaign)["done"]
-    except StorageUnavailable:
-        done = b.done_at_restart
-    b.crash_streak = b.crash_streak + 1 if done == b.done_at_restart else 1
-    b.done_at_restart = done
-    if b.crash_streak > MAX_CRASH_STREAK:
-        raise CrashLoop(
-            f"back end {b.backend_id} died {b.crash_streak} times in a row with no attempt stored "
-            f"({', '.join(dead)}); see its logs in {b.run_dir}"
-        )
+        note = run.backend_exited(b.backend_id, ", ".join(dead))
+    except CrashLoop as exc:
+        first = b.first_error()
+        raise CrashLoop(f"{exc}" + (f"; first error: {first}" if first else "")) from None
     b.restart()
-    note = f"back end {b.backend_id}: {', '.join(dead)}; restarted (restart {b.restarts})"
-    try:
-        released = release_leases(store, campaign, b.backend_id)
-        store.heartbeat(
-            b.backend_id, campaign=campaign, restarts=b.restarts, last_error=f"exited: {', '.join(dead)}"
-        )
-        note += f", {released} lease(s) released"
-    except StorageUnavailable:
-        note += "; its leases expire by themselves (database unreachable)"
-    bar.write(note)
+    bar.write(f"{note}; restarted (restart {b.restarts})")
 
 
 def _postfix(p: dict, rate: float, backends: int, restarts: int) -> str:

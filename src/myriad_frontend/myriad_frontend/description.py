@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import re
 import string
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+RECORDER_CLASS = "myriad_storage.recorder_node:RecorderNode"
 
 
 class DescriptionError(ValueError):
@@ -43,6 +44,15 @@ class Description:
 
     def nodes(self) -> list[NodeDesc]:
         return [n for p in self.processes for n in p.nodes]
+
+    def with_recorder(self, output_dir: Path | str) -> Description:
+        """This description with a `recorder` node (MCAP of the back end's topics into `output_dir`) in its first
+        process."""
+        node = NodeDesc(
+            "recorder", "myriad_storage", "recorder", RECORDER_CLASS, {"output_dir": str(output_dir)}
+        )
+        first, *rest = self.processes
+        return replace(self, processes=(ProcessDesc(first.name, (*first.nodes, node)), *rest))
 
     def render(self, **values: Any) -> RenderedBackend:
         """Substitute ${...} values into the namespace and parameters of one back end."""

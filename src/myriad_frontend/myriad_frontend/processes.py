@@ -6,12 +6,14 @@ import ctypes
 import os
 import signal
 import subprocess
-import sys
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from myriad_frontend.description import Description, RenderedBackend
+from myriad_frontend.plan import BASE_ENV, ProcessPlan
 from myriad_runtime import workspace
 
 
@@ -19,13 +21,9 @@ def ros_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     """Environment of every process Myriad starts: discovery on this host only, logs under the workspace."""
     env = dict(os.environ)
     ws = workspace()
-    env.update(
-        ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
-        ROS_LOG_DIR=env.get("ROS_LOG_DIR", f"{ws}/log/ros"),
-        ROS_HOME=env.get("ROS_HOME", f"{ws}/log/ros_home"),
-        LP_NUM_THREADS="1",
-        PYTHONUNBUFFERED="1",
-    )
+    env.update(BASE_ENV)
+    env.setdefault("ROS_LOG_DIR", f"{ws}/log/ros")
+    env.setdefault("ROS_HOME", f"{ws}/log/ros_home")
     env.update(extra or {})
     return env
 
@@ -74,6 +72,21 @@ def stop_groups(procs: list[subprocess.Popen], grace: float = 5.0) -> None:
         p.wait()
 
 
+@contextmanager
+def signals_deferred() -> Iterator[None]:
+    """Run a cleanup with SIGINT and SIGTERM ignored: a second Ctrl-C (or `kill`) while back ends are being
+    stopped must not abort the stop half-way or throw a traceback; the stop is already under way."""
+    if threading.current_thread() is not threading.main_thread():  # only the main thread gets signals
+        yield
+        return
+    old = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
+
+
 def clean_shared_memory(shm: Path = Path("/dev/shm"), min_age: float = 2.0) -> int:
     """Remove Fast DDS shared-memory files that no live process has open or mapped (left by killed processes).
 
@@ -107,28 +120,22 @@ def clean_shared_memory(shm: Path = Path("/dev/shm"), min_age: float = 2.0) -> i
 
 
 @dataclass
-class LocalBackend:
-    """One back end: the processes of the description, in one namespace, restartable as a unit."""
+class BackendProcesses:
+    """One back end as OS process groups (the processes of its plan), restartable as a unit."""
 
-    index: int
     backend_id: str
-    rendered: RenderedBackend
-    run_dir: Path
-    env: dict[str, str]
+    plans: list[ProcessPlan]
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
     restarts: int = 0
     last_exit: str = ""
-    crash_streak: int = 0
-    done_at_restart: int = -1
+
+    @property
+    def run_dir(self) -> Path:
+        return self.plans[0].log_file.parent
 
     def start(self) -> None:
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        params = self.run_dir / "params.yaml"
-        params.write_text(self.rendered.params_yaml())
-        for proc in self.rendered.processes:
-            cmd = [sys.executable, "-m", "myriad_runtime.container", "--nodes", *(n.cls for n in proc.nodes)]
-            cmd += self.rendered.ros_args(params)
-            self.procs[proc.name] = start_group(cmd, self.run_dir / f"{proc.name}.log", self.env)
+        for plan in self.plans:
+            self.procs[plan.name] = start_group(list(plan.cmd), plan.log_file, ros_env(plan.env))
 
     def dead(self) -> list[str]:
         """Names of processes that have exited, with their codes."""
@@ -146,15 +153,36 @@ class LocalBackend:
     def pids(self) -> list[int]:
         return [p.pid for p in self.procs.values()]
 
+    def first_error(self) -> str:
+        """The first error line of this back end's logs (what a person needs to see first), or ''."""
+        for plan in self.plans:
+            line = first_error_line(plan.log_file)
+            if line:
+                return line
+        return ""
 
-def make_backends(
-    desc: Description, count: int, run_dir: Path, values: dict[str, str], first_index: int = 0
-) -> list[LocalBackend]:
-    """N back ends rendered from one description; `values` fills ${mongo_uri}, ${campaign}, ... ."""
-    out = []
-    for i in range(first_index, first_index + count):
-        bid = f"b{i}"
-        bdir = run_dir / bid
-        rendered = desc.render(index=i, backend=bid, run_dir=bdir, **values)
-        out.append(LocalBackend(i, bid, rendered, bdir, ros_env()))
-    return out
+
+def first_error_line(log_file: Path) -> str:
+    """The first line of a log that reports an error (a node's 'fatal:' line, an exception, an ERROR log)."""
+    try:
+        lines = log_file.read_text(errors="replace").splitlines()
+    except OSError:
+        return ""
+    marks = ("fatal:", "Error:", "Exception:", "[ERROR]")
+    return next((ln.strip() for ln in lines if any(m in ln for m in marks)), "")
+
+
+@dataclass
+class CrashGuard:
+    """The crash-loop rule shared by every start path: a back end that exits `limit` + 1 times in a row with
+    no attempt stored in between is not restarted again."""
+
+    limit: int = 5
+    streak: int = 0
+    done_at_exit: int = -1
+
+    def exited(self, done: int) -> bool:
+        """Count an exit, `done` being the campaign's stored attempts now; True when it is time to give up."""
+        self.streak = self.streak + 1 if done == self.done_at_exit else 1
+        self.done_at_exit = done
+        return self.streak > self.limit

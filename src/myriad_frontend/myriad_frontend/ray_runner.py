@@ -1,7 +1,8 @@
 """`myriad collect --ray`: one Ray actor per back end, owning that back end's process groups on its node.
 
-An actor starts its back end's processes (processes.LocalBackend) on the node Ray placed it on; DDS stays on
-that host (LOCALHOST discovery, a ROS_DOMAIN_ID per back end derived from its index). The front end pings the
+An actor starts its back end's processes (plan.plan_backend, processes.BackendProcesses) on the node Ray placed
+it on; DDS stays on that host (LOCALHOST discovery, a ROS_DOMAIN_ID per back end claimed on that host, so no two
+runs or back ends there share one). The front end pings the
 actors (`health()` returns a status dict: errors are values) and reads heartbeats from the database; Ray
 restarts a dead actor (`max_restarts`), whose new incarnation kills what the old one left and starts the back
 end again, while the front end releases the dead back end's leases and counts the restart.
@@ -29,9 +30,13 @@ import ray
 from tqdm import tqdm
 
 from myriad_frontend.campaign import CampaignSpec
-from myriad_frontend.collect import CollectResult, backend_values, finish, release_leases, watch
+from myriad_frontend.collect import CollectResult, finish, watch
 from myriad_frontend.description import load_description
-from myriad_frontend.processes import LocalBackend, clean_shared_memory, ros_env
+from myriad_frontend.plan import backend_env, plan_backend
+from myriad_frontend.processes import BackendProcesses, clean_shared_memory
+from myriad_frontend.run import release_leases
+from myriad_runtime import workspace
+from myriad_runtime.isolation import DomainClaim, claim_domain, lock_run
 from myriad_storage.store import StorageUnavailable, Store
 
 NAMESPACE = "myriad"
@@ -42,13 +47,6 @@ PING_TIMEOUT_S = 30.0  # a ping unanswered this long marks the actor unreachable
 HEARTBEAT_STALE_S = 120.0  # a back end silent this long in the database is restarted by its actor
 LOST_AFTER_S = 180.0  # every actor unreachable this long: give up
 STOP_TIMEOUT_S = 30.0
-
-
-def domain_id(index: int, base: int | None = None) -> int:
-    """The ROS_DOMAIN_ID (1..100) of back end `index`: distinct for up to 100 back ends on one host, offset by
-    `base` (default: the host's ROS_DOMAIN_ID, so two deployments on one host can be kept apart)."""
-    base = int(os.environ.get("ROS_DOMAIN_ID", "0") or 0) if base is None else base
-    return 1 + (base + index) % 100
 
 
 def actor_name(campaign: str, backend: str) -> str:
@@ -88,23 +86,22 @@ def _host_path(path: str, driver_ws: str, ws: str) -> Path:
 class BackendActor:
     """One back end on this node. Ray restarts the actor (max_restarts); the actor restarts its back end."""
 
-    def __init__(self, index: int, description: str, values: dict[str, str]) -> None:
-        self.index, self.backend_id, self.domain = index, f"b{index}", domain_id(index)
+    def __init__(self, index: int, description: str, values: dict[str, str], uri: str) -> None:
+        self.index, self.backend_id, self.domain = index, f"b{index}", -1
         self.incarnation, self.since, self.error = uuid.uuid4().hex[:12], time.time(), ""
-        self.backend: LocalBackend | None = None
+        self.backend: BackendProcesses | None = None
+        self.claim: DomainClaim | None = None
         ws = os.environ.get("MYRIAD_WS", values["ws"])
-        run_dir = (
-            Path(os.environ.get("MYRIAD_RUN_DIR", f"{ws}/log/runs")) / values["campaign"] / self.backend_id
-        )
-        self.state_file = run_dir / "actor.json"  # where this actor runs and its processes, for its successor
+        runs = Path(os.environ.get("MYRIAD_RUN_DIR", f"{ws}/log/runs")) / values["campaign"]
+        self.state_file = runs / self.backend_id / "actor.json"  # this actor's processes, for its successor
         _reap(self.state_file)
         try:
             desc = load_description(_host_path(description, values["ws"], ws))
-            rendered = desc.render(
-                index=index, backend=self.backend_id, run_dir=run_dir, **{**values, "ws": ws}
-            )
-            env = ros_env({"ROS_DOMAIN_ID": str(self.domain), "MYRIAD_WS": ws})
-            self.backend = LocalBackend(index, self.backend_id, rendered, run_dir, env)
+            self.claim = claim_domain(run=f"{values['campaign']}:{self.backend_id}", workspace=ws)
+            self.domain = self.claim.domain_id
+            env = backend_env(ws, self.domain, uri)
+            plans = plan_backend(desc, index, {**values, "ws": ws}, runs, env)
+            self.backend = BackendProcesses(self.backend_id, plans)
             self.backend.start()
             self._record()
         except Exception as exc:  # reported by health(), never raised out of the actor
@@ -143,6 +140,8 @@ class BackendActor:
         try:
             if self.backend is not None:
                 self.backend.stop()
+            if self.claim is not None:
+                self.claim.release()
             self._record(running=False)
             clean_shared_memory()
         except Exception as exc:
@@ -206,13 +205,15 @@ class _Slot:
 class BackendFleet:
     """The actors of one campaign, as seen from the front end: pings, heartbeats, restarts, shutdown."""
 
-    def __init__(self, store: Store, campaign: str, backends: int, description: Path, values: dict[str, str]):
+    def __init__(
+        self, store: Store, campaign: str, backends: int, description: Path, values: dict[str, str], uri: str
+    ):
         self.store, self.campaign, self._hb_checked = store, campaign, 0.0
         cls = ray.remote(BackendActor)
         self.slots = [
             _Slot(f"b{i}", cls.options(name=actor_name(campaign, f"b{i}"), namespace=NAMESPACE,
                                        num_cpus=CPUS_PER_BACKEND, max_restarts=MAX_RESTARTS,
-                                       max_task_retries=MAX_TASK_RETRIES).remote(i, str(description), values))
+                                       max_task_retries=MAX_TASK_RETRIES).remote(i, str(description), values, uri))
             for i in range(backends)
         ]  # fmt: skip
 
@@ -326,6 +327,7 @@ def run_ray(
     """Run `backends` back ends as Ray actors on the campaign until it is complete (or Ctrl-C)."""
     description = Path(description).resolve()  # the actors' working directory is Ray's, not ours
     load_description(description, check_packages=False)  # fail here, not in every actor
+    lock = lock_run(workspace() / "log" / "runs" / spec.name, spec.name)
     store.create_campaign(spec.name, spec.items(), template=spec.params, seed=spec.seed)
     try:
         started = connect(ray_address, backends)
@@ -335,7 +337,8 @@ def run_ray(
     result = CollectResult(spec.name, spec.attempts, 0, 0, 0.0, None)
     fleet: BackendFleet | None = None
     try:
-        fleet = BackendFleet(store, spec.name, backends, description, backend_values(spec, uri, database))
+        values = {"ws": str(workspace()), "database": database, "campaign": spec.name}
+        fleet = BackendFleet(store, spec.name, backends, description, values, uri)
         watch(store, spec, result, start, backends, fleet.check, fleet.total_restarts, progress, poll)
     except KeyboardInterrupt:
         result.interrupted = True
@@ -347,4 +350,5 @@ def run_ray(
             fleet.stop()
         if started:
             ray.shutdown()
+        lock.release()
     return finish(store, result, start, fleet.restarts() if fleet else {})

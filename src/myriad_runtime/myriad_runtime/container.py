@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
 
 import rclpy
@@ -52,14 +53,26 @@ def run_nodes(classes: list[type[Node]], args: list[str] | None = None, threads:
             )
             code = 1
     finally:
+        # Under `ros2 launch` every process gets SIGINT twice (terminal and launch) and later SIGTERM: once the
+        # shutdown is under way, further signals must not interrupt the nodes' cleanup (flushing attempts).
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_IGN)
         for node in reversed(nodes):
-            close = getattr(node, "close", None)
-            if close:
-                close()
-            node.destroy_node()
+            _close(node)
         executor.shutdown(timeout_sec=1.0)
         rclpy.try_shutdown()
     sys.exit(code)
+
+
+def _close(node: Node) -> None:
+    """The node's own `close()` (if any) and destroy_node; a failure is one line on stderr, not a traceback."""
+    try:
+        close = getattr(node, "close", None)
+        if close:
+            close()
+        node.destroy_node()
+    except Exception as exc:
+        print(f"[{node.get_name()}] error while shutting down: {type(exc).__name__}: {exc}", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> None:

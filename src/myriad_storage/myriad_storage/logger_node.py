@@ -1,6 +1,7 @@
 """The ``logger`` node of a back end: hands out work items, stores attempts, reports heartbeats.
 
-Services (relative): ``claim_work`` (ClaimWork), ``store_attempt`` (StoreAttempt). Topic: ``status``
+The database URI comes from the environment (``MYRIAD_MONGO_URI``), never from a parameter: parameters are
+readable by every process on the host. Services (relative): ``claim_work`` (ClaimWork), ``store_attempt`` (StoreAttempt). Topic: ``status``
 (BackendStatus, every heartbeat_period). Database I/O other than the services' own calls (lease renewal,
 heartbeats, attempt writes) runs in background threads, so callbacks never wait on an outage for long.
 """
@@ -25,6 +26,7 @@ from myriad_interfaces.msg import BackendStatus
 from myriad_interfaces.srv import ClaimWork, StoreAttempt
 
 from .records import attempt_msg_to_record
+from .server import ENV_URI
 from .store import StorageUnavailable, Store
 from .writer import BufferedWriter
 
@@ -73,7 +75,6 @@ class LoggerNode(Node):
     def _read_parameters(self) -> None:
         ns = self.get_namespace().strip("/").replace("/", "_")
         p = {
-            "mongo_uri": self.declare_parameter("mongo_uri", "").value,
             "database": self.declare_parameter("database", "myriad").value,
             "campaign": self.declare_parameter("campaign", "").value,
             "backend_id": self.declare_parameter("backend_id", ns or socket.gethostname()).value,
@@ -82,14 +83,17 @@ class LoggerNode(Node):
             "spool_dir": self.declare_parameter("spool_dir", "").value,
             "db_timeout_s": self.declare_parameter("db_timeout_s", 5.0).value,
         }
-        if not p["mongo_uri"]:
-            raise ValueError("parameter 'mongo_uri' is required, e.g. mongodb://127.0.0.1:27117/")
+        uri = os.environ.get(ENV_URI, "")
+        if not uri:  # a secret: never a ROS parameter (readable by any process on the host) or a file
+            raise ValueError(
+                f"environment variable {ENV_URI} is required (the database URI), e.g. mongodb://127.0.0.1:27117/"
+            )
         if not p["database"] or not p["backend_id"]:
             raise ValueError(f"parameters 'database' and 'backend_id' must be non-empty, got {p}")
         for name in ("lease_s", "heartbeat_period", "db_timeout_s"):
             if not p[name] > 0:
                 raise ValueError(f"parameter {name!r} must be > 0 seconds, got {p[name]}")
-        self._uri, self._database, self._campaign = p["mongo_uri"], p["database"], p["campaign"]
+        self._uri, self._database, self._campaign = uri, p["database"], p["campaign"]
         self._backend, self._lease_s = p["backend_id"], float(p["lease_s"])
         self._hb_period, self._db_timeout_s = float(p["heartbeat_period"]), float(p["db_timeout_s"])
         self._spool_dir = Path(p["spool_dir"]) if p["spool_dir"] else None
