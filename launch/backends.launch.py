@@ -11,11 +11,13 @@ crash-loops ends the launch with a non-zero status; the launch ends when the cam
 keep_running:=true). The database URI comes from $MYRIAD_MONGO_URI (keep passwords out of command lines), the
 mongo_uri argument, or the workspace's local SecantusDB. The DDS domain is $ROS_DOMAIN_ID (default 0), held
 for this run: a second run on the same domain is refused instead of answering this one's services.
+
+Processes are launch's ExecuteProcess on purpose, not launch_ros' Node: Node builds its own command line
+(`-r __node:=NAME` renames every node of a composed process; an including file's PushRosNamespace or
+SetParameter would add more), while these must be exactly the planned ones.
 """
 
-import os
 import sys
-from pathlib import Path
 
 from launch import LaunchDescription
 from launch.actions import (
@@ -30,23 +32,14 @@ from launch.event_handlers import OnProcessExit, OnShutdown
 from launch.events import Shutdown
 from launch.substitutions import LaunchConfiguration
 
-from myriad_frontend.launching import RESPAWN_DELAY_S, LaunchArgs, campaign_complete, start_run, wait_command
-
-WS = Path(os.environ.get("MYRIAD_WS", Path(__file__).resolve().parents[1]))
-
-ARGUMENTS = {
-    "backends": ("1", "number of back ends"),
-    "description": (str(WS / "config" / "backend.yaml"), "back-end description"),
-    "database": ("myriad", "database name"),
-    "mongo_uri": ("", "MongoDB URI (default: $MYRIAD_MONGO_URI, else the workspace's local SecantusDB)"),
-    "campaign": ("", "campaign name (an existing campaign with the same items is resumed)"),
-    "campaign_file": ("", "campaign YAML file (see config/campaigns/)"),
-    "attempts": ("", "number of attempts (default 20)"),
-    "seed": ("", "campaign seed (default 0)"),
-    "set": ("", "grasp parameters, space-separated KEY=VALUE"),
-    "record": ("", "record each back end's topics as MCAP files in this directory"),
-    "keep_running": ("false", "keep the back ends running after the campaign is complete"),
-}
+from myriad_frontend.launching import (
+    ARGUMENTS,
+    RESPAWN_DELAY_S,
+    LaunchArgs,
+    campaign_complete,
+    start_run,
+    wait_command,
+)
 
 
 def _backends(context):

@@ -161,12 +161,12 @@ def node_procs(tmp_path):
 class RosClient:
     """A node in the test process, spun in a background thread; blocking calls with timeouts."""
 
-    def __init__(self, namespace: str):
+    def __init__(self, namespace: str, domain_id: int | None = None):
         import rclpy
         from rclpy.executors import MultiThreadedExecutor
 
         self.context = rclpy.Context()
-        rclpy.init(context=self.context)
+        rclpy.init(context=self.context, domain_id=domain_id)
         self.node = rclpy.create_node("test_client", namespace=namespace, context=self.context)
         self.executor = MultiThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
@@ -209,8 +209,8 @@ def ros_client():
     """make(namespace) -> RosClient; closed afterwards."""
     clients = []
 
-    def make(namespace: str) -> RosClient:
-        clients.append(RosClient(namespace))
+    def make(namespace: str, domain_id: int | None = None) -> RosClient:
+        clients.append(RosClient(namespace, domain_id))
         return clients[-1]
 
     yield make

@@ -63,7 +63,7 @@ class Controllers:
 
         out = sim.physics(
             follow, robot, traj, sim.world.spec.timestep, sim.advance, path_tol, goal_tol,
-            on_feedback=feedback, cancelled=lambda: goal_handle.is_cancel_requested,
+            on_feedback=feedback, cancelled=lambda: goal_handle.is_cancel_requested or sim.stopping,
         )  # fmt: skip
         result.error_code, result.message = out.error_code, out.message
         result.max_tracking_error, result.final_error = out.max_tracking_error, out.final_error

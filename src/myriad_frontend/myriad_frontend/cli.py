@@ -89,7 +89,10 @@ def cmd_wait(args) -> int:
     spec = CampaignSpec(args.campaign, doc.get("seed") or 0, doc["target"], {}, {})
     start = time.monotonic()
     result = CollectResult(spec.name, spec.attempts, 0, 0, 0.0, None)
-    watch(store, spec, result, start, 0, lambda _bar: None, lambda: 0, progress=not args.quiet)
+    try:
+        watch(store, spec, result, start, 0, lambda _bar: None, lambda: 0, progress=not args.quiet)
+    except KeyboardInterrupt:  # a viewer: stopping it is not a failure (the launch stops it this way)
+        return 0
     finish(store, result, start, {})
     print(
         f"campaign {spec.name} complete: {result.done}/{result.target} attempts, {result.successes} successes"
@@ -175,6 +178,9 @@ def main(argv: list[str] | None = None) -> int:
     except CrashLoop as exc:
         print(f"myriad: {exc}", file=sys.stderr)
         return 1
+    finally:  # the work is done: a late Ctrl-C must not interrupt the interpreter's exit (pymongo's atexit)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_IGN)
 
 
 if __name__ == "__main__":

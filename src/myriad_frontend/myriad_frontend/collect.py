@@ -146,6 +146,8 @@ def _revive(b: BackendProcesses, run: Run, bar: tqdm) -> None:
 
 def _postfix(p: dict, rate: float, backends: int, restarts: int) -> str:
     succ = p["successes"] / p["attempts"] if p["attempts"] else 0.0
-    return f"success {succ:.0%} · {rate:.2f}/s · {backends} back end(s)" + (
-        f" · {restarts} restarts" if restarts else ""
+    return (
+        f"success {succ:.0%} · {rate:.2f}/s"
+        + (f" · {backends} back end(s)" if backends else "")
+        + (f" · {restarts} restarts" if restarts else "")
     )

@@ -18,6 +18,21 @@ from myriad_storage.store import Store, mask_uri
 
 RESPAWN_DELAY_S = 1.0
 
+# The launch arguments: name -> (default, description).
+ARGUMENTS = {
+    "backends": ("1", "number of back ends"),
+    "description": (str(workspace() / "config" / "backend.yaml"), "back-end description"),
+    "database": ("myriad", "database name"),
+    "mongo_uri": ("", "MongoDB URI (default: $MYRIAD_MONGO_URI, else the workspace's local SecantusDB)"),
+    "campaign": ("", "campaign name (an existing campaign with the same items is resumed)"),
+    "campaign_file": ("", "campaign YAML file (see config/campaigns/)"),
+    "attempts": ("", "number of attempts (default 20)"),
+    "seed": ("", "campaign seed (default 0)"),
+    "set": ("", "grasp parameters, space-separated KEY=VALUE"),
+    "record": ("", "record each back end's topics as MCAP files in this directory"),
+    "keep_running": ("false", "keep the back ends running after the campaign is complete"),
+}
+
 
 @dataclass(frozen=True)
 class LaunchArgs:
@@ -36,7 +51,10 @@ class LaunchArgs:
     keep_running: bool
 
     @classmethod
-    def parse(cls, raw: dict[str, str]) -> LaunchArgs:
+    def parse(cls, given: dict[str, str]) -> LaunchArgs:
+        """From launch argument values (strings, as `ros2 launch ... name:=value` gives them); defaults for
+        the ones not given."""
+        raw = {k: default for k, (default, _doc) in ARGUMENTS.items()} | given
         backends = _int(raw, "backends")
         if backends is None or backends < 1:
             raise ValueError(

@@ -10,10 +10,14 @@ import argparse
 import importlib
 import signal
 import sys
+import threading
 
 import rclpy
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
+from rclpy.signals import SignalHandlerOptions
+
+SPIN_S = 0.1
 
 
 def load_class(path: str) -> type[Node]:
@@ -31,9 +35,15 @@ def load_class(path: str) -> type[Node]:
 
 
 def run_nodes(classes: list[type[Node]], args: list[str] | None = None, threads: int = 4) -> None:
-    """rclpy.init, construct each node, spin them together, and shut down cleanly on signal or error."""
-    # rclpy's own handlers (SIGINT, SIGTERM) wake the executor from rcl_wait; Python-level handlers would not run.
-    rclpy.init(args=args)
+    """rclpy.init, construct each node, spin them together, and shut down in order on SIGINT/SIGTERM or error:
+    first each node's `close()` while the context is still valid (the logger flushes its attempts, the
+    controllers stop), then the executor and the nodes, then rclpy."""
+    # Our own handlers, not rclpy's: rclpy's would invalidate the context at the first signal, under callbacks
+    # still running. Python runs them in the main thread, which wakes from rcl_wait at least every SPIN_S.
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda _n, _f: stop.set())
     nodes: list[Node] = []
     executor = MultiThreadedExecutor(num_threads=threads)
     code = 0
@@ -42,16 +52,15 @@ def run_nodes(classes: list[type[Node]], args: list[str] | None = None, threads:
             node = cls()
             nodes.append(node)
             executor.add_node(node)
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
+        while not stop.is_set() and rclpy.ok():
+            executor.spin_once(timeout_sec=SPIN_S)
+    except ExternalShutdownException:
         pass
     except Exception as exc:  # a node failing to start must say why, then exit non-zero
-        if rclpy.ok():
-            print(
-                f"[{' '.join(c.__name__ for c in classes)}] fatal: {type(exc).__name__}: {exc}",
-                file=sys.stderr,
-            )
-            code = 1
+        print(
+            f"[{' '.join(c.__name__ for c in classes)}] fatal: {type(exc).__name__}: {exc}", file=sys.stderr
+        )
+        code = 1
     finally:
         # Under `ros2 launch` every process gets SIGINT twice (terminal and launch) and later SIGTERM: once the
         # shutdown is under way, further signals must not interrupt the nodes' cleanup (flushing attempts).
@@ -60,16 +69,24 @@ def run_nodes(classes: list[type[Node]], args: list[str] | None = None, threads:
         for node in reversed(nodes):
             _close(node)
         executor.shutdown(timeout_sec=1.0)
+        for node in reversed(nodes):
+            _destroy(node)
         rclpy.try_shutdown()
     sys.exit(code)
 
 
 def _close(node: Node) -> None:
-    """The node's own `close()` (if any) and destroy_node; a failure is one line on stderr, not a traceback."""
+    """The node's own `close()`, if it has one; a failure is one line on stderr, not a traceback."""
+    close = getattr(node, "close", None)
     try:
-        close = getattr(node, "close", None)
         if close:
             close()
+    except Exception as exc:
+        print(f"[{node.get_name()}] error while closing: {type(exc).__name__}: {exc}", file=sys.stderr)
+
+
+def _destroy(node: Node) -> None:
+    try:
         node.destroy_node()
     except Exception as exc:
         print(f"[{node.get_name()}] error while shutting down: {type(exc).__name__}: {exc}", file=sys.stderr)

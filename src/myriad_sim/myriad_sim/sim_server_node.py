@@ -56,6 +56,7 @@ class SimServerNode(Node):
 
     def __init__(self, **kwargs) -> None:
         super().__init__("sim_server", **kwargs)
+        self.stopping = False
         self.declare_parameter("world_file", "worlds/tray.yaml")
         self.declare_parameter("renderer", "auto")
         self.declare_parameter("clock_rate", 100.0)
@@ -248,6 +249,10 @@ class SimServerNode(Node):
         res.sim_time = time_msg(self.world.sim_time)
         res.success = True
         return res
+
+    def close(self) -> None:
+        """Shutdown begins: running trajectories end at the next physics step (their goals abort)."""
+        self.stopping = True
 
     def destroy_node(self) -> None:
         self.physics(self.world.close)

@@ -1,0 +1,151 @@
+"""The one start path (myriad_frontend.plan / run / launching): what `myriad collect` and the launch file start.
+
+The launch file itself needs `launch`/`launch_ros`, which are not installable here; what it runs comes from
+`launching.start_run`, and these tests run exactly those command lines, environments and parameter files."""
+
+from __future__ import annotations
+
+import ast
+import os
+import time
+
+import pytest
+import yaml
+from conftest import WS, free_port
+
+from myriad_frontend.description import load_description
+from myriad_frontend.launching import LaunchArgs, start_run, wait_command
+from myriad_frontend.plan import backend_env, plan_backend
+from myriad_frontend.processes import clean_shared_memory, start_group, stop_groups
+from myriad_storage.server import ENV_URI, LocalServer
+from myriad_storage.store import Store
+
+LAUNCH_FILE = WS / "launch" / "backends.launch.py"
+
+
+@pytest.fixture
+def db(tmp_path):
+    server = LocalServer(tmp_path / "db", port=free_port())
+    uri = server.ensure_running()
+    yield uri
+    server.stop()
+
+
+def launch_args(uri: str, **kw: str) -> LaunchArgs:
+    """The launch file's arguments as `ros2 launch ... k:=v` gives them (defaults for the others)."""
+    return LaunchArgs.parse({"mongo_uri": uri, "database": "t", **kw})
+
+
+def test_plan_has_no_node_rename_and_no_secret(tmp_path):
+    desc = load_description(WS / "config" / "backend.yaml")
+    env = backend_env(WS, 17, "mongodb://user:hunter2@127.0.0.1:1/")
+    (plan,) = plan_backend(desc, 3, {"ws": str(WS), "database": "d", "campaign": "c"}, tmp_path, env)
+    args = list(plan.cmd)
+    assert args[1:4] == ["-m", "myriad_runtime.container", "--nodes"]
+    assert not any(a.startswith("__node") for a in args), args  # would rename every composed node
+    ros = args[args.index("--ros-args") :]
+    assert ros[:3] == ["--ros-args", "-r", "__ns:=/myriad/b3"] and "/clock:=/myriad/b3/clock" in ros
+    params = yaml.safe_load(plan.params_file.read_text())
+    assert set(params) == {f"/myriad/b3/{n}" for n in ("sim_server", "planner", "grasp_sampler", "logger")}
+    assert "hunter2" not in plan.params_file.read_text() and "hunter2" not in " ".join(args)
+    assert plan.env[ENV_URI].endswith("@127.0.0.1:1/") and plan.env["ROS_DOMAIN_ID"] == "17"
+    assert plan.env["ROS_AUTOMATIC_DISCOVERY_RANGE"] == "LOCALHOST" and plan.env["LP_NUM_THREADS"] == "1"
+    assert plan.log_file == tmp_path / "b3" / "backend.log"
+
+
+def test_launch_file_uses_only_what_launching_provides():
+    import myriad_frontend.launching as launching
+
+    tree = ast.parse(LAUNCH_FILE.read_text())
+    names = [
+        a.name
+        for n in ast.walk(tree)
+        if isinstance(n, ast.ImportFrom) and n.module == "myriad_frontend.launching"
+        for a in n.names
+    ]
+    assert names and all(hasattr(launching, n) for n in names), names
+    assert "ARGUMENTS" in names  # its arguments are the ones LaunchArgs parses
+    # launch_ros' Node(name=...) adds `-r __node:=NAME`, which renames every node of a composed process.
+    assert "launch_ros" not in LAUNCH_FILE.read_text().split('"""', 2)[2]
+
+
+@pytest.mark.timeout(400)
+def test_launch_start_path_runs_two_backends_and_collects(db, tmp_path, ros_client):
+    """What the launch file starts for backends:=2, started as launch would (exact cmd and env): each composed
+    process keeps its nodes' own names and parameters, both back ends store attempts, the watcher ends it."""
+    from rcl_interfaces.srv import GetParameters, ListParameters
+
+    args = launch_args(db, backends="2", attempts="6", seed="5", campaign=f"launch-{free_port()}")
+    run, plans, summary = start_run(args)
+    procs = []
+    try:
+        assert f"ROS_DOMAIN_ID {run.domain.domain_id}" in summary and "***" not in summary
+        assert [p.label for p in plans] == ["b0.backend", "b1.backend"]
+        procs = [start_group(list(p.cmd), p.log_file, {**os.environ, **p.env}) for p in plans]
+        client = ros_client("/myriad", domain_id=run.domain.domain_id)
+        deadline = time.monotonic() + 120
+        want = {
+            (f"/myriad/b{i}", n) for i in (0, 1) for n in ("sim_server", "planner", "grasp_sampler", "logger")
+        }
+        while not want <= {(ns, n) for n, ns in client.node.get_node_names_and_namespaces()}:
+            assert time.monotonic() < deadline, client.node.get_node_names_and_namespaces()
+            assert all(p.poll() is None for p in procs), plans[0].log_file.read_text()[-2000:]
+            time.sleep(0.5)
+        names = client.call(ListParameters, "/myriad/b1/logger/list_parameters", ListParameters.Request())
+        assert "campaign" in names.result.names and "mongo_uri" not in names.result.names
+        got = client.call(
+            GetParameters,
+            "/myriad/b1/logger/get_parameters",
+            GetParameters.Request(names=["campaign", "backend_id"]),
+        )
+        assert [v.string_value for v in got.values] == [run.spec.name, "b1"]
+        got = client.call(
+            GetParameters, "/myriad/b0/sim_server/get_parameters", GetParameters.Request(names=["renderer"])
+        )
+        assert got.values[0].string_value == "tiny"
+        watcher = start_group(wait_command(run), tmp_path / "wait.log", {**os.environ, **run.env})
+        assert watcher.wait(timeout=300) == 0, (tmp_path / "wait.log").read_text()[-2000:]
+        docs = Store(db, "t").attempts({"campaign": run.spec.name})
+        assert len(docs) == 6 and {d["backend"] for d in docs} == {"b0", "b1"}
+        assert Store(db, "t").campaign(run.spec.name)["finished_at"] is not None
+    finally:
+        stop_groups(procs)
+        clean_shared_memory()
+        run.close()
+
+
+def test_launch_arguments_are_checked(db):
+    with pytest.raises(ValueError, match="launch argument backends: expected an integer, got 'zero'"):
+        launch_args(db, backends="zero")
+    with pytest.raises(ValueError, match="launch argument backends: expected a positive integer"):
+        launch_args(db, backends="0")
+    with pytest.raises(ValueError, match="launch argument seed: expected an integer"):
+        launch_args(db, seed="1.5")
+    with pytest.raises(ValueError, match="keep_running: expected true or false"):
+        launch_args(db, keep_running="yes please")
+
+
+def test_launch_file_under_real_launch(db, tmp_path):
+    """Runs the launch file under the real `launch` when a full ROS 2 install provides it (not installable here)."""
+    pytest.importorskip(
+        "launch_ros", reason="the ROS 2 `launch_ros` package is not installable from PyPI here"
+    )
+    pytest.importorskip(
+        "ros2launch", reason="the ROS 2 `ros2launch` package is not installable from PyPI here"
+    )
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from ros2launch.api.api import launch_a_launch_file; "
+        "sys.exit(launch_a_launch_file(launch_file_path=sys.argv[1], launch_file_arguments=sys.argv[2:], "
+        "noninteractive=True))"
+    )
+    name = f"real-launch-{free_port()}"
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(LAUNCH_FILE), "backends:=2", "attempts:=4", f"campaign:={name}",
+         f"mongo_uri:={db}", "database:=t"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert out.returncode == 0, (out.stdout + out.stderr)[-3000:]
+    assert len(Store(db, "t").attempts({"campaign": name})) == 4
