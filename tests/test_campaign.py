@@ -100,4 +100,6 @@ def test_crash_looping_backend_stops_the_run_with_its_logs(server, tmp_path):
     out, _ = proc.communicate(timeout=240)
     assert proc.returncode == 1, out[-2000:]
     assert "back end b0 died 6 times in a row with no attempt stored" in out
-    assert "none.yaml: file not found" in (WS / "log" / "runs" / name / "b0" / "backend.log").read_text()
+    (log,) = (WS / "log" / "runs" / name).glob("*/b0/backend.log")
+    assert "none.yaml: file not found" in log.read_text()
+    assert f"see its logs in {log.parent}; first error: " in out and "none.yaml: file not found" in out

@@ -68,7 +68,8 @@ def run_local(
         with signals_deferred():
             for b in group:
                 b.stop()
-            clean_shared_memory()
+            run.release_leases([b.backend_id for b in group])
+            clean_shared_memory(after_stop=True)
             run.close()
     return finish(store, result, start, {b.backend_id: b.restarts for b in group})
 

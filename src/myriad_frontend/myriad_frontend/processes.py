@@ -87,14 +87,12 @@ def signals_deferred() -> Iterator[None]:
             signal.signal(s, handler)
 
 
-def clean_shared_memory(shm: Path = Path("/dev/shm"), min_age: float = 2.0) -> int:
-    """Remove Fast DDS shared-memory files that no live process has open or mapped (left by killed processes).
-
-    Kilted's `fastdds shm clean` looks for the older fastrtps_* names and misses these. Files younger than
-    `min_age` seconds are kept: a participant that is starting may not have mapped its files yet."""
+def abandoned_shared_memory(shm: Path = Path("/dev/shm"), min_age: float = 2.0) -> list[Path]:
+    """Fast DDS shared-memory files that no live process has open or mapped and that are at least `min_age`
+    seconds old (a participant that is starting may not have mapped its files yet)."""
     files = list(shm.glob("*fastdds_*"))
     if not files:
-        return 0
+        return []
     in_use: set[str] = set()
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
@@ -108,14 +106,31 @@ def clean_shared_memory(shm: Path = Path("/dev/shm"), min_age: float = 2.0) -> i
             in_use.update(os.readlink(fd) for fd in (proc / "fd").iterdir())
         except OSError:  # the process ended, or is not ours to read
             continue
-    now, removed = time.time(), 0
+    now, out = time.time(), []
     for f in files:
         try:
             if str(f) not in in_use and now - f.stat().st_mtime >= min_age:
-                f.unlink()
-                removed += 1
+                out.append(f)
         except FileNotFoundError:
             pass
+    return out
+
+
+def clean_shared_memory(shm: Path = Path("/dev/shm"), min_age: float = 2.0, after_stop: bool = False) -> int:
+    """Remove the Fast DDS shared-memory files left by killed processes (abandoned_shared_memory).
+
+    Kilted's `fastdds shm clean` looks for the older fastrtps_* names and misses these. With `after_stop` (our
+    own processes just stopped), files too young to judge are waited for once, so none of ours is left."""
+    removed = 0
+    for f in abandoned_shared_memory(shm, min_age):
+        try:
+            f.unlink()
+            removed += 1
+        except FileNotFoundError:
+            pass
+    if after_stop and abandoned_shared_memory(shm, 0.0):
+        time.sleep(min_age)
+        removed += clean_shared_memory(shm, min_age)
     return removed
 
 

@@ -4,6 +4,7 @@ happens when a back end dies (leases released at once; a crash loop ends the run
 
 from __future__ import annotations
 
+import hashlib
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,7 +15,7 @@ from myriad_frontend.plan import ProcessPlan, backend_env, plan_backend
 from myriad_frontend.processes import CrashGuard
 from myriad_runtime import workspace
 from myriad_runtime.isolation import DomainClaim, HeldLock, claim_domain, lock_run
-from myriad_storage.store import StorageUnavailable, Store
+from myriad_storage.store import StorageUnavailable, Store, mask_uri
 
 
 class CrashLoop(RuntimeError):
@@ -78,17 +79,31 @@ class Run:
         except StorageUnavailable:
             return note + "; its leases expire by themselves (database unreachable)"
 
+    def release_leases(self, backends: list[str]) -> int:
+        """After the back ends stopped: their unfinished items back to the pool (0 if the database is down)."""
+        try:
+            return sum(release_leases(self.store, self.spec.name, b) for b in backends)
+        except StorageUnavailable:
+            return 0
+
     def close(self) -> None:
         self.domain.release()
         self.lock.release()
 
 
+def run_directory(runs_dir: Path, campaign: str, uri: str, database: str) -> Path:
+    """`runs_dir/<campaign>/<database>-<server hash>`: stable, so attempts an earlier run spooled while the
+    database was down are replayed by the next run of the same campaign, and only into the same database."""
+    server = hashlib.sha256(mask_uri(uri).encode()).hexdigest()[:8]
+    return Path(runs_dir) / campaign / f"{database}-{server}"
+
+
 def open_run(
     store: Store, spec: CampaignSpec, uri: str, database: str, runs_dir: Path, domain: str | int | None = None
 ) -> Run:
-    """Hold the campaign's run directory (`runs_dir/<campaign>`, stable: spooled attempts of an earlier run are
-    replayed), claim a DDS domain (`domain` if given, else a free one), then create or resume the campaign."""
-    run_dir = Path(runs_dir) / spec.name
+    """Hold the campaign's run directory (see run_dir), claim a DDS domain (`domain` if given, else a free one),
+    then create or resume the campaign."""
+    run_dir = run_directory(runs_dir, spec.name, uri, database)
     lock = lock_run(run_dir, spec.name)
     try:
         claim = claim_domain(domain, run=spec.name, workspace=str(workspace()))

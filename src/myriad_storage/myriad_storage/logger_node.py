@@ -250,7 +250,11 @@ class LoggerNode(Node):
         self._housekeeper.join(timeout=self._db_timeout_s + 1.0)
         if not self._writer.close(flush_timeout):
             self.get_logger().warning(f"{self._writer.pending()} attempts not flushed at shutdown")
-        try:
+        with self._lock:
+            unfinished = list(self._leased)
+        try:  # hand unfinished items back at once rather than leaving their leases to expire
+            for item_id in unfinished:
+                self._store.release(item_id, self._backend)
             self._store.heartbeat(self._backend, **self._status_fields())
         except StorageUnavailable:
             pass
