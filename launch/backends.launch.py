@@ -19,6 +19,7 @@ SetParameter would add more), while these must be exactly the planned ones.
 
 import sys
 
+import launch.logging
 from launch import LaunchDescription
 from launch.actions import (
     DeclareLaunchArgument,
@@ -60,7 +61,9 @@ def _backends(context):
             if ctx.is_shutdown:
                 return None
             # Raises CrashLoop after too many deaths with nothing stored: launch then shuts down, exit status 1.
-            return LogInfo(msg=run.backend_exited(plan.backend, f"{plan.name} (exit {event.returncode})"))
+            what = f"{plan.name} (exit {event.returncode})"
+            logs = launch.logging.launch_config.log_dir
+            return LogInfo(msg=run.backend_exited(plan.backend, what, "respawned by launch", logs))
 
         actions += [proc, RegisterEventHandler(OnProcessExit(target_action=proc, on_exit=exited))]
     if not args.keep_running:

@@ -137,12 +137,12 @@ def _revive(b: BackendProcesses, run: Run, bar: tqdm) -> None:
     if not dead:
         return
     try:
-        note = run.backend_exited(b.backend_id, ", ".join(dead))
+        note = run.backend_exited(b.backend_id, ", ".join(dead), f"restarted (restart {b.restarts + 1})")
     except CrashLoop as exc:
         first = b.first_error()
         raise CrashLoop(f"{exc}" + (f"; first error: {first}" if first else "")) from None
     b.restart()
-    bar.write(f"{note}; restarted (restart {b.restarts})")
+    bar.write(note)
 
 
 def _postfix(p: dict, rate: float, backends: int, restarts: int) -> str:

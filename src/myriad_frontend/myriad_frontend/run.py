@@ -58,9 +58,10 @@ class Run:
         """The processes of back end `index` of this run (see plan.plan_backend)."""
         return plan_backend(desc, index, self.values, self.run_dir, self.env, python)
 
-    def backend_exited(self, backend: str, what: str) -> str:
-        """A process of `backend` exited (`what`: which, with its code): release its leases and return a note
-        for the log; raises CrashLoop when the back end keeps dying with nothing stored in between."""
+    def backend_exited(self, backend: str, what: str, action: str, logs: str | None = None) -> str:
+        """A process of `backend` exited (`what`: which, with its code) and is restarted (`action`, for the note):
+        release its leases and return a note for the log; raises CrashLoop when the back end keeps dying with
+        nothing stored in between (naming `logs`, default the back end's run directory)."""
         guard = self.guards.setdefault(backend, CrashGuard())
         try:
             done = self.store.progress(self.spec.name)["done"]
@@ -69,9 +70,9 @@ class Run:
         if guard.exited(done):
             raise CrashLoop(
                 f"back end {backend} died {guard.streak} times in a row with no attempt stored ({what}); "
-                f"see its logs in {self.run_dir / backend}"
+                f"see its logs in {logs or self.run_dir / backend}"
             )
-        note = f"back end {backend}: {what}"
+        note = f"back end {backend}: {what}; {action}"
         try:
             released = release_leases(self.store, self.spec.name, backend)
             self.store.heartbeat(backend, campaign=self.spec.name, last_error=f"exited: {what}")
