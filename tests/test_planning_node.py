@@ -65,7 +65,8 @@ def backend(tmp_path_factory):
     env = dict(
         os.environ, ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST", ROS_DOMAIN_ID=str(random.randint(40, 99))
     )
-    cmd = [sys.executable, "-c", RUN, "--nodes", *NODES, "--ros-args", "-r", f"__ns:={ns}"]
+    # One executor thread for both nodes: plans nest calls to the sim server and the controller (calls.py).
+    cmd = [sys.executable, "-c", RUN, "--threads", "1", "--nodes", *NODES, "--ros-args", "-r", f"__ns:={ns}"]
     cmd += ["-p", "renderer:=tiny", "-p", f"world_file:={WS / 'worlds/tray.yaml'}", "-p", "seed:=3"]
     cmd += ["-p", f"planning_config:={WS / 'config/planning.yaml'}"]
     with open(log_path, "w") as log:

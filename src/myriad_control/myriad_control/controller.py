@@ -9,10 +9,12 @@ from rclpy.node import Node
 from myriad_control.gripper import command_gripper
 from myriad_control.trajectory import INVALID_GOAL, TrajectoryError, follow, make_trajectory
 from myriad_interfaces.action import ExecuteTrajectory, GripperCommand
+from myriad_runtime.calls import in_thread
 
 
 class Controllers:
-    """`execute_trajectory` and `gripper_command` on a sim server node; they run on its physics thread."""
+    """`execute_trajectory` and `gripper_command` on a sim server node; they run on its physics thread (the
+    callbacks await it, holding no executor thread, so cancel requests are served meanwhile)."""
 
     def __init__(self, node: Node, sim) -> None:
         self.node, self.sim = node, sim
@@ -34,7 +36,7 @@ class Controllers:
             callback_group=group,
         )
 
-    def _execute(self, goal_handle) -> ExecuteTrajectory.Result:
+    async def _execute(self, goal_handle) -> ExecuteTrajectory.Result:
         goal = goal_handle.request
         result = ExecuteTrajectory.Result()
         sim, robot = self.sim, self.sim.world.robot
@@ -61,10 +63,10 @@ class Controllers:
             fb = ExecuteTrajectory.Feedback(time_from_start=t, tracking_error=err, positions=list(q))
             goal_handle.publish_feedback(fb)
 
-        out = sim.physics(
+        out = await in_thread(self.node, lambda: sim.physics(
             follow, robot, traj, sim.world.spec.timestep, sim.advance, path_tol, goal_tol,
             on_feedback=feedback, cancelled=lambda: goal_handle.is_cancel_requested,
-        )  # fmt: skip
+        ))  # fmt: skip
         result.error_code, result.message = out.error_code, out.message
         result.max_tracking_error, result.final_error = out.max_tracking_error, out.final_error
         if goal_handle.is_cancel_requested:
@@ -75,11 +77,13 @@ class Controllers:
             goal_handle.abort()
         return result
 
-    def _gripper(self, goal_handle) -> GripperCommand.Result:
+    async def _gripper(self, goal_handle) -> GripperCommand.Result:
         goal = goal_handle.request
         sim = self.sim
         try:
-            out = sim.physics(
+            out = await in_thread(
+                self.node,
+                sim.physics,
                 command_gripper,
                 sim.world.robot,
                 goal.position,
