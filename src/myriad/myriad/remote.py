@@ -16,6 +16,7 @@ from rclpy.node import Node
 from myriad.types import CameraImage, MotionError, ObjectInfo, Quat, Vec3
 from myriad_cle.remote import RemoteSim
 from myriad_interfaces.action import GripperCommand, PlanAndExecute
+from myriad_interfaces.msg import ResultCode
 from myriad_interfaces.srv import CaptureImages, DeleteEntity, GetEntityState, ResetWorld, SpawnEntity
 from myriad_runtime.calls import CallFailed, call_action, call_service
 from myriad_sim.camera import Camera
@@ -124,7 +125,7 @@ class RosBackend:
         if pose is not None:
             goal.pose_goal = pose_msg(*pose)
         res = self._action("plan_and_execute", goal)
-        if res.error_code != 1:
+        if res.error_code != ResultCode.SUCCESS:
             raise MotionError(f"{goal_type} motion: {res.message} (error code {res.error_code})")
 
     def gripper(self, opening: float, force: float) -> float:

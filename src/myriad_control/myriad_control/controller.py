@@ -7,8 +7,9 @@ from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.node import Node
 
 from myriad_control.gripper import command_gripper
-from myriad_control.trajectory import INVALID_GOAL, TrajectoryError, follow, make_trajectory
+from myriad_control.trajectory import TrajectoryError, follow, make_trajectory
 from myriad_interfaces.action import ExecuteTrajectory, GripperCommand
+from myriad_interfaces.msg import ResultCode
 from myriad_runtime.calls import in_thread
 
 
@@ -54,7 +55,7 @@ class Controllers:
         except TrajectoryError as exc:
             self.node.get_logger().warning(f"rejected trajectory: {exc}")
             goal_handle.abort()
-            result.error_code, result.message = INVALID_GOAL, str(exc)
+            result.error_code, result.message = ResultCode.INVALID_GOAL, str(exc)
             return result
         path_tol = goal.path_tolerance or self.node.get_parameter("path_tolerance").value
         goal_tol = goal.goal_tolerance or self.node.get_parameter("goal_tolerance").value
@@ -71,7 +72,7 @@ class Controllers:
         result.max_tracking_error, result.final_error = out.max_tracking_error, out.final_error
         if goal_handle.is_cancel_requested:
             goal_handle.canceled()
-        elif out.error_code == 0:
+        elif out.error_code == ResultCode.SUCCESS:
             goal_handle.succeed()
         else:
             goal_handle.abort()

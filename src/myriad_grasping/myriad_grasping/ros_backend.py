@@ -10,6 +10,7 @@ from rclpy.node import Node
 
 from myriad_grasping.episode import MoveResult, Vec3
 from myriad_interfaces.action import ExecuteTrajectory, GripperCommand
+from myriad_interfaces.msg import ResultCode
 from myriad_interfaces.srv import CaptureImages, GetEntityState, PlanMotion, ResetWorld
 from myriad_runtime.calls import CallFailed, call_action, call_service
 from myriad_sim.camera import Camera
@@ -74,7 +75,7 @@ class RosGraspBackend:
         req = PlanMotion.Request(goal_type=kind, pose_goal=pose, planner=self.planner, seed=seed)
         plan = self.calls.call(self.plan_cli, req)
         result = MoveResult(
-            plan.error_code == 1,
+            plan.error_code == ResultCode.SUCCESS,
             plan.message,
             plan.planning_time,
             plan.path_length,
@@ -84,7 +85,7 @@ class RosGraspBackend:
             return result
         goal = ExecuteTrajectory.Goal(trajectory=plan.trajectory)
         done = self.calls.run_action(self.execute, goal)
-        if done.error_code != 0:
+        if done.error_code != ResultCode.SUCCESS:
             result.ok, result.message = False, f"execution: {done.message}"
         return result
 

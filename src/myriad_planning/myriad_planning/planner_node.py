@@ -14,9 +14,10 @@ from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from myriad_control.trajectory import Trajectory
 from myriad_interfaces.action import ExecuteTrajectory, PlanAndExecute
+from myriad_interfaces.msg import ResultCode
 from myriad_interfaces.srv import CaptureImages, GetEntityState, PlanMotion, StepSimulation
 from myriad_planning.config import load_config
-from myriad_planning.planner import INVALID_GOAL, PLANNING_FAILED, SUCCESS, Planner, PlanResult
+from myriad_planning.planner import Planner, PlanResult
 from myriad_planning.scene import ObjectState, Scene, camera_pose
 from myriad_planning.timing import robot_trajectory
 from myriad_runtime import workspace_path
@@ -24,7 +25,6 @@ from myriad_runtime.calls import CallFailed, call_action, call_service, in_threa
 from myriad_sim.image_codec import imgmsg_to_cv2
 from myriad_sim.spec import load_world
 
-EXECUTION_FAILED = -4
 SERVICE_TIMEOUT = 5.0  # s, for the sim server's services and the controller accepting a goal
 
 
@@ -126,7 +126,7 @@ class PlannerNode(Node):
         pose = pose_of(request.pose_goal) if request.goal_type in ("pose", "cartesian") else None
         if request.goal_type in ("pose", "cartesian") and pose is None:
             return PlanResult(
-                INVALID_GOAL, "pose_goal: the orientation is a zero quaternion"
+                ResultCode.INVALID_GOAL, "pose_goal: the orientation is a zero quaternion"
             ), JointTrajectory()
         with self._lock:
             given_seed = getattr(request, "seed", -1)
@@ -136,7 +136,7 @@ class PlannerNode(Node):
                 start = np.array(given) if given else self.current_joints()
                 self.sync_scene(start)
             except CallFailed as exc:
-                return PlanResult(PLANNING_FAILED, str(exc)), JointTrajectory()
+                return PlanResult(ResultCode.PLANNING_FAILED, str(exc)), JointTrajectory()
             result = self.planner.plan(
                 request.goal_type,
                 start,
@@ -152,7 +152,7 @@ class PlannerNode(Node):
         try:
             traj = robot_trajectory(result.path, self.spec.robot, self.config)
         except RuntimeError as exc:
-            return PlanResult(PLANNING_FAILED, str(exc), planner=result.planner), JointTrajectory()
+            return PlanResult(ResultCode.PLANNING_FAILED, str(exc), planner=result.planner), JointTrajectory()
         return result, trajectory_msg(self.spec.robot.arm_joints, traj)
 
     async def _plan_service(self, req: PlanMotion.Request, res: PlanMotion.Response) -> PlanMotion.Response:
@@ -165,7 +165,7 @@ class PlannerNode(Node):
         out = await in_thread(self, self.plan_and_execute, goal_handle)
         if goal_handle.is_cancel_requested:
             goal_handle.canceled()
-        elif out.error_code == SUCCESS:
+        elif out.error_code == ResultCode.SUCCESS:
             goal_handle.succeed()
         else:
             goal_handle.abort()
@@ -186,7 +186,7 @@ class PlannerNode(Node):
     def execute(self, traj: JointTrajectory, goal_handle) -> tuple[int, str, float]:
         """Run a trajectory on the controller; (code, message, execution time from the plan)."""
         if not traj.points:
-            return SUCCESS, "already at the goal", 0.0
+            return ResultCode.SUCCESS, "already at the goal", 0.0
         end = traj.points[-1].time_from_start
         duration = end.sec + end.nanosec * 1e-9
         try:
@@ -198,14 +198,14 @@ class PlannerNode(Node):
                 cancelled=lambda: goal_handle.is_cancel_requested,
             )
         except CallFailed as exc:
-            return EXECUTION_FAILED, str(exc), 0.0
-        if res.error_code != 0:
+            return ResultCode.EXECUTION_FAILED, str(exc), 0.0
+        if res.error_code != ResultCode.SUCCESS:
             return (
-                EXECUTION_FAILED,
+                ResultCode.EXECUTION_FAILED,
                 f"execution failed ({res.error_code}): {res.message}",
                 duration,
             )
-        return SUCCESS, "", duration
+        return ResultCode.SUCCESS, "", duration
 
     def close(self) -> None:
         self.scene.world.close()
