@@ -1,6 +1,7 @@
 """Convert a myriad_interfaces/msg/GraspAttempt into the stored attempt record and PNG images.
 
-Pure functions on the message's fields (no rclpy import): testable with the generated message classes.
+Pure functions on the message's fields (no rclpy import): testable with the generated message classes. Images are
+decoded by the workspace's one codec, myriad_sim.image_codec.
 """
 
 from __future__ import annotations
@@ -10,49 +11,16 @@ from typing import Any
 
 import numpy as np
 
+from myriad_sim.image_codec import imgmsg_to_cv2
+
 from .codec import depth_to_png, encode_png, seg_to_png
 
-# encoding -> (numpy dtype, channels)
-_ENCODINGS: dict[str, tuple[str, int]] = {
-    "rgb8": ("u1", 3),
-    "bgr8": ("u1", 3),
-    "rgba8": ("u1", 4),
-    "bgra8": ("u1", 4),
-    "mono8": ("u1", 1),
-    "8UC1": ("u1", 1),
-    "8UC3": ("u1", 3),
-    "mono16": ("u2", 1),
-    "16UC1": ("u2", 1),
-    "32FC1": ("f4", 1),
-    "32SC1": ("i4", 1),
-}
 IMAGE_FIELDS = ("pre_rgb", "pre_depth", "pre_segmentation", "post_rgb")
-
-
-def image_msg_to_array(img: Any) -> np.ndarray:
-    """Decode a sensor_msgs/Image (height, width, step, encoding, is_bigendian, data) to a numpy array."""
-    enc = img.encoding
-    if enc not in _ENCODINGS:
-        raise ValueError(f"unsupported image encoding {enc!r}; expected one of {sorted(_ENCODINGS)}")
-    kind, ch = _ENCODINGS[enc]
-    dtype = np.dtype(kind).newbyteorder(">" if img.is_bigendian else "<")
-    h, w = int(img.height), int(img.width)
-    row = w * ch * dtype.itemsize
-    step = int(img.step) or row
-    buf = np.frombuffer(img.data, dtype=np.uint8)
-    if step < row or buf.size < h * step - (step - row):
-        raise ValueError(f"{enc} image {w}x{h}: step {step} and {buf.size} data bytes are too small")
-    rows = np.lib.stride_tricks.as_strided(buf, shape=(h, row), strides=(step, 1))
-    a = np.ascontiguousarray(rows).view(dtype).reshape((h, w, ch) if ch > 1 else (h, w))
-    a = a.astype(dtype.newbyteorder("="), copy=False)
-    if enc.startswith("bgr"):
-        a = a[:, :, [2, 1, 0, 3][:ch]]
-    return a
 
 
 def image_msg_to_png(img: Any, role: str) -> bytes:
     """PNG bytes of an image by role: "rgb" (8-bit colour), "depth" (metres or mm -> 16-bit mm), "seg"."""
-    a = image_msg_to_array(img)
+    a = imgmsg_to_cv2(img, rgb=True)
     if role == "depth":
         return encode_png(a) if a.dtype == np.uint16 else depth_to_png(a)
     if role == "seg":
