@@ -32,7 +32,9 @@ def attempt_msg(a: Attempt, work, backend: str) -> GraspAttempt:
         backend=backend,
         seed=a.seed,
         params_json=json.dumps(a.params.to_dict(), sort_keys=True),
-        extra_json=json.dumps({"outcome": a.outcome, "target": a.target, "moves": a.moves}, sort_keys=True),
+        extra_json=json.dumps(
+            {"outcome": a.outcome, "target": a.target, "moves": a.moves, "source": "collect"}, sort_keys=True
+        ),
         success=a.success,
         lifted_object=a.lifted_object,
         lift_height=a.lift_height,
