@@ -54,12 +54,12 @@ class LocalBackend:
     def planner(self) -> Any:
         """myriad_planning's Planner on a planning copy of the world (built on first use)."""
         if self._planner is None:
-            from myriad_planning.config import PlanningConfig, load_config
+            from myriad_planning.config import load_config
             from myriad_planning.planner import Planner
             from myriad_planning.scene import Scene
 
             path = workspace() / "config" / "planning.yaml"
-            config = load_config(path) if path.is_file() else PlanningConfig()
+            config = load_config(path)
             self._planner = Planner(Scene(self.spec, config), config)
         return self._planner
 
