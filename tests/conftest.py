@@ -174,29 +174,16 @@ class RosClient:
         self.thread.start()
 
     def call(self, srv_type, name: str, request, timeout: float = 60.0):
-        client = self.node.create_client(srv_type, name)
-        assert client.wait_for_service(timeout_sec=timeout), f"service {name} not available"
-        future = client.call_async(request)
-        done = threading.Event()
-        future.add_done_callback(lambda _f: done.set())
-        assert done.wait(timeout), f"service {name} did not answer in {timeout} s"
-        return future.result()
+        from myriad_runtime.calls import call_service
+
+        return call_service(self.node.create_client(srv_type, name), request, timeout)
 
     def action(self, action_type, name: str, goal, timeout: float = 60.0):
         from rclpy.action import ActionClient
 
-        client = ActionClient(self.node, action_type, name)
-        assert client.wait_for_server(timeout_sec=timeout), f"action {name} not available"
-        handle = self._wait(client.send_goal_async(goal), timeout)
-        assert handle.accepted, f"goal of {name} rejected"
-        return self._wait(handle.get_result_async(), timeout).result
+        from myriad_runtime.calls import call_action
 
-    @staticmethod
-    def _wait(future, timeout):
-        done = threading.Event()
-        future.add_done_callback(lambda _f: done.set())
-        assert done.wait(timeout), "no answer in time"
-        return future.result()
+        return call_action(ActionClient(self.node, action_type, name), goal, timeout)
 
     def close(self):
         self.executor.shutdown()

@@ -159,7 +159,7 @@ def test_cle_node_steps_sim_server_in_lockstep(backend):
 
 def test_experiment_attaches_to_a_running_back_end(backend, tmp_path):
     from myriad import Experiment, ExperimentError
-    from myriad_cle.transfer import load_module
+    from myriad_runtime.loading import load_module
 
     mesh = tmp_path / "box.obj"
     mesh.write_text(
@@ -177,7 +177,7 @@ def test_experiment_attaches_to_a_running_back_end(backend, tmp_path):
         u, v = image.project(box.position)
         assert image.segmentation[int(v), int(u)] == box.body_id
         assert 0.0 <= exp.close_gripper() < 0.2 and exp.open_gripper() > 0.9
-        brain = load_module(WS / "examples" / "closed_loop_reach.py").ProportionalBrain()
+        brain = load_module(WS / "examples" / "closed_loop_reach.py", "brain").ProportionalBrain()
         trace = exp.run(brain, WS / "examples" / "reach_transfer_functions.py", duration=2.5, timestep=0.025)
         assert len(trace.times) == 100 and np.linalg.norm(trace.ee_positions[-1] - TARGET) < 0.01
         exp.remove_object(box.name)

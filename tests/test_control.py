@@ -7,7 +7,8 @@ import pytest
 from conftest import WS
 
 from myriad_control.gripper import command_gripper
-from myriad_control.trajectory import GOAL_TOLERANCE, SUCCESS, TrajectoryError, follow, make_trajectory
+from myriad_control.trajectory import TrajectoryError, follow, make_trajectory
+from myriad_interfaces.msg import ResultCode
 from myriad_sim.spec import load_world
 from myriad_sim.world import World
 
@@ -47,7 +48,7 @@ def test_follow_reaches_goal_within_tolerance(world):
     goal = np.array([0.4, 0.2, 0.0, -1.2, 0.0, 1.6, 0.3])
     traj = make_trajectory(r, JOINTS, [2.0], [goal])
     out = follow(r, traj, world.spec.timestep, world.step, goal_tolerance=0.01)
-    assert out.error_code == SUCCESS, out.message
+    assert out.error_code == ResultCode.SUCCESS, out.message
     assert np.max(np.abs(r.joint_positions() - goal)) <= 0.01
     assert out.max_tracking_error < 0.25
 
@@ -61,7 +62,7 @@ def test_unreachable_goal_tolerance_reported(world):
     out = follow(
         r, traj, world.spec.timestep, world.step, path_tolerance=10.0, goal_tolerance=0.001, settle_time=0.2
     )
-    assert out.error_code == GOAL_TOLERANCE and "not reached" in out.message
+    assert out.error_code == ResultCode.GOAL_TOLERANCE_VIOLATED and "not reached" in out.message
 
 
 def test_gripper_closes_freely_and_stalls_on_object(world):
@@ -71,3 +72,13 @@ def test_gripper_closes_freely_and_stalls_on_object(world):
     assert free.reached_goal and not free.stalled
     with pytest.raises(ValueError, match="position"):
         command_gripper(r, 1.5, 10.0, world.spec.timestep, world.step)
+
+
+def test_result_codes_are_one_table_without_clashes():
+    """Every error_code (planning, execution, plan-and-execute) is a named ResultCode; no value means two things."""
+    codes = {n: getattr(ResultCode, n) for n in dir(ResultCode) if n.isupper() and not n.startswith("_")}
+    assert {"SUCCESS", "EXECUTION_FAILED", "CANCELLED", "NO_IK_SOLUTION", "GOAL_TOLERANCE_VIOLATED"} <= set(
+        codes
+    )
+    assert len(set(codes.values())) == len(codes), codes
+    assert codes["SUCCESS"] == 1  # as MoveIt's, for planning and execution alike

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from myriad import Experiment, ExperimentError, GraspResult
-from myriad_cle.transfer import load_module
+from myriad_runtime.loading import load_module
 
 WS = Path(__file__).resolve().parents[1]
 EXAMPLES = WS / "examples"
@@ -112,7 +112,7 @@ def test_load_object_validation_errors_name_the_argument(exp, tmp_path):
 def test_proportional_brain_reaches_target_within_1_cm(exp):
     exp.reset(0)
     target = np.array([0.55, 0.12, 0.3])
-    brain = load_module(EXAMPLES / "closed_loop_reach.py").ProportionalBrain(target)
+    brain = load_module(EXAMPLES / "closed_loop_reach.py", "brain").ProportionalBrain(target)
     trace = exp.run(brain, EXAMPLES / "reach_transfer_functions.py", duration=3.0)
     errors = np.linalg.norm(trace.ee_positions - target, axis=1)
     assert errors[0] > 0.2 and errors[-1] < 0.01

@@ -25,6 +25,7 @@ from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from sensor_msgs.msg import JointState  # noqa: E402
 
 from myriad_interfaces.action import PlanAndExecute  # noqa: E402
+from myriad_interfaces.msg import ResultCode  # noqa: E402
 from myriad_interfaces.srv import PlanMotion, SpawnEntity  # noqa: E402
 from myriad_sim.spec import load_world  # noqa: E402
 from myriad_sim.world import World  # noqa: E402
@@ -65,7 +66,8 @@ def backend(tmp_path_factory):
     env = dict(
         os.environ, ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST", ROS_DOMAIN_ID=str(random.randint(40, 99))
     )
-    cmd = [sys.executable, "-c", RUN, "--nodes", *NODES, "--ros-args", "-r", f"__ns:={ns}"]
+    # One executor thread for both nodes: plans nest calls to the sim server and the controller (calls.py).
+    cmd = [sys.executable, "-c", RUN, "--threads", "1", "--nodes", *NODES, "--ros-args", "-r", f"__ns:={ns}"]
     cmd += ["-p", "renderer:=tiny", "-p", f"world_file:={WS / 'worlds/tray.yaml'}", "-p", "seed:=3"]
     cmd += ["-p", f"planning_config:={WS / 'config/planning.yaml'}"]
     with open(log_path, "w") as log:
@@ -135,11 +137,11 @@ def test_plan_and_execute_around_wall_never_touches_it(client, wall):
     res = done(client, client.spawn.call_async(req), 5.0)
     assert res.success, res.message
     left, phases = plan_and_execute(client, (0.6, 0.2, 0.2))
-    assert left.error_code == 1, left.message
+    assert left.error_code == ResultCode.SUCCESS, left.message
     assert phases == ["planning", "executing"]
     client.joints.clear()
     right, _ = plan_and_execute(client, (0.6, -0.2, 0.2))
-    assert right.error_code == 1, right.message
+    assert right.error_code == ResultCode.SUCCESS, right.message
     assert right.planning_time > 0 and right.path_length > 0 and right.execution_time > 0
     # Drain the joint_states queue (50 Hz of sim time, faster than real time); the idle sim then repeats the
     # final state every 0.1 s.
@@ -167,7 +169,7 @@ def test_plan_and_execute_around_wall_never_touches_it(client, wall):
 def test_plan_service_joint_goal_and_unreachable_pose(client):
     home = [0.0, -0.45, 0.0, -1.45, 0.0, 2.0, 0.0]
     res = done(client, client.plan.call_async(PlanMotion.Request(goal_type="joints", joint_goal=home)), 10.0)
-    assert res.error_code == 1, res.message
+    assert res.error_code == ResultCode.SUCCESS, res.message
     traj = res.trajectory
     assert traj.joint_names == [f"J{i}" for i in range(7)]
     times = [p.time_from_start.sec + p.time_from_start.nanosec * 1e-9 for p in traj.points]
@@ -175,4 +177,4 @@ def test_plan_service_joint_goal_and_unreachable_pose(client):
     t0 = time.monotonic()
     far = PlanMotion.Request(goal_type="pose", pose_goal=pose_msg((1.6, 0.0, 0.2)))
     res = done(client, client.plan.call_async(far), 5.0)
-    assert res.error_code == -31 and time.monotonic() - t0 < 3.0
+    assert res.error_code == ResultCode.NO_IK_SOLUTION and time.monotonic() - t0 < 3.0

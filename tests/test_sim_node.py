@@ -10,6 +10,7 @@ from geometry_msgs.msg import Pose
 from trajectory_msgs.msg import JointTrajectoryPoint
 
 from myriad_interfaces.action import ExecuteTrajectory, GripperCommand
+from myriad_interfaces.msg import ResultCode
 from myriad_interfaces.srv import (
     CaptureImages,
     DeleteEntity,
@@ -103,7 +104,7 @@ def test_trajectory_goal_reached_within_tolerance(sim):
     point.time_from_start.sec = 2
     goal.trajectory.points = [point]
     result = sim.action(ExecuteTrajectory, "execute_trajectory", goal)
-    assert result.error_code == 0, result.message
+    assert result.error_code == ResultCode.SUCCESS, result.message
     assert result.final_error <= 0.01
     now = sim.call(StepSimulation, "step_simulation", StepSimulation.Request(steps=0)).joint_state
     q = [now.position[list(now.name).index(j)] for j in JOINTS]
@@ -115,6 +116,6 @@ def test_bad_trajectory_and_gripper(sim):
     goal.trajectory.joint_names = JOINTS[:6] + ["elbow"]
     goal.trajectory.points = [JointTrajectoryPoint(positions=[0.0] * 7)]
     result = sim.action(ExecuteTrajectory, "execute_trajectory", goal)
-    assert result.error_code == -1 and "unknown joints ['elbow']" in result.message
+    assert result.error_code == ResultCode.INVALID_GOAL and "unknown joints ['elbow']" in result.message
     closed = sim.action(GripperCommand, "gripper_command", GripperCommand.Goal(position=0.0, max_effort=10.0))
     assert closed.reached_goal and closed.position < 0.05

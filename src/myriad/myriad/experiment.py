@@ -197,13 +197,13 @@ class Experiment:
             timings[name] = round(time.perf_counter() - clock, 4)
             clock = time.perf_counter()
 
-        outcome, _moves = execute_grasp(_Motions(self), Grasp(x, y, z, angle), p, self.seed, lap)
+        outcome, moves = execute_grasp(_Motions(self), Grasp(x, y, z, angle), p, self.seed, lap)
         after = {n: o.position for n, o in self.objects().items()}
         success, lifted, rise = label({n: o.position for n, o in before.items()}, after, p.success_height)
         post = self.camera()
         return GraspResult(
             x, y, z, angle, success, lifted, rise, outcome, list(before.values()), p.to_dict(), pre, post,
-            self.robot_state().sim_time, timings,
+            self.robot_state().sim_time, timings, moves,
         )  # fmt: skip
 
     # -- storage and closed loop -------------------------------------------------------------------------------------
@@ -224,17 +224,8 @@ class Experiment:
         """Store a grasp (or a dict of record fields) with images, as the grasp sampler does; returns its key."""
         from myriad_runtime import code_version
 
-        if isinstance(sample, GraspResult):
-            fields, pngs = grasp_record(sample)
-        elif isinstance(sample, Mapping):
-            fields, pngs = dict(sample), {}
-        else:
-            raise ExperimentError(
-                "sample", f"expected a GraspResult or a mapping of record fields, got {type(sample).__name__}"
-            )
-        pngs.update(image_pngs(images))
         item_id = f"{self.campaign}/{self._session}-{self._records:06d}"
-        record = {
+        keys = {
             "attempt_key": f"{item_id}#0",
             "campaign": self.campaign,
             "item_id": item_id,
@@ -243,8 +234,16 @@ class Experiment:
             "backend": "experiment",
             "seed": self.seed,
             "code_version": code_version(),
-            **fields,
         }
+        if isinstance(sample, GraspResult):
+            record, pngs = grasp_record(sample, **keys)
+        elif isinstance(sample, Mapping):
+            record, pngs = {**keys, **sample}, {}
+        else:
+            raise ExperimentError(
+                "sample", f"expected a GraspResult or a mapping of record fields, got {type(sample).__name__}"
+            )
+        pngs.update(image_pngs(images))
         key, _ = self.store().store_attempt(record, pngs)
         self._records += 1
         return key

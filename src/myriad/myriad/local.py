@@ -8,6 +8,7 @@ from myriad.types import CameraImage, MotionError, ObjectInfo, Quat, Vec3
 from myriad_cle.sim import LocalSim, RobotState
 from myriad_control.gripper import command_gripper
 from myriad_control.trajectory import follow, make_trajectory
+from myriad_interfaces.msg import ResultCode
 from myriad_runtime import workspace
 from myriad_sim.spec import WorldSpec
 from myriad_sim.world import World
@@ -53,12 +54,12 @@ class LocalBackend:
     def planner(self) -> Any:
         """myriad_planning's Planner on a planning copy of the world (built on first use)."""
         if self._planner is None:
-            from myriad_planning.config import PlanningConfig, load_config
+            from myriad_planning.config import load_config
             from myriad_planning.planner import Planner
             from myriad_planning.scene import Scene
 
             path = workspace() / "config" / "planning.yaml"
-            config = load_config(path) if path.is_file() else PlanningConfig()
+            config = load_config(path)
             self._planner = Planner(Scene(self.spec, config), config)
         return self._planner
 
@@ -76,7 +77,7 @@ class LocalBackend:
         traj = robot_trajectory(plan.path, self.spec.robot, planner.config)
         goal = make_trajectory(robot, self.spec.robot.arm_joints, traj.times, traj.positions, traj.velocities)
         out = follow(robot, goal, self.spec.timestep, self.world.step)
-        if out.error_code != 0:
+        if out.error_code != ResultCode.SUCCESS:
             raise MotionError(f"{goal_type} motion: execution failed: {out.message}")
 
     def gripper(self, opening: float, force: float) -> float:

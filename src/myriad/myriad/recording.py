@@ -29,6 +29,7 @@ class GraspResult:
     post: CameraImage
     sim_time: float = 0.0
     timings: dict[str, float] = field(default_factory=dict)
+    moves: dict[str, dict[str, Any]] = field(default_factory=dict)  # per motion: planner, times, ok, message
 
 
 def image_pngs(images: CameraImage | Mapping[str, Any] | None, prefix: str = "pre") -> dict[str, bytes]:
@@ -51,33 +52,29 @@ def image_pngs(images: CameraImage | Mapping[str, Any] | None, prefix: str = "pr
     return out
 
 
-def grasp_record(g: GraspResult) -> tuple[dict[str, Any], dict[str, bytes]]:
-    """Record fields (without keys) and images of a GraspResult, as the grasp sampler stores its attempts."""
-    record = {
-        "params": g.params,
-        "extra": {"outcome": g.outcome, "source": "experiment"},
-        "grasp": {"x": g.x, "y": g.y, "z": g.z, "yaw": g.angle},
-        "objects": [
-            {
-                "name": o.name,
-                "source": o.source,
-                "body_id": o.body_id,
-                "position": list(o.position),
-                "orientation": list(o.orientation),
-            }
-            for o in g.objects
-        ],
-        "success": g.success,
-        "lifted_object": g.lifted_object,
-        "lift_height": g.lift_height,
-        "timings": g.timings,
-        "sim_time": g.sim_time,
-        "camera": {
+def grasp_record(g: GraspResult, **keys: Any) -> tuple[dict[str, Any], dict[str, bytes]]:
+    """The record (built as the grasp sampler's, by myriad_storage.records.attempt_record) and images of a
+    GraspResult; `keys` are the record's attempt_key, campaign, item_id, item_index, attempt_index, backend, seed
+    and code_version."""
+    from myriad_storage.records import attempt_record, object_record
+
+    record = attempt_record(
+        **keys,
+        params=g.params,
+        extra={"outcome": g.outcome, "target": "", "moves": g.moves, "source": "experiment"},
+        grasp={"x": g.x, "y": g.y, "z": g.z, "yaw": g.angle},
+        objects=[object_record(o.name, o.source, o.body_id, o.position, o.orientation) for o in g.objects],
+        success=g.success,
+        lifted_object=g.lifted_object,
+        lift_height=g.lift_height,
+        timings=g.timings,
+        sim_time=g.sim_time,
+        camera={
             "width": g.pre.rgb.shape[1],
             "height": g.pre.rgb.shape[0],
             "k": g.pre.intrinsics.flatten().tolist(),
         },
-    }
+    )
     images = image_pngs(g.pre, "pre")
     images["post_rgb"] = image_pngs({"post_rgb": g.post.rgb})["post_rgb"]
     return record, images

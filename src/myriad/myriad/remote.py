@@ -16,7 +16,9 @@ from rclpy.node import Node
 from myriad.types import CameraImage, MotionError, ObjectInfo, Quat, Vec3
 from myriad_cle.remote import RemoteSim
 from myriad_interfaces.action import GripperCommand, PlanAndExecute
+from myriad_interfaces.msg import ResultCode
 from myriad_interfaces.srv import CaptureImages, DeleteEntity, GetEntityState, ResetWorld, SpawnEntity
+from myriad_runtime.calls import CallFailed, call_action, call_service
 from myriad_sim.camera import Camera
 from myriad_sim.image_codec import imgmsg_to_cv2
 from myriad_sim.spec import WorldSpec
@@ -62,31 +64,15 @@ class RosBackend:
         self.camera = Camera(spec.camera)
 
     def _call(self, name: str, request: Any) -> Any:
-        client = self.clients[name]
-        if not client.wait_for_service(timeout_sec=self.timeout):
-            raise RuntimeError(
-                f"{self.node.get_namespace()}/{name}: service not available (is the back end running?)"
-            )
-        res = client.call(request, timeout_sec=self.timeout)
-        if res is None:
-            raise RuntimeError(f"{name}: no answer within {self.timeout:.0f} s")
-        return res
+        return call_service(self.clients[name], request, self.timeout)
 
     def _action(self, name: str, goal: Any) -> Any:
-        client = self.actions[name]
-        if not client.wait_for_server(timeout_sec=self.timeout):
-            raise MotionError(
-                f"{self.node.get_namespace()}/{name}: action server not available (is the back end running?)"
-            )
-        res = client.send_goal(goal)
-        if res is None:
-            raise MotionError(f"{name}: goal rejected")
-        return res.result
+        return call_action(self.actions[name], goal, self.timeout)
 
     def reset(self, seed: int, object_count: int) -> None:
         res = self._call("reset_world", ResetWorld.Request(seed=seed, object_count=object_count))
         if not res.success:
-            raise RuntimeError(f"reset_world: {res.message}")
+            raise CallFailed("reset_world", res.message)
 
     def spawn(
         self,
@@ -139,7 +125,7 @@ class RosBackend:
         if pose is not None:
             goal.pose_goal = pose_msg(*pose)
         res = self._action("plan_and_execute", goal)
-        if res.error_code != 1:
+        if res.error_code != ResultCode.SUCCESS:
             raise MotionError(f"{goal_type} motion: {res.message} (error code {res.error_code})")
 
     def gripper(self, opening: float, force: float) -> float:

@@ -19,6 +19,7 @@ from myriad_cle.engine import RUNNING, ClosedLoopEngine
 from myriad_cle.remote import RemoteSim
 from myriad_cle.transfer import load_brain
 from myriad_runtime import workspace_path
+from myriad_runtime.calls import in_thread
 from myriad_sim.spec import load_world
 
 
@@ -126,12 +127,12 @@ class CLENode(Node):
         self.engine.stop()
         return self._respond(res, True, "stopped")
 
-    def _reset(self, _req, res):
+    async def _reset(self, _req, res):
         if self.engine is None:
             return self._respond(res, False, "not ready")
         seed = self.get_parameter("seed").value
         try:
-            self.engine.reset(seed)
+            await in_thread(self, self.engine.reset, seed)  # it calls the sim server
         except Exception as exc:
             return self._respond(res, False, f"reset failed: {type(exc).__name__}: {exc}")
         self.error = ""

@@ -16,7 +16,7 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-from myriad_sim.spec import SpecError, _Reader, read_yaml
+from myriad_sim.config import ConfigError, ConfigReader, read_yaml
 
 
 @dataclass(frozen=True)
@@ -36,9 +36,9 @@ class CLEConfig:
     def check(self, where: str = "CLE config") -> CLEConfig:
         for name in ("brain", "transfer_functions"):
             if not getattr(self, name):
-                raise SpecError(f"{where}: field '{name}': expected a non-empty string, got ''")
+                raise ConfigError(f"{where}: field '{name}': expected a non-empty string, got ''")
         if self.object_count < 0 or self.duration < 0:
-            raise SpecError(f"{where}: object_count and duration must be non-negative")
+            raise ConfigError(f"{where}: object_count and duration must be non-negative")
         return self
 
 
@@ -53,13 +53,15 @@ def _resolve(ref: str, base: Path) -> str:
 def load_config(path: Path | str) -> CLEConfig:
     """Read a CLE experiment YAML; file references are relative to its directory."""
     path = Path(path).resolve()
-    r = _Reader(path, read_yaml(path))
+    r, d = ConfigReader(path, read_yaml(path)), CLEConfig()
     timestep = r.get("timestep", None)
-    return CLEConfig(
+    config = CLEConfig(
         brain=_resolve(r.string("brain"), path.parent),
         transfer_functions=_resolve(r.string("transfer_functions"), path.parent),
         timestep=None if timestep is None else r.number("timestep", positive=True),
-        seed=r.integer("seed", 0),
-        object_count=r.integer("object_count", 0),
-        duration=r.number("duration", 0.0),
+        seed=r.integer("seed", d.seed),
+        object_count=r.integer("object_count", d.object_count),
+        duration=r.number("duration", d.duration),
     ).check(str(path))
+    r.finish()
+    return config

@@ -5,42 +5,33 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import numpy as np
-from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.node import Node
 from sensor_msgs.msg import JointState
 
 from myriad_cle.sim import RobotState, gripper_opening
 from myriad_interfaces.srv import CaptureImages, ResetWorld, StepSimulation
+from myriad_runtime.calls import CallFailed, call_service
 from myriad_sim.camera import Frame
 from myriad_sim.image_codec import imgmsg_to_cv2
 from myriad_sim.spec import WorldSpec
 
 
-class RemoteSimError(RuntimeError):
-    """A sim server service failed or did not answer."""
-
-
 class RemoteSim:
-    """Blocking service calls from a thread other than the executor's (the node must be spinning).
+    """Blocking service calls (myriad_runtime.calls) from a thread other than the executor's (the node spins).
 
     `spec` must be the sim server's world file (for the physics step and the robot's joint and finger names).
     """
 
     def __init__(self, node: Node, spec: WorldSpec, object_count: int = 0, timeout: float = 30.0):
         self.node, self.spec, self.object_count, self.timeout = node, spec, object_count, timeout
-        group = ReentrantCallbackGroup()
-        self.step_cli = node.create_client(StepSimulation, "step_simulation", callback_group=group)
-        self.reset_cli = node.create_client(ResetWorld, "reset_world", callback_group=group)
-        self.capture_cli = node.create_client(CaptureImages, "capture_images", callback_group=group)
+        self.step_cli = node.create_client(StepSimulation, "step_simulation")
+        self.reset_cli = node.create_client(ResetWorld, "reset_world")
+        self.capture_cli = node.create_client(CaptureImages, "capture_images")
 
     def _call(self, client, request):
-        if not client.wait_for_service(timeout_sec=self.timeout):
-            raise RemoteSimError(f"{client.srv_name}: service not available within {self.timeout:.0f} s")
-        res = client.call(request, timeout_sec=self.timeout)
-        if res is None:
-            raise RemoteSimError(f"{client.srv_name}: no answer within {self.timeout:.0f} s")
+        res = call_service(client, request, self.timeout)
         if not res.success:
-            raise RemoteSimError(f"{client.srv_name}: {res.message}")
+            raise CallFailed(client.srv_name, res.message)
         return res
 
     def reset(self, seed: int) -> None:

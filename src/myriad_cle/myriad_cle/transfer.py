@@ -7,17 +7,15 @@ Several of each may exist; they are collected, in definition order, from a Pytho
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
-import itertools
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from myriad_runtime.loading import LoadError, load_module, load_object
+
 SENSOR, ACTUATOR = "sensor", "actuator"
 _MARK = "__myriad_tf__"
-_module_ids = itertools.count()
 
 
 class TransferFunctionError(ValueError):
@@ -98,45 +96,23 @@ def _call(kind: str, name: str, origin: str, fn: Callable, *args: Any) -> Any:
         ) from exc
 
 
-def load_module(path: Path | str, what: str = "transfer_functions") -> Any:
-    """Execute a Python file as a fresh module (errors name `what` and the file)."""
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise TransferFunctionError(f"{what}: file not found: {path}")
-    spec = importlib.util.spec_from_file_location(f"_myriad_user_{next(_module_ids)}_{path.stem}", path)
-    if spec is None or spec.loader is None or path.suffix != ".py":
-        raise TransferFunctionError(f"{what}: {path} is not a Python file")
-    module = importlib.util.module_from_spec(spec)
-    try:
-        spec.loader.exec_module(module)
-    except Exception as exc:
-        raise TransferFunctionError(f"{what}: {path} failed to load: {type(exc).__name__}: {exc}") from exc
-    return module
-
-
 def load_transfer_functions(source: Path | str | Iterable[Callable] | TransferFunctions) -> TransferFunctions:
     """Transfer functions from a Python file, an iterable of marked functions, or as given."""
     if isinstance(source, TransferFunctions):
         return source
     if isinstance(source, (str, Path)):
-        module = load_module(source)
+        try:
+            module = load_module(source, "transfer_functions")
+        except LoadError as exc:
+            raise TransferFunctionError(str(exc)) from exc.__cause__
         return TransferFunctions.collect(vars(module).values(), str(source))
     return TransferFunctions.collect(source)
 
 
 def load_brain(ref: str, what: str = "brain") -> Any:
     """A brain from `path/to/file.py:name` or `package.module:name`; a class is instantiated without arguments."""
-    where, _, attr = ref.rpartition(":")
-    if not where or not attr:
-        raise TransferFunctionError(f"{what}: expected 'file.py:name' or 'package.module:name', got {ref!r}")
-    if where.endswith(".py"):
-        module = load_module(where, what)
-    else:
-        try:
-            module = importlib.import_module(where)
-        except ImportError as exc:
-            raise TransferFunctionError(f"{what}: cannot import {where!r}: {exc}") from None
-    if not hasattr(module, attr):
-        raise TransferFunctionError(f"{what}: {where} has no attribute {attr!r}")
-    obj = getattr(module, attr)
+    try:
+        obj = load_object(ref, what)
+    except LoadError as exc:
+        raise TransferFunctionError(str(exc)) from exc.__cause__
     return obj() if isinstance(obj, type) else obj

@@ -7,12 +7,15 @@ from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.node import Node
 
 from myriad_control.gripper import command_gripper
-from myriad_control.trajectory import INVALID_GOAL, TrajectoryError, follow, make_trajectory
+from myriad_control.trajectory import TrajectoryError, follow, make_trajectory
 from myriad_interfaces.action import ExecuteTrajectory, GripperCommand
+from myriad_interfaces.msg import ResultCode
+from myriad_runtime.calls import in_thread
 
 
 class Controllers:
-    """`execute_trajectory` and `gripper_command` on a sim server node; they run on its physics thread."""
+    """`execute_trajectory` and `gripper_command` on a sim server node; they run on its physics thread (the
+    callbacks await it, holding no executor thread, so cancel requests are served meanwhile)."""
 
     def __init__(self, node: Node, sim) -> None:
         self.node, self.sim = node, sim
@@ -34,7 +37,7 @@ class Controllers:
             callback_group=group,
         )
 
-    def _execute(self, goal_handle) -> ExecuteTrajectory.Result:
+    async def _execute(self, goal_handle) -> ExecuteTrajectory.Result:
         goal = goal_handle.request
         result = ExecuteTrajectory.Result()
         sim, robot = self.sim, self.sim.world.robot
@@ -52,7 +55,7 @@ class Controllers:
         except TrajectoryError as exc:
             self.node.get_logger().warning(f"rejected trajectory: {exc}")
             goal_handle.abort()
-            result.error_code, result.message = INVALID_GOAL, str(exc)
+            result.error_code, result.message = ResultCode.INVALID_GOAL, str(exc)
             return result
         path_tol = goal.path_tolerance or self.node.get_parameter("path_tolerance").value
         goal_tol = goal.goal_tolerance or self.node.get_parameter("goal_tolerance").value
@@ -61,25 +64,27 @@ class Controllers:
             fb = ExecuteTrajectory.Feedback(time_from_start=t, tracking_error=err, positions=list(q))
             goal_handle.publish_feedback(fb)
 
-        out = sim.physics(
+        out = await in_thread(self.node, lambda: sim.physics(
             follow, robot, traj, sim.world.spec.timestep, sim.advance, path_tol, goal_tol,
             on_feedback=feedback, cancelled=lambda: goal_handle.is_cancel_requested or sim.stopping,
-        )  # fmt: skip
+        ))  # fmt: skip
         result.error_code, result.message = out.error_code, out.message
         result.max_tracking_error, result.final_error = out.max_tracking_error, out.final_error
         if goal_handle.is_cancel_requested:
             goal_handle.canceled()
-        elif out.error_code == 0:
+        elif out.error_code == ResultCode.SUCCESS:
             goal_handle.succeed()
         else:
             goal_handle.abort()
         return result
 
-    def _gripper(self, goal_handle) -> GripperCommand.Result:
+    async def _gripper(self, goal_handle) -> GripperCommand.Result:
         goal = goal_handle.request
         sim = self.sim
         try:
-            out = sim.physics(
+            out = await in_thread(
+                self.node,
+                sim.physics,
                 command_gripper,
                 sim.world.robot,
                 goal.position,

@@ -7,9 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from myriad_interfaces.msg import ResultCode
 from myriad_sim.robot import Robot
-
-SUCCESS, INVALID_GOAL, PATH_TOLERANCE, GOAL_TOLERANCE, CANCELLED = 0, -1, -2, -3, -4
 
 
 class TrajectoryError(ValueError):
@@ -126,7 +125,7 @@ def follow(
     max_err, k = 0.0, 0
     for k in range(1, n + 1):
         if cancelled():
-            return FollowResult(CANCELLED, "cancelled", max_err, max_err, k)
+            return FollowResult(ResultCode.CANCELLED, "cancelled", max_err, max_err, k)
         t = k * dt
         target = sample(traj, t)
         robot.set_arm_targets(target)
@@ -135,7 +134,7 @@ def follow(
         max_err = max(max_err, err)
         if err > path_tolerance:
             return FollowResult(
-                PATH_TOLERANCE,
+                ResultCode.PATH_TOLERANCE_VIOLATED,
                 f"path tolerance {path_tolerance} rad violated at t={t:.3f}s (error {err:.3f})",
                 max_err,
                 err,
@@ -147,10 +146,10 @@ def follow(
     for extra in range(int(settle_time / dt) + 1):
         err = float(np.max(np.abs(robot.joint_positions() - goal)))
         if err <= goal_tolerance:
-            return FollowResult(SUCCESS, "goal reached", max_err, err, k + extra)
+            return FollowResult(ResultCode.SUCCESS, "goal reached", max_err, err, k + extra)
         step(1)
     return FollowResult(
-        GOAL_TOLERANCE,
+        ResultCode.GOAL_TOLERANCE_VIOLATED,
         f"goal tolerance {goal_tolerance} rad not reached (error {err:.4f})",
         max_err,
         err,

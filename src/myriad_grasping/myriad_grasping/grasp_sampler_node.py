@@ -11,11 +11,12 @@ import rclpy
 from rclpy.node import Node
 
 from myriad_grasping.episode import Attempt, run_attempt
-from myriad_grasping.ros_backend import BackendError, RosCalls, RosGraspBackend
+from myriad_grasping.ros_backend import RosCalls, RosGraspBackend
 from myriad_grasping.sampling import GraspParams
 from myriad_interfaces.msg import EntityState, GraspAttempt
 from myriad_interfaces.srv import ClaimWork, StoreAttempt
 from myriad_runtime import code_version, workspace_path
+from myriad_runtime.calls import CallFailed
 from myriad_sim.camera import Camera
 from myriad_sim.spec import load_world
 
@@ -31,7 +32,9 @@ def attempt_msg(a: Attempt, work, backend: str) -> GraspAttempt:
         backend=backend,
         seed=a.seed,
         params_json=json.dumps(a.params.to_dict(), sort_keys=True),
-        extra_json=json.dumps({"outcome": a.outcome, "target": a.target, "moves": a.moves}, sort_keys=True),
+        extra_json=json.dumps(
+            {"outcome": a.outcome, "target": a.target, "moves": a.moves, "source": "collect"}, sort_keys=True
+        ),
         success=a.success,
         lifted_object=a.lifted_object,
         lift_height=a.lift_height,
@@ -83,12 +86,12 @@ class GraspSamplerNode(Node):
         idle = self.get_parameter("idle_period").value
         while not self.stopping.is_set():
             try:
-                work = self.calls.call(self.claim_cli, ClaimWork.Request(), "claim_work")
+                work = self.calls.call(self.claim_cli, ClaimWork.Request())
                 if not work.available:
                     self.stopping.wait(idle)
                     continue
                 self._attempt(work)
-            except BackendError as exc:
+            except CallFailed as exc:
                 if self.stopping.is_set():
                     return
                 self.get_logger().error(str(exc))
@@ -110,7 +113,7 @@ class GraspSamplerNode(Node):
             self.store_cli, StoreAttempt.Request(attempt=attempt_msg(attempt, work, self.backend_id))
         )
         if not res.accepted:
-            raise BackendError(f"store_attempt refused {work.item_id}: {res.message}")
+            raise CallFailed("store_attempt", f"refused {work.item_id}: {res.message}")
         self.get_logger().info(
             f"{work.item_id}: {'success' if attempt.success else 'failure'} ({attempt.outcome}) "
             f"in {attempt.timings['total']:.2f} s"

@@ -6,52 +6,34 @@ from typing import Any
 
 from geometry_msgs.msg import Pose
 from rclpy.action import ActionClient
-from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.node import Node
 
 from myriad_grasping.episode import MoveResult, Vec3
 from myriad_interfaces.action import ExecuteTrajectory, GripperCommand
+from myriad_interfaces.msg import ResultCode
 from myriad_interfaces.srv import CaptureImages, GetEntityState, PlanMotion, ResetWorld
-from myriad_runtime import wait_future
+from myriad_runtime.calls import CallFailed, call_action, call_service
 from myriad_sim.camera import Camera
 from myriad_sim.image_codec import imgmsg_to_cv2
 
 
-class BackendError(RuntimeError):
-    """A back-end service or action failed or did not answer in time."""
-
-
 class RosCalls:
-    """Blocking service/action calls from a worker thread while the node spins in its executor."""
+    """A node's clients and blocking calls (myriad_runtime.calls) with one timeout, from the node's worker thread."""
 
     def __init__(self, node: Node, timeout: float = 60.0):
         self.node, self.timeout = node, timeout
-        self.group = ReentrantCallbackGroup()
 
     def client(self, srv_type, name: str):
-        return self.node.create_client(srv_type, name, callback_group=self.group)
+        return self.node.create_client(srv_type, name)
 
     def action(self, action_type, name: str) -> ActionClient:
-        return ActionClient(self.node, action_type, name, callback_group=self.group)
+        return ActionClient(self.node, action_type, name)
 
-    def _wait(self, future, what: str):
-        if not wait_future(future, self.timeout):
-            raise BackendError(f"{what}: no answer within {self.timeout:.0f} s")
-        return future.result()
+    def call(self, client, request):
+        return call_service(client, request, self.timeout)
 
-    def call(self, client, request, what: str = ""):
-        what = what or client.srv_name
-        if not client.wait_for_service(timeout_sec=self.timeout):
-            raise BackendError(f"{what}: service not available")
-        return self._wait(client.call_async(request), what)
-
-    def run_action(self, client: ActionClient, goal, what: str):
-        if not client.wait_for_server(timeout_sec=self.timeout):
-            raise BackendError(f"{what}: action server not available")
-        handle = self._wait(client.send_goal_async(goal), what)
-        if not handle.accepted:
-            raise BackendError(f"{what}: goal rejected")
-        return self._wait(handle.get_result_async(), what).result
+    def run_action(self, client: ActionClient, goal):
+        return call_action(client, goal, self.timeout)
 
 
 class RosGraspBackend:
@@ -68,20 +50,18 @@ class RosGraspBackend:
         self.object_names: list[str] = []
 
     def reset(self, seed: int, object_count: int) -> list[tuple[str, str, Vec3]]:
-        res = self.calls.call(
-            self.reset_cli, ResetWorld.Request(seed=seed, object_count=object_count), "reset_world"
-        )
+        res = self.calls.call(self.reset_cli, ResetWorld.Request(seed=seed, object_count=object_count))
         if not res.success:
-            raise BackendError(f"reset_world: {res.message}")
+            raise CallFailed("reset_world", res.message)
         self.object_names = [o.name for o in res.objects]
         return [
             (o.name, o.source, (o.pose.position.x, o.pose.position.y, o.pose.position.z)) for o in res.objects
         ]
 
     def capture(self) -> Any:
-        res = self.calls.call(self.capture_cli, CaptureImages.Request(), "capture_images")
+        res = self.calls.call(self.capture_cli, CaptureImages.Request())
         if not res.success:
-            raise BackendError(f"capture_images: {res.message}")
+            raise CallFailed("capture_images", res.message)
         return res
 
     def surface_height(self, images: Any, x: float, y: float) -> float:
@@ -93,27 +73,29 @@ class RosGraspBackend:
         o = pose.orientation
         o.x, o.y, o.z, o.w = orientation
         req = PlanMotion.Request(goal_type=kind, pose_goal=pose, planner=self.planner, seed=seed)
-        plan = self.calls.call(self.plan_cli, req, "plan")
+        plan = self.calls.call(self.plan_cli, req)
         result = MoveResult(
-            plan.error_code == 1, plan.message, plan.planning_time, plan.path_length, plan.planner
+            plan.error_code == ResultCode.SUCCESS,
+            plan.message,
+            plan.planning_time,
+            plan.path_length,
+            plan.planner,
         )
         if not result.ok:
             return result
         goal = ExecuteTrajectory.Goal(trajectory=plan.trajectory)
-        done = self.calls.run_action(self.execute, goal, "execute_trajectory")
-        if done.error_code != 0:
+        done = self.calls.run_action(self.execute, goal)
+        if done.error_code != ResultCode.SUCCESS:
             result.ok, result.message = False, f"execution: {done.message}"
         return result
 
     def gripper(self, opening: float, force: float) -> tuple[float, bool]:
         goal = GripperCommand.Goal(position=opening, max_effort=force)
-        res = self.calls.run_action(self.gripper_action, goal, "gripper_command")
+        res = self.calls.run_action(self.gripper_action, goal)
         return res.position, res.stalled
 
     def object_positions(self) -> dict[str, Vec3]:
-        res = self.calls.call(
-            self.state_cli, GetEntityState.Request(names=self.object_names), "get_entity_state"
-        )
+        res = self.calls.call(self.state_cli, GetEntityState.Request(names=self.object_names))
         if not res.success:
-            raise BackendError(f"get_entity_state: {res.message}")
+            raise CallFailed("get_entity_state", res.message)
         return {s.name: (s.pose.position.x, s.pose.position.y, s.pose.position.z) for s in res.states}

@@ -1,4 +1,6 @@
-"""Planning configuration: config/planning.yaml loaded and validated into a frozen dataclass."""
+"""Planning configuration: config/planning.yaml loaded and validated into a frozen dataclass.
+
+The dataclass holds the defaults (those of config/planning.yaml) for fields a file leaves out."""
 
 from __future__ import annotations
 
@@ -6,8 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from myriad_sim.spec import SpecError as ConfigError
-from myriad_sim.spec import _Reader, read_yaml
+from myriad_sim.config import ConfigError, ConfigReader, read_yaml
 
 PLANNERS = ("RRTConnect", "PRM", "BITstar")
 OBSTACLE_SOURCES = ("ground_truth", "depth")
@@ -22,7 +23,7 @@ class PlanningConfig:
     simplify: bool = True
     try_direct: bool = True
     planners: dict[str, dict[str, float]] | None = None
-    padding: float = 0.01
+    padding: float = 0.003
     self_padding: float = 0.0
     resolution: float = 0.02
     ik_restarts: int = 20
@@ -45,28 +46,28 @@ class PlanningConfig:
         return dict((self.planners or {}).get(name, {}))
 
 
-def _choice(r: _Reader, key: str, options: tuple[str, ...], default: str) -> str:
+def _choice(r: ConfigReader, key: str, options: tuple[str, ...], default: str) -> str:
     v = r.string(key, default)
     if v not in options:
         r.fail(key, f"one of {', '.join(options)}", v)
     return v
 
 
-def _flag(r: _Reader, key: str, default: bool) -> bool:
+def _flag(r: ConfigReader, key: str, default: bool) -> bool:
     v = r.get(key, default)
     if not isinstance(v, bool):
         r.fail(key, "true or false", v)
     return v
 
 
-def _fraction(r: _Reader, key: str, default: float) -> float:
+def _fraction(r: ConfigReader, key: str, default: float) -> float:
     v = r.number(key, default, positive=True)
     if v > 1.0:
         r.fail(key, "a number in (0, 1]", v)
     return v
 
 
-def _planners(r: _Reader) -> dict[str, dict[str, float]]:
+def _planners(r: ConfigReader) -> dict[str, dict[str, float]]:
     raw: Any = r.get("planners", {})
     if not isinstance(raw, dict):
         r.fail("planners", "a mapping of planner name to parameters", raw)
@@ -74,8 +75,8 @@ def _planners(r: _Reader) -> dict[str, dict[str, float]]:
     for name, params in raw.items():
         if name not in PLANNERS:
             r.fail(f"planners.{name}", f"a planner among {', '.join(PLANNERS)}", name)
-        pr = _Reader(r.path, params if params is not None else {}, f"planners.{name}.")
-        out[name] = {k: pr.number(k) for k in pr.data}
+        pr = r.child(params if params is not None else {}, f"planners.{name}.")
+        out[name] = {k: pr.number(k) for k in list(pr.data)}
         if any(v < 0 for v in out[name].values()):
             pr.fail(next(k for k, v in out[name].items() if v < 0), "a non-negative number", out[name])
     return out
@@ -84,33 +85,34 @@ def _planners(r: _Reader) -> dict[str, dict[str, float]]:
 def load_config(path: Path | str) -> PlanningConfig:
     """Load and validate a planning YAML; errors name the file and the field."""
     path = Path(path)
-    r = _Reader(path, read_yaml(path))
+    r, d = ConfigReader(path, read_yaml(path)), PlanningConfig()
     col, kin, cart, tim, obs = (
-        _Reader(path, r.get(k, {}), f"{k}.")
-        for k in ("collision", "kinematics", "cartesian", "timing", "obstacles")
+        r.sub(k, {}) for k in ("collision", "kinematics", "cartesian", "timing", "obstacles")
     )
-    return PlanningConfig(
-        default_planner=_choice(r, "default_planner", PLANNERS, "RRTConnect"),
-        time_limit=r.number("time_limit", 5.0, positive=True),
-        simplify=_flag(r, "simplify", True),
-        try_direct=_flag(r, "try_direct", True),
+    config = PlanningConfig(
+        default_planner=_choice(r, "default_planner", PLANNERS, d.default_planner),
+        time_limit=r.number("time_limit", d.time_limit, positive=True),
+        simplify=_flag(r, "simplify", d.simplify),
+        try_direct=_flag(r, "try_direct", d.try_direct),
         planners=_planners(r),
-        padding=col.number("padding", 0.01),
-        self_padding=col.number("self_padding", 0.0),
-        resolution=col.number("resolution", 0.02, positive=True),
-        ik_restarts=kin.integer("restarts", 20, positive=True),
-        position_tolerance=kin.number("position_tolerance", 0.002, positive=True),
-        orientation_tolerance=kin.number("orientation_tolerance", 0.02, positive=True),
-        cartesian_step=cart.number("step", 0.005, positive=True),
-        max_joint_jump=cart.number("max_joint_jump", 0.1, positive=True),
-        objects_vs_gripper=_flag(cart, "objects_vs_gripper", False),
-        velocity_scaling=_fraction(tim, "velocity_scaling", 0.5),
-        acceleration_scaling=_fraction(tim, "acceleration_scaling", 0.5),
-        densify=tim.number("densify", 0.02, positive=True),
-        sample_period=tim.number("sample_period", 0.02, positive=True),
-        obstacle_source=_choice(obs, "source", OBSTACLE_SOURCES, "ground_truth"),
-        voxel_size=obs.number("voxel_size", 0.02, positive=True),
-        pixel_stride=obs.integer("pixel_stride", 2, positive=True),
-        known_tolerance=obs.number("known_tolerance", 0.01, positive=True),
-        fill_depth=obs.number("fill_depth", 1.0),
+        padding=col.number("padding", d.padding),
+        self_padding=col.number("self_padding", d.self_padding),
+        resolution=col.number("resolution", d.resolution, positive=True),
+        ik_restarts=kin.integer("restarts", d.ik_restarts, positive=True),
+        position_tolerance=kin.number("position_tolerance", d.position_tolerance, positive=True),
+        orientation_tolerance=kin.number("orientation_tolerance", d.orientation_tolerance, positive=True),
+        cartesian_step=cart.number("step", d.cartesian_step, positive=True),
+        max_joint_jump=cart.number("max_joint_jump", d.max_joint_jump, positive=True),
+        objects_vs_gripper=_flag(cart, "objects_vs_gripper", d.objects_vs_gripper),
+        velocity_scaling=_fraction(tim, "velocity_scaling", d.velocity_scaling),
+        acceleration_scaling=_fraction(tim, "acceleration_scaling", d.acceleration_scaling),
+        densify=tim.number("densify", d.densify, positive=True),
+        sample_period=tim.number("sample_period", d.sample_period, positive=True),
+        obstacle_source=_choice(obs, "source", OBSTACLE_SOURCES, d.obstacle_source),
+        voxel_size=obs.number("voxel_size", d.voxel_size, positive=True),
+        pixel_stride=obs.integer("pixel_stride", d.pixel_stride, positive=True),
+        known_tolerance=obs.number("known_tolerance", d.known_tolerance, positive=True),
+        fill_depth=obs.number("fill_depth", d.fill_depth),
     )
+    r.finish()
+    return config

@@ -14,11 +14,17 @@ from ompl import base as ob
 from ompl import geometric as og
 from ompl import util as ou
 
+from myriad_interfaces.msg import ResultCode
 from myriad_planning.config import PLANNERS, PlanningConfig
 from myriad_planning.kinematics import orientation_error
 from myriad_planning.scene import Scene
 
-SUCCESS, PLANNING_FAILED, INVALID_GOAL, TIMED_OUT, NO_IK_SOLUTION = 1, -1, -2, -6, -31
+SUCCESS, PLANNING_FAILED, INVALID_GOAL = (
+    ResultCode.SUCCESS,
+    ResultCode.PLANNING_FAILED,
+    ResultCode.INVALID_GOAL,
+)
+TIMED_OUT, NO_IK_SOLUTION = ResultCode.TIMED_OUT, ResultCode.NO_IK_SOLUTION
 OPTIMIZING = ("BITstar",)
 LIMIT_SLACK = 0.1  # rad: start states this far outside a joint limit are clipped (the sim enforces limits)
 

@@ -14,28 +14,18 @@ from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from myriad_control.trajectory import Trajectory
 from myriad_interfaces.action import ExecuteTrajectory, PlanAndExecute
+from myriad_interfaces.msg import ResultCode
 from myriad_interfaces.srv import CaptureImages, GetEntityState, PlanMotion, StepSimulation
 from myriad_planning.config import load_config
-from myriad_planning.planner import INVALID_GOAL, PLANNING_FAILED, SUCCESS, Planner, PlanResult
+from myriad_planning.planner import Planner, PlanResult
 from myriad_planning.scene import ObjectState, Scene, camera_pose
 from myriad_planning.timing import robot_trajectory
-from myriad_runtime import wait_future, workspace_path
+from myriad_runtime import workspace_path
+from myriad_runtime.calls import CallFailed, call_action, call_service, in_thread
 from myriad_sim.image_codec import imgmsg_to_cv2
 from myriad_sim.spec import load_world
 
-EXECUTION_FAILED = -4
 SERVICE_TIMEOUT = 5.0  # s, for the sim server's services and the controller accepting a goal
-
-
-class CallError(RuntimeError):
-    """A service or action of another node did not answer; the message says which."""
-
-
-def wait(future, timeout: float, what: str):
-    """Block this callback thread until `future` is done (other executor threads deliver it)."""
-    if not wait_future(future, timeout):
-        raise CallError(f"{what}: no answer within {timeout:.1f} s")
-    return future.result()
 
 
 def trajectory_msg(names: tuple[str, ...], traj: Trajectory) -> JointTrajectory:
@@ -99,33 +89,26 @@ class PlannerNode(Node):
     def current_joints(self) -> np.ndarray:
         """Arm positions now, read with a 0-step step_simulation: exact and in order with the sim's other requests
         (a joint_states message could still be from before the last reset)."""
-        msg = self._call(
-            self.step_client, StepSimulation.Request(steps=0), "step_simulation (0 steps)"
-        ).joint_state
+        msg = call_service(self.step_client, StepSimulation.Request(steps=0), SERVICE_TIMEOUT).joint_state
         index = {n: i for i, n in enumerate(msg.name)}
         missing = [n for n in self.spec.robot.arm_joints if n not in index]
         if missing:
-            raise CallError(f"joint_states: no positions for {missing}")
+            raise CallFailed("step_simulation", f"no joint positions for {missing}")
         return np.array([msg.position[index[n]] for n in self.spec.robot.arm_joints])
-
-    def _call(self, client, request, what: str):
-        if not client.wait_for_service(timeout_sec=SERVICE_TIMEOUT):
-            raise CallError(f"{what}: service not available")
-        return wait(client.call_async(request), SERVICE_TIMEOUT, what)
 
     def sync_scene(self, q: np.ndarray) -> None:
         """Objects from the sim's entity states, or voxels from a fresh depth image (robot at q)."""
         if self.config.obstacle_source == "depth":
-            res = self._call(self.capture_client, CaptureImages.Request(), "capture_images")
+            res = call_service(self.capture_client, CaptureImages.Request(), SERVICE_TIMEOUT)
             if not res.success:
-                raise CallError(f"capture_images: {res.message}")
+                raise CallFailed(self.capture_client.srv_name, res.message)
             K = np.array(res.camera_info.k, float).reshape(3, 3)
             self.scene.sync([])
             self.scene.update_from_depth(imgmsg_to_cv2(res.depth), K, camera_pose(self.spec.camera), q)
             return
-        res = self._call(self.state_client, GetEntityState.Request(), "get_entity_state")
+        res = call_service(self.state_client, GetEntityState.Request(), SERVICE_TIMEOUT)
         if not res.success:
-            raise CallError(f"get_entity_state: {res.message}")
+            raise CallFailed(self.state_client.srv_name, res.message)
         self.scene.sync(
             ObjectState(
                 s.name,
@@ -143,7 +126,7 @@ class PlannerNode(Node):
         pose = pose_of(request.pose_goal) if request.goal_type in ("pose", "cartesian") else None
         if request.goal_type in ("pose", "cartesian") and pose is None:
             return PlanResult(
-                INVALID_GOAL, "pose_goal: the orientation is a zero quaternion"
+                ResultCode.INVALID_GOAL, "pose_goal: the orientation is a zero quaternion"
             ), JointTrajectory()
         with self._lock:
             given_seed = getattr(request, "seed", -1)
@@ -152,8 +135,8 @@ class PlannerNode(Node):
                 given = list(getattr(request, "start", []))
                 start = np.array(given) if given else self.current_joints()
                 self.sync_scene(start)
-            except CallError as exc:
-                return PlanResult(PLANNING_FAILED, str(exc)), JointTrajectory()
+            except CallFailed as exc:
+                return PlanResult(ResultCode.PLANNING_FAILED, str(exc)), JointTrajectory()
             result = self.planner.plan(
                 request.goal_type,
                 start,
@@ -169,16 +152,27 @@ class PlannerNode(Node):
         try:
             traj = robot_trajectory(result.path, self.spec.robot, self.config)
         except RuntimeError as exc:
-            return PlanResult(PLANNING_FAILED, str(exc), planner=result.planner), JointTrajectory()
+            return PlanResult(ResultCode.PLANNING_FAILED, str(exc), planner=result.planner), JointTrajectory()
         return result, trajectory_msg(self.spec.robot.arm_joints, traj)
 
-    def _plan_service(self, req: PlanMotion.Request, res: PlanMotion.Response) -> PlanMotion.Response:
-        result, res.trajectory = self.plan(req)
+    async def _plan_service(self, req: PlanMotion.Request, res: PlanMotion.Response) -> PlanMotion.Response:
+        result, res.trajectory = await in_thread(self, self.plan, req)
         res.error_code, res.message, res.planner = result.code, result.message, result.planner
         res.planning_time, res.path_length = result.planning_time, result.path_length
         return res
 
-    def _plan_and_execute(self, goal_handle) -> PlanAndExecute.Result:
+    async def _plan_and_execute(self, goal_handle) -> PlanAndExecute.Result:
+        out = await in_thread(self, self.plan_and_execute, goal_handle)
+        if goal_handle.is_cancel_requested:
+            goal_handle.canceled()
+        elif out.error_code == ResultCode.SUCCESS:
+            goal_handle.succeed()
+        else:
+            goal_handle.abort()
+        return out
+
+    def plan_and_execute(self, goal_handle) -> PlanAndExecute.Result:
+        """Plan, then execute on success (on a thread of its own: it waits on the sim and the controller)."""
         out = PlanAndExecute.Result()
         goal_handle.publish_feedback(PlanAndExecute.Feedback(phase="planning"))
         result, traj = self.plan(goal_handle.request)
@@ -187,48 +181,31 @@ class PlannerNode(Node):
         if result.success:
             goal_handle.publish_feedback(PlanAndExecute.Feedback(phase="executing"))
             out.error_code, out.message, out.execution_time = self.execute(traj, goal_handle)
-        if goal_handle.is_cancel_requested:
-            goal_handle.canceled()
-        elif out.error_code == SUCCESS:
-            goal_handle.succeed()
-        else:
-            goal_handle.abort()
         return out
 
     def execute(self, traj: JointTrajectory, goal_handle) -> tuple[int, str, float]:
         """Run a trajectory on the controller; (code, message, execution time from the plan)."""
         if not traj.points:
-            return SUCCESS, "already at the goal", 0.0
+            return ResultCode.SUCCESS, "already at the goal", 0.0
         end = traj.points[-1].time_from_start
         duration = end.sec + end.nanosec * 1e-9
         try:
-            if not self.execute_client.wait_for_server(timeout_sec=SERVICE_TIMEOUT):
-                raise CallError("execute_trajectory: action server not available")
-            handle = wait(
-                self.execute_client.send_goal_async(ExecuteTrajectory.Goal(trajectory=traj)),
+            res = call_action(
+                self.execute_client,
+                ExecuteTrajectory.Goal(trajectory=traj),
                 SERVICE_TIMEOUT,
-                "execute_trajectory (goal)",
+                result_timeout=duration + 2 * SERVICE_TIMEOUT,
+                cancelled=lambda: goal_handle.is_cancel_requested,
             )
-            if not handle.accepted:
-                return EXECUTION_FAILED, "execute_trajectory rejected the trajectory", 0.0
-            future = handle.get_result_async()
-            done = threading.Event()
-            future.add_done_callback(lambda _f: done.set())
-            deadline = duration + 2 * SERVICE_TIMEOUT
-            while not done.wait(0.05):
-                deadline -= 0.05
-                if goal_handle.is_cancel_requested:
-                    handle.cancel_goal_async()
-                if deadline < 0:
-                    raise CallError(
-                        f"execute_trajectory: no result {2 * SERVICE_TIMEOUT:.0f} s after its end"
-                    )
-            res = future.result().result
-        except CallError as exc:
-            return EXECUTION_FAILED, str(exc), 0.0
-        if res.error_code != 0:
-            return EXECUTION_FAILED, f"execution failed ({res.error_code}): {res.message}", duration
-        return SUCCESS, "", duration
+        except CallFailed as exc:
+            return ResultCode.EXECUTION_FAILED, str(exc), 0.0
+        if res.error_code != ResultCode.SUCCESS:
+            return (
+                ResultCode.EXECUTION_FAILED,
+                f"execution failed ({res.error_code}): {res.message}",
+                duration,
+            )
+        return ResultCode.SUCCESS, "", duration
 
     def close(self) -> None:
         self.scene.world.close()

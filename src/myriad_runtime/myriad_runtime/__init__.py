@@ -3,15 +3,7 @@
 import functools
 import os
 import subprocess
-import threading
 from pathlib import Path
-
-
-def wait_future(future, timeout: float) -> bool:
-    """Block this thread (not an executor's only one) until an rclpy future is done; False on timeout."""
-    done = threading.Event()
-    future.add_done_callback(lambda _f: done.set())
-    return done.wait(timeout)
 
 
 def workspace() -> Path:

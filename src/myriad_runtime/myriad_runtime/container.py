@@ -7,7 +7,6 @@ process of the back-end description (several nodes sharing a process, as ROS 2 c
 from __future__ import annotations
 
 import argparse
-import importlib
 import signal
 import sys
 import threading
@@ -17,20 +16,16 @@ from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
 
+from myriad_runtime.loading import LoadError, load_object
+
 SPIN_S = 0.1
 
 
 def load_class(path: str) -> type[Node]:
-    """Import `package.module:Class`; errors name the path and what was expected."""
-    module, _, name = path.partition(":")
-    if not module or not name:
-        raise ValueError(f"node class {path!r}: expected 'package.module:Class'")
-    try:
-        cls = getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError) as exc:
-        raise ValueError(f"node class {path!r} cannot be loaded: {exc}") from None
+    """The node class `package.module:Class` (LoadError naming the path and what was expected)."""
+    cls = load_object(path, "node class")
     if not (isinstance(cls, type) and issubclass(cls, Node)):
-        raise ValueError(f"node class {path!r} is not an rclpy Node subclass")
+        raise LoadError(f"node class {path!r} is not an rclpy Node subclass")
     return cls
 
 
@@ -102,7 +97,7 @@ def main(argv: list[str] | None = None) -> None:
     opts = parser.parse_args(own)
     try:
         classes = [load_class(p) for p in opts.nodes]
-    except ValueError as exc:
+    except LoadError as exc:
         parser.error(str(exc))
     run_nodes(classes, [sys.argv[0], *ros_args], threads=opts.threads)
 

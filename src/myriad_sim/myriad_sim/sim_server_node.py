@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -22,6 +21,7 @@ from myriad_interfaces.srv import (
     StepSimulation,
 )
 from myriad_runtime import workspace_path
+from myriad_runtime.loading import load_object
 from myriad_sim.image_codec import cv2_to_imgmsg
 from myriad_sim.spec import load_world
 from myriad_sim.world import SpawnError, World
@@ -97,8 +97,7 @@ class SimServerNode(Node):
         self.create_service(CaptureImages, "capture_images", self._capture, callback_group=group)
         self.create_service(StepSimulation, "step_simulation", self._step, callback_group=group)
         if p["controllers"]:
-            module, cls = p["controllers"].split(":")
-            self.controllers = getattr(importlib.import_module(module), cls)(self, self)
+            self.controllers = load_object(p["controllers"], "parameter controllers")(self, self)
         self.rtf = p["real_time_factor"]
         if self.rtf > 0:
             self._wall_start = time.monotonic()

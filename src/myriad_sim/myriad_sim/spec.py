@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from myriad_sim.config import ConfigError, ConfigReader, read_yaml
 from myriad_sim.models import ModelError, resolve_source
 
-
-class SpecError(ValueError):
-    """A world or robot file is malformed; the message names the file and the field."""
+SpecError = ConfigError  # a world or robot file is malformed; the message names the file and the field
 
 
 @dataclass(frozen=True)
@@ -95,86 +91,7 @@ class WorldSpec:
         return all(lo <= v <= hi for v, lo, hi in zip(xyz, self.workspace_min, self.workspace_max))
 
 
-class _Reader:
-    """Typed access to a YAML mapping that reports `file: field: expected ..., got ...`."""
-
-    def __init__(self, path: Path, data: Any, prefix: str = ""):
-        self.path, self.data, self.prefix = path, data, prefix
-        if not isinstance(data, dict):
-            self.fail("", "a mapping", data)
-
-    def fail(self, key: str, expected: str, got: Any) -> None:
-        name = f"{self.prefix}{key}" or "<top level>"
-        raise SpecError(f"{self.path}: field '{name}': expected {expected}, got {got!r}")
-
-    def get(self, key: str, default: Any = ...) -> Any:
-        if key not in self.data:
-            if default is ...:
-                self.fail(key, "a value (the field is required)", None)
-            return default
-        return self.data[key]
-
-    def sub(self, key: str) -> _Reader:
-        return _Reader(self.path, self.get(key), f"{self.prefix}{key}.")
-
-    def number(self, key: str, default: Any = ..., positive: bool = False) -> float:
-        v = self.get(key, default)
-        if (
-            isinstance(v, bool)
-            or not isinstance(v, (int, float))
-            or not math.isfinite(v)
-            or (positive and v <= 0)
-        ):
-            self.fail(key, "a positive number" if positive else "a number", v)
-        return float(v)
-
-    def integer(self, key: str, default: Any = ..., positive: bool = False) -> int:
-        v = self.get(key, default)
-        if isinstance(v, bool) or not isinstance(v, int) or (positive and v <= 0):
-            self.fail(key, "a positive integer" if positive else "an integer", v)
-        return v
-
-    def string(self, key: str, default: Any = ...) -> str:
-        v = self.get(key, default)
-        if not isinstance(v, str) or not v:
-            self.fail(key, "a non-empty string", v)
-        return v
-
-    def vector(self, key: str, n: int, default: Any = ...) -> tuple[float, ...]:
-        v = self.get(key, default)
-        ok = isinstance(v, (list, tuple)) and len(v) == n
-        ok = ok and all(
-            isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in v
-        )
-        if not ok:
-            self.fail(key, f"a list of {n} numbers", v)
-        return tuple(float(x) for x in v)
-
-    def strings(self, key: str) -> tuple[str, ...]:
-        v = self.get(key)
-        if not isinstance(v, list) or not v or not all(isinstance(x, str) and x for x in v):
-            self.fail(key, "a non-empty list of names", v)
-        return tuple(v)
-
-    def interval(self, key: str) -> tuple[float, float]:
-        lo, hi = self.vector(key, 2)
-        if lo > hi:
-            self.fail(key, "[low, high] with low <= high", [lo, hi])
-        return lo, hi
-
-
-def read_yaml(path: Path) -> Any:
-    """Parse a YAML file, turning every failure into a SpecError that names the file."""
-    path = Path(path)
-    if not path.is_file():
-        raise SpecError(f"{path}: file not found")
-    try:
-        return yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise SpecError(f"{path}: malformed YAML: {exc}") from None
-
-
-def _check_source(r: _Reader, key: str, base: Path) -> str:
+def _check_source(r: ConfigReader, key: str, base: Path) -> str:
     src = r.string(key)
     try:
         resolve_source(src, base)
@@ -186,7 +103,7 @@ def _check_source(r: _Reader, key: str, base: Path) -> str:
 def load_robot(path: Path | str, position=(0.0, 0.0, 0.0), rpy=(0.0, 0.0, 0.0)) -> RobotSpec:
     """Load a robot description YAML (see urdf/iiwa_wsg50.yaml)."""
     path = Path(path)
-    r = _Reader(path, read_yaml(path))
+    r = ConfigReader(path, read_yaml(path))
     joints = r.strings("arm_joints")
     n = len(joints)
     g = r.sub("gripper")
@@ -195,9 +112,9 @@ def load_robot(path: Path | str, position=(0.0, 0.0, 0.0), rpy=(0.0, 0.0, 0.0)) 
         g.fail("fingers", "a non-empty list of {joint, open, closed}", fingers)
     finger_specs = []
     for i, f in enumerate(fingers):
-        fr = _Reader(path, f, f"gripper.fingers[{i}].")
+        fr = g.child(f, f"gripper.fingers[{i}].")
         finger_specs.append(FingerSpec(fr.string("joint"), fr.number("open"), fr.number("closed")))
-    return RobotSpec(
+    spec = RobotSpec(
         name=r.string("name"),
         model=_check_source(r, "model", path.parent),
         arm_joints=joints,
@@ -216,13 +133,15 @@ def load_robot(path: Path | str, position=(0.0, 0.0, 0.0), rpy=(0.0, 0.0, 0.0)) 
         position=tuple(position),
         rpy=tuple(rpy),
     )
+    r.finish()
+    return spec
 
 
 def load_world(path: Path | str, workspace_root: Path | None = None) -> WorldSpec:
     """Load a world YAML (see worlds/tray.yaml). Relative paths resolve against the workspace root."""
     path = Path(path).resolve()
     root = workspace_root or path.parent.parent
-    r = _Reader(path, read_yaml(path))
+    r = ConfigReader(path, read_yaml(path))
     rr = r.sub("robot")
     robot_file = Path(rr.string("description"))
     robot_file = robot_file if robot_file.is_absolute() else root / robot_file
@@ -236,7 +155,7 @@ def load_world(path: Path | str, workspace_root: Path | None = None) -> WorldSpe
     if not isinstance(raw_models, list):
         r.fail("models", "a list of models", raw_models)
     for i, m in enumerate(raw_models):
-        mr = _Reader(path, m, f"models[{i}].")
+        mr = r.child(m, f"models[{i}].")
         models.append(
             ModelSpec(
                 name=mr.string("name"),
@@ -274,7 +193,7 @@ def load_world(path: Path | str, workspace_root: Path | None = None) -> WorldSpe
     )
     w = r.sub("workspace")
     timestep = r.number("timestep", positive=True)
-    return WorldSpec(
+    spec = WorldSpec(
         path=path,
         gravity=r.vector("gravity", 3),
         timestep=timestep,
@@ -285,3 +204,5 @@ def load_world(path: Path | str, workspace_root: Path | None = None) -> WorldSpe
         workspace_min=w.vector("min", 3),
         workspace_max=w.vector("max", 3),
     )
+    r.finish()
+    return spec

@@ -1,6 +1,7 @@
 """Convert a myriad_interfaces/msg/GraspAttempt into the stored attempt record and PNG images.
 
-Pure functions on the message's fields (no rclpy import): testable with the generated message classes.
+Pure functions on the message's fields (no rclpy import): testable with the generated message classes. Images are
+decoded by the workspace's one codec, myriad_sim.image_codec.
 """
 
 from __future__ import annotations
@@ -10,49 +11,45 @@ from typing import Any
 
 import numpy as np
 
+from myriad_sim.image_codec import imgmsg_to_cv2
+
 from .codec import depth_to_png, encode_png, seg_to_png
 
-# encoding -> (numpy dtype, channels)
-_ENCODINGS: dict[str, tuple[str, int]] = {
-    "rgb8": ("u1", 3),
-    "bgr8": ("u1", 3),
-    "rgba8": ("u1", 4),
-    "bgra8": ("u1", 4),
-    "mono8": ("u1", 1),
-    "8UC1": ("u1", 1),
-    "8UC3": ("u1", 3),
-    "mono16": ("u2", 1),
-    "16UC1": ("u2", 1),
-    "32FC1": ("f4", 1),
-    "32SC1": ("i4", 1),
-}
 IMAGE_FIELDS = ("pre_rgb", "pre_depth", "pre_segmentation", "post_rgb")
+RECORD_FIELDS = (
+    "attempt_key", "campaign", "item_id", "item_index", "attempt_index", "backend", "seed", "params", "extra",
+    "grasp", "objects", "success", "lifted_object", "lift_height", "timings", "sim_time", "code_version", "camera",
+)  # fmt: skip
+EXTRA_DEFAULTS = {"outcome": "", "target": "", "moves": {}, "source": ""}  # source: "collect" or "experiment"
 
 
-def image_msg_to_array(img: Any) -> np.ndarray:
-    """Decode a sensor_msgs/Image (height, width, step, encoding, is_bigendian, data) to a numpy array."""
-    enc = img.encoding
-    if enc not in _ENCODINGS:
-        raise ValueError(f"unsupported image encoding {enc!r}; expected one of {sorted(_ENCODINGS)}")
-    kind, ch = _ENCODINGS[enc]
-    dtype = np.dtype(kind).newbyteorder(">" if img.is_bigendian else "<")
-    h, w = int(img.height), int(img.width)
-    row = w * ch * dtype.itemsize
-    step = int(img.step) or row
-    buf = np.frombuffer(img.data, dtype=np.uint8)
-    if step < row or buf.size < h * step - (step - row):
-        raise ValueError(f"{enc} image {w}x{h}: step {step} and {buf.size} data bytes are too small")
-    rows = np.lib.stride_tricks.as_strided(buf, shape=(h, row), strides=(step, 1))
-    a = np.ascontiguousarray(rows).view(dtype).reshape((h, w, ch) if ch > 1 else (h, w))
-    a = a.astype(dtype.newbyteorder("="), copy=False)
-    if enc.startswith("bgr"):
-        a = a[:, :, [2, 1, 0, 3][:ch]]
-    return a
+def attempt_record(**fields: Any) -> dict:
+    """The stored attempt record, the one builder for both ways of storing an attempt (`myriad collect`'s logger
+    and Experiment.record): exactly RECORD_FIELDS, and `extra` with at least the keys of EXTRA_DEFAULTS."""
+    missing = [f for f in RECORD_FIELDS if f not in fields]
+    unknown = sorted(set(fields) - set(RECORD_FIELDS))
+    if missing or unknown:
+        raise ValueError(f"attempt record: missing fields {missing}, unknown fields {unknown}")
+    # seed is uint64 in the message; BSON has signed 64-bit ints only.
+    if fields["seed"] >= 2**63:
+        raise ValueError(f"seed {fields['seed']} does not fit a signed 64-bit integer (BSON)")
+    return {**{f: fields[f] for f in RECORD_FIELDS}, "extra": {**EXTRA_DEFAULTS, **fields["extra"]}}
+
+
+def object_record(name: str, source: str, body_id: int, position, orientation) -> dict:
+    """An entry of a record's `objects`."""
+    return {
+        "name": name,
+        "source": source,
+        "body_id": int(body_id),
+        "position": [float(v) for v in position],
+        "orientation": [float(v) for v in orientation],
+    }
 
 
 def image_msg_to_png(img: Any, role: str) -> bytes:
     """PNG bytes of an image by role: "rgb" (8-bit colour), "depth" (metres or mm -> 16-bit mm), "seg"."""
-    a = image_msg_to_array(img)
+    a = imgmsg_to_cv2(img, rgb=True)
     if role == "depth":
         return encode_png(a) if a.dtype == np.uint16 else depth_to_png(a)
     if role == "seg":
@@ -78,43 +75,35 @@ def attempt_msg_to_record(msg: Any) -> tuple[dict, dict[str, bytes]]:
         raise ValueError("GraspAttempt.attempt_key is empty")
     g = msg.grasp
     ci = msg.camera_info
-    record = {
-        "attempt_key": msg.attempt_key,
-        "campaign": msg.campaign,
-        "item_id": msg.item_id,
-        "item_index": int(msg.item_index),
-        "attempt_index": int(msg.attempt_index),
-        "backend": msg.backend,
-        "seed": int(msg.seed),
-        "params": _json_object(msg.params_json, "params_json"),
-        "extra": _json_object(msg.extra_json, "extra_json"),
-        "grasp": {"x": g.x, "y": g.y, "z": g.z, "yaw": g.yaw},
-        "objects": [
-            {
-                "name": o.name,
-                "source": o.source,
-                "body_id": int(o.body_id),
-                "position": [o.pose.position.x, o.pose.position.y, o.pose.position.z],
-                "orientation": [
-                    o.pose.orientation.x,
-                    o.pose.orientation.y,
-                    o.pose.orientation.z,
-                    o.pose.orientation.w,
-                ],
-            }
+    record = attempt_record(
+        attempt_key=msg.attempt_key,
+        campaign=msg.campaign,
+        item_id=msg.item_id,
+        item_index=int(msg.item_index),
+        attempt_index=int(msg.attempt_index),
+        backend=msg.backend,
+        seed=int(msg.seed),
+        params=_json_object(msg.params_json, "params_json"),
+        extra=_json_object(msg.extra_json, "extra_json"),
+        grasp={"x": g.x, "y": g.y, "z": g.z, "yaw": g.yaw},
+        objects=[
+            object_record(
+                o.name,
+                o.source,
+                o.body_id,
+                (o.pose.position.x, o.pose.position.y, o.pose.position.z),
+                (o.pose.orientation.x, o.pose.orientation.y, o.pose.orientation.z, o.pose.orientation.w),
+            )
             for o in msg.objects
         ],
-        "success": bool(msg.success),
-        "lifted_object": msg.lifted_object,
-        "lift_height": float(msg.lift_height),
-        "timings": _json_object(msg.timings_json, "timings_json"),
-        "sim_time": float(msg.sim_time),
-        "code_version": msg.code_version,
-        "camera": {"width": int(ci.width), "height": int(ci.height), "k": [float(v) for v in ci.k]},
-    }
-    # seed is uint64 in the message; BSON has signed 64-bit ints only.
-    if record["seed"] >= 2**63:
-        raise ValueError(f"seed {record['seed']} does not fit a signed 64-bit integer (BSON)")
+        success=bool(msg.success),
+        lifted_object=msg.lifted_object,
+        lift_height=float(msg.lift_height),
+        timings=_json_object(msg.timings_json, "timings_json"),
+        sim_time=float(msg.sim_time),
+        code_version=msg.code_version,
+        camera={"width": int(ci.width), "height": int(ci.height), "k": [float(v) for v in ci.k]},
+    )
     roles = {"pre_rgb": "rgb", "pre_depth": "depth", "pre_segmentation": "seg", "post_rgb": "rgb"}
     images = {}
     for name in IMAGE_FIELDS:

@@ -1,0 +1,100 @@
+"""The one way to call another node's service or action and wait for the answer.
+
+Rule: executor callbacks never block on another node. A blocking call (`call_service`, `call_action`) runs only on
+a thread the executor does not own (a node's worker thread, a user's thread); a callback that needs one is an
+`async def` that awaits `in_thread(node, fn, ...)`, which runs `fn` on a thread of its own. Waiting then holds no
+executor thread, so any number of composed nodes with nested calls (planner -> sim server -> controller) run on a
+fixed, small thread count without starving each other. An awaiting callback keeps its callback group busy until
+it returns: give it a ReentrantCallbackGroup (or one apart from the clients `fn` calls through).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from rclpy.action import ActionClient
+from rclpy.client import Client
+from rclpy.node import Node
+from rclpy.task import Future
+
+
+class CallFailed(RuntimeError):
+    """A service or action call failed: `name` is the service/action, `reason` what went wrong."""
+
+    def __init__(self, name: str, reason: str) -> None:
+        super().__init__(f"{name}: {reason}")
+        self.name, self.reason = name, reason
+
+
+def wait_future(future: Future, timeout: float) -> bool:
+    """Block this thread (never an executor's) until an rclpy future is done; False on timeout."""
+    done = threading.Event()
+    future.add_done_callback(lambda _f: done.set())
+    return done.wait(timeout)
+
+
+def _answer(future: Future, name: str, timeout: float) -> Any:
+    if not wait_future(future, timeout):
+        raise CallFailed(name, f"no answer within {timeout:g} s")
+    return future.result()
+
+
+def call_service(client: Client, request: Any, timeout: float) -> Any:
+    """The response of `client`'s service to `request` (blocking; not from an executor callback)."""
+    name = client.service_name
+    if not client.wait_for_service(timeout_sec=timeout):
+        raise CallFailed(name, f"service not available within {timeout:g} s (is its node running?)")
+    return _answer(client.call_async(request), name, timeout)
+
+
+def call_action(
+    client: ActionClient,
+    goal: Any,
+    timeout: float,
+    result_timeout: float | None = None,
+    cancelled: Callable[[], bool] | None = None,
+) -> Any:
+    """The result message of an action goal (blocking; not from an executor callback).
+
+    `timeout` bounds finding the server and the goal's acceptance, `result_timeout` (default `timeout`) the result;
+    when `cancelled()` turns true the goal is cancelled and its (cancelled) result still returned.
+    """
+    name = client._action_name
+    if not client.wait_for_server(timeout_sec=timeout):
+        raise CallFailed(name, f"action server not available within {timeout:g} s (is its node running?)")
+    handle = _answer(client.send_goal_async(goal), name, timeout)
+    if not handle.accepted:
+        raise CallFailed(name, "goal rejected")
+    future = handle.get_result_async()
+    limit = timeout if result_timeout is None else result_timeout
+    if cancelled is None:
+        return _answer(future, name, limit).result
+    done, deadline, cancel_sent = threading.Event(), time.monotonic() + limit, False
+    future.add_done_callback(lambda _f: done.set())
+    while not done.wait(0.05):
+        if not cancel_sent and cancelled():
+            handle.cancel_goal_async()
+            cancel_sent = True
+        if time.monotonic() > deadline:
+            raise CallFailed(name, f"no result within {limit:g} s")
+    return future.result().result
+
+
+def in_thread(node: Node, fn: Callable[..., Any], *args: Any) -> Future:
+    """Run fn(*args) on a new thread; the returned future is awaitable in an `async def` callback of `node`."""
+    future = Future(executor=node.executor)
+    # A done callback makes completion schedule a task on the executor, which wakes it to resume the awaiting
+    # coroutine (rclpy re-polls pending coroutines only when it wakes).
+    future.add_done_callback(lambda _f: None)
+
+    def work() -> None:
+        try:
+            future.set_result(fn(*args))
+        except Exception as exc:  # delivered to the awaiting callback
+            future.set_exception(exc)
+
+    threading.Thread(target=work, name=f"{node.get_name()}_call", daemon=True).start()
+    return future

@@ -1,0 +1,111 @@
+"""myriad_runtime.calls: nested service calls between nodes composed in one small executor complete (callbacks
+await a thread of their own), where callbacks blocking on the call (the old design) starve the executor."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+rclpy = pytest.importorskip("rclpy", reason="source scripts/env.sh")
+from rclpy.callback_groups import ReentrantCallbackGroup  # noqa: E402
+from rclpy.executors import MultiThreadedExecutor  # noqa: E402
+from rclpy.node import Node  # noqa: E402
+from std_srvs.srv import Trigger  # noqa: E402
+
+from myriad_runtime.calls import CallFailed, call_service, in_thread  # noqa: E402
+
+HOPS = 4  # hop0 -> hop1 -> hop2 -> hop3: three callbacks wait at once per request
+REQUESTS = 3  # concurrent requests into hop0
+FULL_CHAIN = ">".join(f"hop{i}" for i in range(HOPS))
+
+
+class Hop(Node):
+    """Serves `hop<i>` by calling `hop<i+1>` (the last one answers); the answer lists the hops it went through."""
+
+    def __init__(self, i: int, context, blocking: bool, timeout: float) -> None:
+        super().__init__(f"hop{i}", namespace="/calls_test", context=context)
+        self.timeout, self.active = timeout, 0
+        self.next = self.create_client(Trigger, f"hop{i + 1}") if i + 1 < HOPS else None
+        callback = self._blocking if blocking else self._awaiting
+        self.create_service(Trigger, f"hop{i}", callback, callback_group=ReentrantCallbackGroup())
+
+    def forward(self) -> str:
+        if self.next is None:
+            return self.get_name()
+        res = call_service(self.next, Trigger.Request(), self.timeout)
+        if not res.success:
+            raise CallFailed(self.next.service_name, res.message)
+        return f"{self.get_name()}>{res.message}"
+
+    def _blocking(self, _req, res):  # the old design: the callback itself waits for the next hop
+        self.active += 1
+        try:
+            res.success, res.message = True, self.forward()
+        except CallFailed as exc:
+            res.success, res.message = False, str(exc)
+        self.active -= 1
+        return res
+
+    async def _awaiting(self, _req, res):  # the new design
+        self.active += 1
+        try:
+            res.success, res.message = True, await in_thread(self, self.forward)
+        except CallFailed as exc:
+            res.success, res.message = False, str(exc)
+        self.active -= 1
+        return res
+
+
+def run_chain(blocking: bool, threads: int, timeout: float) -> list[str]:
+    """REQUESTS concurrent requests through the HOPS nodes plus a caller, all in one executor of `threads`
+    threads; each request's answer (or failure)."""
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    executor = MultiThreadedExecutor(num_threads=threads, context=context)
+    nodes = [Hop(i, context, blocking, timeout) for i in range(HOPS)]
+    caller = Node("caller", namespace="/calls_test", context=context)
+    for node in [*nodes, caller]:
+        executor.add_node(node)
+    spinner = threading.Thread(target=executor.spin, daemon=True)
+    spinner.start()
+    answers: list[str] = [""] * REQUESTS
+
+    def request(k: int) -> None:
+        client = caller.create_client(Trigger, "hop0")
+        try:
+            res = call_service(client, Trigger.Request(), timeout)
+            answers[k] = res.message if res.success else f"failed: {res.message}"
+        except CallFailed as exc:
+            answers[k] = f"failed: {exc}"
+
+    try:
+        workers = [threading.Thread(target=request, args=(k,)) for k in range(REQUESTS)]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+        for _ in range(
+            int(10 * HOPS * timeout)
+        ):  # let callbacks still waiting on a hop time out before shutdown
+            if not any(n.active for n in nodes):
+                break
+            threading.Event().wait(0.1)
+    finally:
+        executor.shutdown(timeout_sec=5.0)
+        for node in [*nodes, caller]:
+            node.destroy_node()
+        context.try_shutdown()
+        spinner.join(timeout=5.0)
+    return answers
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_nested_calls_complete_on_a_small_executor(threads):
+    assert run_chain(blocking=False, threads=threads, timeout=60.0) == [FULL_CHAIN] * REQUESTS
+
+
+def test_blocking_callbacks_starve_the_same_executor():
+    """The control: the same chain with callbacks that block (as before) cannot complete on 2 threads."""
+    answers = run_chain(blocking=True, threads=2, timeout=3.0)
+    assert all(a.startswith("failed: ") and "no answer within" in a for a in answers), answers
