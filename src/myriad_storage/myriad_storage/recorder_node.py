@@ -18,6 +18,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import rclpy.logging
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
@@ -36,7 +37,12 @@ DEFAULT_TOPICS = [
     "markers",
     "status",
 ]
-IMAGE_TYPES = {"sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage", "sensor_msgs/msg/PointCloud2"}
+CAMERA_TYPES = {
+    "sensor_msgs/msg/Image",
+    "sensor_msgs/msg/CompressedImage",
+    "sensor_msgs/msg/CameraInfo",
+    "sensor_msgs/msg/PointCloud2",
+}
 DISCOVERY_PERIOD_S = 1.0
 FLUSH_PERIOD_S = 5.0
 QUEUE_DEPTH = 100
@@ -104,7 +110,9 @@ class RecorderNode(Node):
         self._topics = list(declare("topics", DEFAULT_TOPICS, "topics to record, relative to the namespace"))
         self._rate = declare("max_rate_hz", 0.0, "per-topic message rate limit (node clock); 0 = unlimited")
         self._image_rate = declare(
-            "image_max_rate_hz", 2.0, "rate limit of Image/CompressedImage/PointCloud2 topics; 0 = unlimited"
+            "image_max_rate_hz",
+            2.0,
+            "rate limit of camera topics (Image, CompressedImage, CameraInfo, PointCloud2); 0 = unlimited",
         )
         self._max_bytes = declare(
             "max_bytes", 500_000_000, "stop and close the file at this much message data"
@@ -182,7 +190,7 @@ class RecorderNode(Node):
                 qos.reliability = ReliabilityPolicy.BEST_EFFORT
             if all(i.qos_profile.durability == DurabilityPolicy.TRANSIENT_LOCAL for i in infos):
                 qos.durability = DurabilityPolicy.TRANSIENT_LOCAL
-            rate = self._image_rate if type_name in IMAGE_TYPES else self._rate
+            rate = self._image_rate if type_name in CAMERA_TYPES else self._rate
             self._period_ns[topic] = int(1e9 / rate) if rate > 0 else 0
             self._subs[topic] = self.create_subscription(
                 cls, topic, partial(self._on_message, topic), qos, raw=True
@@ -219,10 +227,13 @@ class RecorderNode(Node):
         self._bag.close()
         counts = {t: i.messages for t, i in self._bag.topics.items()}
         text = f"{why}: {self._bag.path} holds {self._bag.payload_bytes} bytes of messages {counts}"
-        try:
-            (self.get_logger().warning if self._full else self.get_logger().info)(text)
-        except Exception:  # logging after rclpy shutdown (second signal) must not hide the closed file
-            pass
+        # After SIGINT the context is shut down: log without the node's /rosout publisher.
+        logger = (
+            self.get_logger()
+            if self.context.ok()
+            else rclpy.logging.get_logger(f"{self.get_logger().name}.close")
+        )
+        (logger.warning if self._full else logger.info)(text)
 
     def close(self) -> None:
         """Write the file's summary and close it; idempotent (the container calls it on shutdown)."""
