@@ -6,8 +6,8 @@
    serialized, written with BagWriter.write as the recorder does (zstd, lz4, none): MB/s, CPU ms per message,
    compressed size per message.
 2. Recorder node in its own process next to a real sim server process, recording every message
-   (images unthrottled) while the sim steps attempt-equivalents (capture, 3.6 s of sim, capture; joint
-   states at 48 Hz): recorder CPU time per message and per MB (DDS receive included), and the file size
+   (images unthrottled) while the sim runs attempt-equivalents (reset, capture, 3.6 s of sim, capture;
+   joint states at 48 Hz): recorder CPU time per message and per MB (DDS receive included), and the file size
    per attempt-equivalent with the default throttle.
 """
 
@@ -98,16 +98,14 @@ def run_node(tmp: Path, attempts: int, recorder_params: dict, label: str) -> Non
     import yaml
     from rclpy.executors import SingleThreadedExecutor
 
-    from myriad_interfaces.srv import CaptureImages, StepSimulation
+    from myriad_interfaces.srv import CaptureImages, ResetWorld, StepSimulation
     from myriad_runtime import wait_future
 
     ns = f"/bench_rec_{os.getpid()}"
     out = tmp / label
     params = {
         f"{ns}/sim_server": {"ros__parameters": {"renderer": "tiny", "joint_state_rate": 48.0}},
-        f"{ns}/recorder": {
-            "ros__parameters": {"output_dir": str(out), "use_sim_time": True, **recorder_params}
-        },
+        f"{ns}/recorder": {"ros__parameters": {"output_dir": str(out), **recorder_params}},
     }
     (tmp / "p.yaml").write_text(yaml.safe_dump(params))
     ros = [
@@ -147,14 +145,22 @@ def run_node(tmp: Path, attempts: int, recorder_params: dict, label: str) -> Non
         ):
             assert time.monotonic() < deadline, "recorder did not subscribe"
             time.sleep(0.1)
+        for _ in range(10):  # let the sim's publishers match the recorder's subscriptions
+            call(StepSimulation, "step_simulation", StepSimulation.Request(steps=24))
+        time.sleep(1.0)
         proc = psutil.Process(rec.pid)
         cpu0 = sum(proc.cpu_times()[:2])
-        for _ in range(attempts):
+        for i in range(attempts):
+            call(ResetWorld, "reset_world", ResetWorld.Request(seed=i, object_count=5))
             call(CaptureImages, "capture_images", CaptureImages.Request())
             for _ in range(STEPS_PER_ATTEMPT // 24):
                 call(StepSimulation, "step_simulation", StepSimulation.Request(steps=24))
             call(CaptureImages, "capture_images", CaptureImages.Request())
-        time.sleep(1.0)  # let the recorder drain its queues before its CPU time is read
+        while True:  # until the recorder has written what it received (its CPU time stops growing)
+            before = sum(proc.cpu_times()[:2])
+            time.sleep(1.0)
+            if sum(proc.cpu_times()[:2]) - before < 0.02:
+                break
         cpu = sum(proc.cpu_times()[:2]) - cpu0
     finally:
         ex.shutdown()
