@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,9 +20,10 @@ from myriad_storage.bag import (
     BagWriter,
     DefinitionError,
     full_definition,
+    message_stamp,
     nested_types,
     qos_dict,
-    recover,
+    stamp_offset,
 )
 
 
@@ -48,6 +51,24 @@ def test_unknown_type_is_a_clear_error():
         full_definition("nope_msgs/msg/Thing")
     with pytest.raises(DefinitionError, match="expected 'package/msg/Name'"):
         full_definition("Image")
+
+
+def test_stamp_offset_finds_the_header_stamp_of_stamped_types(tmp_path):
+    assert stamp_offset(full_definition("sensor_msgs/msg/Image")) == 0
+    assert stamp_offset(full_definition("rosgraph_msgs/msg/Clock")) is None
+    tf_like = (
+        f"geometry_msgs/TransformStamped[] transforms\n{SEPARATOR}\nMSG: geometry_msgs/msg/TransformStamped\n"
+    )
+    assert stamp_offset(tf_like + full_definition("geometry_msgs/msg/TransformStamped")) == 4
+    js = JointState(name=["a"], position=[1.0])
+    js.header.stamp.sec, js.header.stamp.nanosec = 12, 345
+    bag = BagWriter(tmp_path / "s.mcap")
+    bag.write_message("/js", js, 0)
+    bag.close()
+    with AnyReader([bag.path]) as reader:
+        (raw,) = [raw for _c, _t, raw in reader.messages()]
+    assert message_stamp(raw, 0) == 12_000_000_345
+    assert message_stamp(b"\x00\x01\x00\x00" + bytes(4), 4) is None  # an empty sequence has no stamp
 
 
 def write_sample(path: Path, count: int = 5, chunk_size: int = 1 << 20, camera: bool = True) -> BagWriter:
@@ -140,7 +161,13 @@ def test_killed_writer_leaves_its_complete_chunks_recoverable(tmp_path):
     with pytest.raises(Exception, match="magic"):
         with AnyReader([tmp_path / "killed.mcap"]) as reader:
             pass
-    copied = recover(tmp_path / "killed.mcap", tmp_path / "recovered.mcap")
+    cli = [sys.executable, "-m", "myriad_storage.bag", "recover", str(tmp_path / "killed.mcap")]
+    done = subprocess.run(
+        [*cli, str(tmp_path / "recovered.mcap")], capture_output=True, text=True, check=True
+    )
+    copied = int(done.stdout.split()[0])
+    again = subprocess.run([*cli, str(tmp_path / "recovered.mcap")], capture_output=True, text=True)
+    assert again.returncode == 2 and "exists, not overwritten" in again.stderr
     with AnyReader([tmp_path / "recovered.mcap"]) as reader:
         (conn,) = [c for c in reader.connections if c.topic == "/b0/joint_states"]
         positions = [

@@ -124,7 +124,6 @@ def test_throttle_in_sim_time_and_size_bound_in_separate_processes(node_procs, r
             "recorder": {
                 "output_dir": str(throttled),
                 "topics": topics,
-                "use_sim_time": True,
                 "image_max_rate_hz": 1.0,
             }
         },
@@ -148,7 +147,7 @@ def test_throttle_in_sim_time_and_size_bound_in_separate_processes(node_procs, r
     client = ros_client(ns)
     wait_recorded(client, [f"{ns}/camera/rgb/image"], recorders=2)
     wait_recorded(client, [f"{ns}/joint_states"])
-    seconds = 6
+    seconds, wall_start = 6, time.time_ns()
     for _ in range(seconds):  # each second of sim renders 5 images
         assert client.call(StepSimulation, "step_simulation", StepSimulation.Request(steps=240)).success
     wait_until(lambda: "max_bytes 2500000 reached" in (tmp_path / "small.log").read_text(), what="size bound")
@@ -158,8 +157,12 @@ def test_throttle_in_sim_time_and_size_bound_in_separate_processes(node_procs, r
 
     msgs, _types = read_all(one_file(throttled))
     images = msgs[f"{ns}/camera/rgb/image"]
-    # 30 images in 6 s of sim, at most 1 per second of sim time recorded (the recorder's clock lags a little).
-    assert seconds - 2 <= len(images) <= seconds + 1, [t for t, _m in images]
+    # 30 images in 6 s of sim; the throttle counts in their header stamps (sim time): exactly one per second.
+    stamps = [m.header.stamp.sec + m.header.stamp.nanosec * 1e-9 for _t, m in images]
+    assert seconds - 1 <= len(images) <= seconds, stamps
+    assert np.allclose(np.diff(stamps), 1.0, atol=1e-6), stamps
+    log_times = [t for t, _m in images]  # reception times (wall clock, as rosbag2), in order
+    assert wall_start <= log_times[0] and log_times == sorted(log_times) and log_times[-1] <= time.time_ns()
     assert len(msgs[f"{ns}/joint_states"]) >= seconds * 48  # unthrottled
 
     path = one_file(small)  # closed at the limit: complete and readable, below the bound

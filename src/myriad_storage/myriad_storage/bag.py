@@ -103,6 +103,43 @@ def full_definition(type_name: str, search: list[Path] | None = None) -> str:
     return "\n".join(parts) + "\n"
 
 
+def _first_field_type(text: str) -> str:
+    for line in text.splitlines():
+        fields = line.split("#", 1)[0].split()
+        if len(fields) >= 2 and "=" not in fields[1] and "=" not in fields[0].split("<=")[0]:
+            return fields[0]
+    return ""
+
+
+def stamp_offset(definition: str) -> int | None:
+    """Where a message's own time is in its CDR payload (after the 4-byte encapsulation): 0 when the type starts
+    with a ``std_msgs/Header``, 4 when it starts with a sequence of such types (tf2_msgs/TFMessage,
+    visualization_msgs/MarkerArray: the first element's), None otherwise (see ``message_stamp``)."""
+    sections = definition.split(SEPARATOR + "\n")
+    first = _first_field_type(sections[0])
+    if first in ("Header", "std_msgs/Header", "std_msgs/msg/Header"):
+        return 0
+    element = re.fullmatch(r"(.+)\[(<=\d+)?\]", first)
+    if not element:
+        return None
+    name = element.group(1)
+    for section in sections[1:]:
+        head, _, text = section.partition("\n")
+        if head.startswith("MSG: ") and head[5:].split("/")[-1] == name.split("/")[-1]:
+            return 4 if stamp_offset(text) == 0 else None
+    return None
+
+
+def message_stamp(data: bytes, offset: int) -> int | None:
+    """The header stamp (ns) at `offset` (from ``stamp_offset``) of a CDR message; None for an empty sequence."""
+    order = "little" if data[1] == 1 else "big"
+    if offset == 4 and int.from_bytes(data[4:8], order) == 0:
+        return None
+    at = 4 + offset
+    sec = int.from_bytes(data[at : at + 4], order, signed=True)
+    return sec * 1_000_000_000 + int.from_bytes(data[at + 4 : at + 8], order)
+
+
 def qos_yaml(profiles: list[dict[str, Any]]) -> str:
     """rosbag2's ``offered_qos_profiles`` YAML for a list of plain-dict QoS profiles (see ``qos_dict``)."""
     lines = []
@@ -171,6 +208,7 @@ class BagWriter:
         self._mcap = Writer(self._file, chunk_size=chunk_size, compression=COMPRESSIONS[compression])
         self._mcap.start(profile=Profile.ROS2, library=LIBRARY)
         self._schemas: dict[str, int] = {}
+        self.definitions: dict[str, str] = {}
         self._encoders: dict[str, Any] = {}
         self.topics: dict[str, TopicInfo] = {}
         self.payload_bytes = 0
@@ -189,6 +227,7 @@ class BagWriter:
             return
         if type_name not in self._schemas:
             text = definition if definition is not None else full_definition(type_name)
+            self.definitions[type_name] = text
             self._schemas[type_name] = self._mcap.register_schema(
                 type_name, SchemaEncoding.ROS2, text.encode()
             )
@@ -258,3 +297,24 @@ def recover(src: str | Path, dst: str | Path) -> int:
             pass  # the truncated end: the chunk being written when the writer died
         writer.finish()
     return count
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m myriad_storage.bag recover KILLED.mcap OUT.mcap``."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m myriad_storage.bag", description=main.__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    rec = sub.add_parser("recover", help="copy the complete chunks of a killed recording to a complete file")
+    rec.add_argument("src", type=Path)
+    rec.add_argument("dst", type=Path)
+    args = parser.parse_args(argv)
+    if not args.src.is_file():
+        parser.error(f"{args.src}: no such file")
+    if args.dst.exists():
+        parser.error(f"{args.dst}: exists, not overwritten")
+    print(f"{recover(args.src, args.dst)} messages recovered to {args.dst}")
+
+
+if __name__ == "__main__":
+    main()

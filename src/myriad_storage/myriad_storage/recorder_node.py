@@ -2,10 +2,13 @@
 
 Subscribes (serialized, ``raw=True``) to each configured topic once a publisher of it appears in the graph,
 with the publishers' QoS (reliable / transient local only if every publisher offers it, as rosbag2 does).
-Log times come from the node's clock: sim time with ``use_sim_time:=true``, which is also the clock of the
-throttle. The file ``<output_dir>/<backend_id>_<UTC yyyymmdd-HHMMSS>.mcap`` is closed (summary and indexes
-written) by ``close()``/``destroy_node()``, on SIGINT/SIGTERM through the container, and when ``max_bytes``
-is reached; chunks are also written out every ``FLUSH_PERIOD_S`` so a killed recorder loses at most that.
+Log time is the middleware's reception time (wall clock, as ``ros2 bag record``; monotonic across the sim's
+per-attempt time resets), or the node's clock with ``use_sim_time:=true``. The throttles count in the
+message's own header stamp when it has one (sim time for the sim's topics: what is kept does not depend on
+load), else in log time. The file ``<output_dir>/<backend_id>_<UTC yyyymmdd-HHMMSS>.mcap`` is closed (summary
+and indexes written) by ``close()``/``destroy_node()``, on SIGINT/SIGTERM through the container, and when
+``max_bytes`` is reached; chunks are written out at least every ``FLUSH_PERIOD_S``, so a killed recorder loses
+at most that much (``bag.recover`` makes the rest a complete file).
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.subscription import Subscription
 
-from .bag import COMPRESSIONS, BagWriter, DefinitionError, qos_dict
+from .bag import COMPRESSIONS, BagWriter, DefinitionError, message_stamp, qos_dict, stamp_offset
 
 DEFAULT_TOPICS = [
     "joint_states",
@@ -87,6 +90,8 @@ class RecorderNode(Node):
         self._subs: dict[str, Subscription] = {}
         self._period_ns: dict[str, int] = {}
         self._next_ns: dict[str, int] = {}
+        self._stamp_offset: dict[str, int | None] = {}
+        self._sim_time = bool(self.get_parameter("use_sim_time").value)
         self._warned: set[str] = set()
         self._full = False
         steady = Clock(clock_type=ClockType.STEADY_TIME)
@@ -191,6 +196,7 @@ class RecorderNode(Node):
             if all(i.qos_profile.durability == DurabilityPolicy.TRANSIENT_LOCAL for i in infos):
                 qos.durability = DurabilityPolicy.TRANSIENT_LOCAL
             rate = self._image_rate if type_name in CAMERA_TYPES else self._rate
+            self._stamp_offset[topic] = stamp_offset(self._bag.definitions[type_name])
             self._period_ns[topic] = int(1e9 / rate) if rate > 0 else 0
             self._subs[topic] = self.create_subscription(
                 cls, topic, partial(self._on_message, topic), qos, raw=True
@@ -199,15 +205,19 @@ class RecorderNode(Node):
 
     # -- writing --------------------------------------------------------------------------------------
 
-    def _on_message(self, topic: str, data: bytes) -> None:
-        now = self.get_clock().now().nanoseconds
+    def _on_message(self, topic: str, data: bytes, info: dict) -> None:
+        # Log time as rosbag2 takes it: reception by the middleware (exact however late this callback runs),
+        # or the node's clock on sim time; publish time: the publisher's send time.
+        received = info.get("received_timestamp", 0)
+        log_time = self.get_clock().now().nanoseconds if self._sim_time or not received else received
         period = self._period_ns[topic]
-        if period:
-            due = self._next_ns.get(topic)
-            if due is not None and 0 < due - now <= period:  # too early (a clock that went back restarts)
+        if (
+            period
+        ):  # throttled on the message's own (header) time if it has one: load does not change what is kept
+            offset = self._stamp_offset[topic]
+            stamp = message_stamp(data, offset) if offset is not None else None
+            if not self._keep(topic, log_time if stamp is None else stamp, period):
                 return
-            on_time = due is not None and 0 <= now - due < period
-            self._next_ns[topic] = due + period if on_time else now + period
         with self._lock:
             if self._bag.closed:
                 return
@@ -215,7 +225,16 @@ class RecorderNode(Node):
                 self._full = True
                 self._close_bag(f"max_bytes {self._max_bytes} reached, recording stopped")
                 return
-            self._bag.write(topic, data, now)
+            self._bag.write(topic, data, log_time, info.get("source_timestamp") or log_time)
+
+    def _keep(self, topic: str, t: int, period: int) -> bool:
+        """At most one message per `period` on a grid from the first kept; time going back restarts it."""
+        due = self._next_ns.get(topic)
+        if due is not None and 0 < due - t <= period:
+            return False
+        on_time = due is not None and 0 <= t - due < period
+        self._next_ns[topic] = due + period if on_time else t + period
+        return True
 
     def _flush(self) -> None:
         with self._lock:
