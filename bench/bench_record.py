@@ -190,7 +190,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         bench_writer(sample_messages(args.images), tmp)
-        run_node(tmp, args.attempts, {"image_max_rate_hz": 0.0}, "unthrottled")
+        run_node(tmp, args.attempts, {"camera_max_rate_hz": 0.0}, "unthrottled")
         run_node(tmp, args.attempts, {}, "defaults")
 
 

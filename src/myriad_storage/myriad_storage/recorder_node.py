@@ -86,7 +86,7 @@ class RecorderNode(Node):
         self._read_parameters()
         self._lock = threading.Lock()
         self._bag = self._open_bag()
-        self._wanted = {self.resolve_topic_name(t): t for t in self._topics}
+        self._wanted = {self.resolve_topic_name(t) for t in self._topics}
         self._subs: dict[str, Subscription] = {}
         self._period_ns: dict[str, int] = {}
         self._next_ns: dict[str, int] = {}
@@ -99,7 +99,7 @@ class RecorderNode(Node):
         self.create_timer(FLUSH_PERIOD_S, self._flush, clock=steady)
         self.get_logger().info(
             f"recording {sorted(self._wanted)} to {self._bag.path} (max {self._max_bytes} bytes, "
-            f"{self._rate} Hz, images {self._image_rate} Hz; 0 = every message)"
+            f"{self._rate} Hz, camera {self._camera_rate} Hz; 0 = every message)"
         )
         self._discover()
 
@@ -113,9 +113,11 @@ class RecorderNode(Node):
         out = declare("output_dir", "", "directory of the MCAP file (required; created if missing)")
         self._backend = declare("backend_id", ns or socket.gethostname(), "first part of the file name")
         self._topics = list(declare("topics", DEFAULT_TOPICS, "topics to record, relative to the namespace"))
-        self._rate = declare("max_rate_hz", 0.0, "per-topic message rate limit (node clock); 0 = unlimited")
-        self._image_rate = declare(
-            "image_max_rate_hz",
+        self._rate = declare(
+            "max_rate_hz", 0.0, "rate limit per topic, in header stamps (else log time); 0 = unlimited"
+        )
+        self._camera_rate = declare(
+            "camera_max_rate_hz",
             2.0,
             "rate limit of camera topics (Image, CompressedImage, CameraInfo, PointCloud2); 0 = unlimited",
         )
@@ -129,7 +131,7 @@ class RecorderNode(Node):
             raise ValueError(
                 f"parameter 'topics': expected a non-empty list of topic names, got {self._topics}"
             )
-        for name, value in (("max_rate_hz", self._rate), ("image_max_rate_hz", self._image_rate)):
+        for name, value in (("max_rate_hz", self._rate), ("camera_max_rate_hz", self._camera_rate)):
             if not value >= 0:
                 raise ValueError(f"parameter {name!r}: expected a rate >= 0 Hz (0 = unlimited), got {value}")
         if not self._max_bytes > 0:
@@ -168,7 +170,7 @@ class RecorderNode(Node):
             self._subs.clear()
             return
         types = dict(self.get_topic_names_and_types())
-        for topic in sorted(set(self._wanted) - set(self._subs)):
+        for topic in sorted(self._wanted - set(self._subs)):
             infos = self.get_publishers_info_by_topic(topic)
             if not infos or topic not in types:
                 continue
@@ -195,7 +197,7 @@ class RecorderNode(Node):
                 qos.reliability = ReliabilityPolicy.BEST_EFFORT
             if all(i.qos_profile.durability == DurabilityPolicy.TRANSIENT_LOCAL for i in infos):
                 qos.durability = DurabilityPolicy.TRANSIENT_LOCAL
-            rate = self._image_rate if type_name in CAMERA_TYPES else self._rate
+            rate = self._camera_rate if type_name in CAMERA_TYPES else self._rate
             self._stamp_offset[topic] = stamp_offset(self._bag.definitions[type_name])
             self._period_ns[topic] = int(1e9 / rate) if rate > 0 else 0
             self._subs[topic] = self.create_subscription(
