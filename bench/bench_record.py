@@ -5,10 +5,10 @@
 1. Writer, in this process: real 472x472 renderings of the tray (rgb8, 32FC1 depth) and joint states, already
    serialized, written with BagWriter.write as the recorder does (zstd, lz4, none): MB/s, CPU ms per message,
    compressed size per message.
-2. Recorder node in its own process next to a real sim server process, recording every message
-   (images unthrottled) while the sim runs attempt-equivalents (reset, capture, 3.6 s of sim, capture;
-   joint states at 48 Hz): recorder CPU time per message and per MB (DDS receive included), and the file size
-   per attempt-equivalent with the default throttle.
+2. A real sim server process running attempt-equivalents (reset, capture, 3.6 s of sim, capture; joint
+   states at 48 Hz): its CPU time alone, with a recorder composed into it (defaults, and images
+   unthrottled; the difference is the recorder's cost), and a recorder in a process of its own; the file
+   size per attempt-equivalent.
 """
 
 from __future__ import annotations
@@ -93,7 +93,10 @@ def bench_writer(messages: list[tuple[str, bytes]], tmp: Path) -> None:
             )
 
 
-def run_node(tmp: Path, attempts: int, recorder_params: dict, label: str) -> None:
+def run_node(tmp: Path, attempts: int, recorder: dict | None, label: str, composed: bool = True) -> float:
+    """Attempt-equivalents against a sim server process, with a recorder composed into it, in a second
+    process, or none (recorder=None). Prints and returns the CPU seconds of the process holding the recorder
+    (the sim's process when composed or without recorder)."""
     import rclpy
     import yaml
     from rclpy.executors import SingleThreadedExecutor
@@ -105,7 +108,7 @@ def run_node(tmp: Path, attempts: int, recorder_params: dict, label: str) -> Non
     out = tmp / label
     params = {
         f"{ns}/sim_server": {"ros__parameters": {"renderer": "tiny", "joint_state_rate": 48.0}},
-        f"{ns}/recorder": {"ros__parameters": {"output_dir": str(out), **recorder_params}},
+        f"{ns}/recorder": {"ros__parameters": {"output_dir": str(out), **(recorder or {})}},
     }
     (tmp / "p.yaml").write_text(yaml.safe_dump(params))
     ros = [
@@ -118,11 +121,12 @@ def run_node(tmp: Path, attempts: int, recorder_params: dict, label: str) -> Non
         str(tmp / "p.yaml"),
     ]
     container = [sys.executable, "-m", "myriad_runtime.container", "--nodes"]
+    sim_cls, rec_cls = "myriad_sim.sim_server_node:SimServerNode", "myriad_storage.recorder_node:RecorderNode"
     env = ros_env()
-    sim = start_group([*container, "myriad_sim.sim_server_node:SimServerNode", *ros], tmp / "sim.log", env)
-    rec = start_group(
-        [*container, "myriad_storage.recorder_node:RecorderNode", *ros], tmp / f"{label}.log", env
-    )
+    procs = [start_group([*container, sim_cls, *([rec_cls] if recorder is not None and composed else []), *ros],
+                         tmp / f"{label}_sim.log", env)]  # fmt: skip
+    if recorder is not None and not composed:
+        procs.append(start_group([*container, rec_cls, *ros], tmp / f"{label}_rec.log", env))
     ctx = rclpy.Context()
     rclpy.init(context=ctx)
     node = rclpy.create_node("bench_client", namespace=ns, context=ctx)
@@ -139,16 +143,14 @@ def run_node(tmp: Path, attempts: int, recorder_params: dict, label: str) -> Non
             return future.result()
 
         deadline = time.monotonic() + 60
-        while (
-            node.count_subscribers(f"{ns}/camera/rgb/image") < 1
-            or node.count_subscribers(f"{ns}/joint_states") < 1
-        ):
+        topics = [f"{ns}/camera/rgb/image", f"{ns}/joint_states"] if recorder is not None else []
+        while any(node.count_subscribers(t) < 1 for t in topics):
             assert time.monotonic() < deadline, "recorder did not subscribe"
             time.sleep(0.1)
         for _ in range(10):  # let the sim's publishers match the recorder's subscriptions
             call(StepSimulation, "step_simulation", StepSimulation.Request(steps=24))
         time.sleep(1.0)
-        proc = psutil.Process(rec.pid)
+        proc = psutil.Process(procs[-1].pid)
         cpu0 = sum(proc.cpu_times()[:2])
         for i in range(attempts):
             call(ResetWorld, "reset_world", ResetWorld.Request(seed=i, object_count=5))
@@ -156,30 +158,27 @@ def run_node(tmp: Path, attempts: int, recorder_params: dict, label: str) -> Non
             for _ in range(STEPS_PER_ATTEMPT // 24):
                 call(StepSimulation, "step_simulation", StepSimulation.Request(steps=24))
             call(CaptureImages, "capture_images", CaptureImages.Request())
-        while True:  # until the recorder has written what it received (its CPU time stops growing)
-            before = sum(proc.cpu_times()[:2])
-            time.sleep(1.0)
-            if sum(proc.cpu_times()[:2]) - before < 0.02:
-                break
+        time.sleep(4.0)  # the sim idles (10 Hz state) while the recorder writes what it received
         cpu = sum(proc.cpu_times()[:2]) - cpu0
     finally:
         ex.shutdown()
         node.destroy_node()
         ctx.try_shutdown()
-        stop_groups([rec, sim])
+        stop_groups(procs)
         clean_shared_memory()
-    from rosbags.highlevel import AnyReader
+    text = f"node {label}: process CPU {cpu:.2f} s, {cpu / attempts:.2f} s per attempt-equivalent"
+    if recorder is not None:
+        from rosbags.highlevel import AnyReader
 
-    path = next(out.glob("*.mcap"))
-    with AnyReader([path]) as reader:
-        counts = {c.topic[len(ns) + 1 :]: c.msgcount for c in reader.connections}
-        payload = sum(len(raw) for _c, _t, raw in reader.messages())
-    n = sum(counts.values())
-    print(
-        f"node {label}: {n} msgs {counts}, payload {payload / 1e6:.1f} MB, file {path.stat().st_size / 1e6:.2f} MB; "
-        f"recorder CPU {cpu:.2f} s = {cpu / n * 1e3:.2f} ms/msg, {cpu / (payload / 1e6) * 1e3:.1f} ms/MB; "
-        f"{path.stat().st_size / attempts / 1e6:.2f} MB per attempt-equivalent"
-    )
+        path = next(out.glob("*.mcap"))
+        with AnyReader([path]) as reader:
+            counts = {c.topic[len(ns) + 1 :]: c.msgcount for c in reader.connections}
+            payload = sum(len(raw) for _c, _t, raw in reader.messages())
+        size = path.stat().st_size
+        text += f"; {sum(counts.values())} msgs {counts}, payload {payload / 1e6:.1f} MB, "
+        text += f"file {size / 1e6:.2f} MB = {size / attempts / 1e6:.2f} MB per attempt-equivalent"
+    print(text)
+    return cpu
 
 
 def main() -> None:
@@ -190,8 +189,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         bench_writer(sample_messages(args.images), tmp)
-        run_node(tmp, args.attempts, {"camera_max_rate_hz": 0.0}, "unthrottled")
-        run_node(tmp, args.attempts, {}, "defaults")
+        base = run_node(tmp, args.attempts, None, "sim alone")
+        for label, params in (("defaults", {}), ("unthrottled", {"camera_max_rate_hz": 0.0})):
+            cpu = run_node(tmp, args.attempts, params, f"sim+recorder composed, {label}")
+            print(f"  recorder cost: {(cpu - base) / args.attempts:.2f} s CPU per attempt-equivalent")
+        run_node(
+            tmp, args.attempts, {"camera_max_rate_hz": 0.0}, "recorder process, unthrottled", composed=False
+        )
 
 
 if __name__ == "__main__":
