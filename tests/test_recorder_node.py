@@ -173,3 +173,33 @@ def test_throttle_in_sim_time_and_size_bound_in_separate_processes(node_procs, r
         1 <= len(sizes) <= 4 and sum(sizes) <= max_bytes < sum(sizes) + 891_200
     )  # stopped at the next image
     assert path.stat().st_size <= max_bytes
+
+
+def test_killed_recorder_leaves_its_flushed_chunks(node_procs, ros_client, tmp_path):
+    import signal
+
+    from myriad_storage.bag import recover
+
+    ns = f"/rec3_{os.getpid()}"
+    node_procs([SIM], ns, {"sim_server": {"renderer": "tiny"}}, log="sim.log")
+    out = tmp_path / "bags"
+    rec = node_procs([RECORDER], ns, {"recorder": {"output_dir": str(out), "topics": ["joint_states"]}})
+    client = ros_client(ns)
+    wait_recorded(client, [f"{ns}/joint_states"])
+    header_only = None
+    for _ in range(600):  # step until the periodic flush has written a chunk (every 5 s)
+        assert client.call(StepSimulation, "step_simulation", StepSimulation.Request(steps=24)).success
+        files = list(out.glob("*.mcap"))
+        header_only = header_only or (files[0].stat().st_size if files else None)
+        if files and header_only and files[0].stat().st_size > header_only:
+            break
+    os.killpg(rec.pid, signal.SIGKILL)
+    rec.wait(10)
+    killed = one_file(out)
+    copied = recover(killed, tmp_path / "recovered.mcap")
+    msgs, types = read_all(tmp_path / "recovered.mcap")
+    assert types == {f"{ns}/joint_states": "sensor_msgs/msg/JointState"} and copied == len(
+        msgs[f"{ns}/joint_states"]
+    )
+    stamps = [m.header.stamp.sec + m.header.stamp.nanosec * 1e-9 for _t, m in msgs[f"{ns}/joint_states"]]
+    assert copied > 0 and stamps == sorted(stamps)
