@@ -12,9 +12,15 @@ setup(
     ],
     install_requires=["setuptools"],
     zip_safe=True,
-    description="Data logger and storage: MongoDB documents, GridFS images, campaigns and work-item leases.",
+    description=(
+        "Data logger and storage: MongoDB documents, GridFS images, campaigns and work-item leases; "
+        "recording topics to rosbag2-compatible MCAP files."
+    ),
     license="Apache-2.0",
     entry_points={
-        "console_scripts": ["logger = myriad_storage.logger_node:main"],
+        "console_scripts": [
+            "logger = myriad_storage.logger_node:main",
+            "recorder = myriad_storage.recorder_node:main",
+        ],
     },
 )
