@@ -54,7 +54,7 @@ def run_local(
 ) -> CollectResult:
     """Run `backends` local back ends on the campaign until it is complete (or Ctrl-C)."""
     desc = load_description(description)
-    store.create_campaign(spec.name, spec.items(), template=spec.params, seed=spec.seed)
+    store.create_campaign(spec.name, spec.items, template=spec.params, seed=spec.seed)
     group = make_backends(desc, backends, run_dir / spec.name, backend_values(spec, uri, database))
     start = time.monotonic()
     result = CollectResult(spec.name, spec.attempts, 0, 0, 0.0, None)

@@ -326,7 +326,7 @@ def run_ray(
     """Run `backends` back ends as Ray actors on the campaign until it is complete (or Ctrl-C)."""
     description = Path(description).resolve()  # the actors' working directory is Ray's, not ours
     load_description(description, check_packages=False)  # fail here, not in every actor
-    store.create_campaign(spec.name, spec.items(), template=spec.params, seed=spec.seed)
+    store.create_campaign(spec.name, spec.items, template=spec.params, seed=spec.seed)
     try:
         started = connect(ray_address, backends)
     except ConnectionError as exc:  # the CLI reports ValueErrors as `myriad: ...`

@@ -18,9 +18,10 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import itertools
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Self, TypeVar
 
@@ -134,28 +135,42 @@ class Store:
 
     @_guarded
     def create_campaign(
-        self, name: str, items: list[dict], template: dict | None = None, seed: int | None = None
+        self,
+        name: str,
+        items: Sequence[dict] | Callable[[], Iterable[dict]],
+        template: dict | None = None,
+        seed: int | None = None,
     ) -> dict:
         """Create a campaign with one pending work item per parameter dict (each with an int ``seed`` >= 0).
 
+        ``items``: a list, or a function returning a fresh iterator of them (called twice: once to check and
+        fingerprint them, once to insert them in batches), so a campaign of any size needs little memory.
         Idempotent: the same name with identical items returns the existing campaign (completing any work
         items a crashed earlier call did not insert); the same name with different items raises ValueError.
         """
         if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
             raise ValueError(f"campaign name must match {_NAME_RE.pattern}, got {name!r}")
-        for i, item in enumerate(items):
+        if not callable(items) and iter(items) is items:  # a one-shot iterator: keep it for the second pass
+            items = list(items)
+        make = items if callable(items) else lambda: iter(items)
+        # The fingerprint of json.dumps(list of items), computed item by item.
+        sha, count = hashlib.sha256(b"["), 0
+        for i, item in enumerate(make()):
             seed_ok = isinstance(item, dict) and type(item.get("seed")) is int and 0 <= item["seed"] < 2**63
             if not seed_ok:
                 raise ValueError(
                     f"campaign {name!r}: item {i} must be a dict with an int 'seed' in 0..2**63-1, got {item!r}"
                 )
+            sha.update((", " if i else "").encode() + json.dumps(item, sort_keys=True, default=str).encode())
+            count += 1
+        sha.update(b"]")
+        digest = sha.hexdigest()
         self._ensure()
-        digest = hashlib.sha256(json.dumps(items, sort_keys=True, default=str).encode()).hexdigest()
         doc = {
             "name": name,
             "template": template,
             "seed": seed,
-            "target": len(items),
+            "target": count,
             "items_sha256": digest,
             "claim_floor": 0,
             "release_seq": 0,
@@ -169,15 +184,15 @@ class Store:
             if existing["items_sha256"] != digest:
                 raise ValueError(
                     f"campaign {name!r} already exists with different items ({existing['target']} stored, "
-                    f"{len(items)} given); use another name"
+                    f"{count} given); use another name"
                 ) from None
-        if self.db.work_items.count_documents({"campaign": name}) < len(items):
-            self._insert_items(name, items)
+        if self.db.work_items.count_documents({"campaign": name}) < count:
+            self._insert_items(name, make())
         return self.campaign(name)
 
-    def _insert_items(self, name: str, items: list[dict], chunk: int = 1000) -> None:
+    def _insert_items(self, name: str, items: Iterable[dict], chunk: int = 1000) -> None:
         now = _now()
-        docs = [
+        docs = (
             {
                 "campaign": name,
                 "index": i,
@@ -192,10 +207,10 @@ class Store:
                 "created_at": now,
             }
             for i, item in enumerate(items)
-        ]
-        for start in range(0, len(docs), chunk):
+        )
+        while batch := list(itertools.islice(docs, chunk)):
             try:
-                self.db.work_items.insert_many(docs[start : start + chunk], ordered=False)
+                self.db.work_items.insert_many(batch, ordered=False)
             except BulkWriteError as exc:
                 if any(e.get("code") != 11000 for e in exc.details.get("writeErrors", [])):
                     raise
