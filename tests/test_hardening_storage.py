@@ -79,3 +79,47 @@ def test_dashboard_closes_idle_half_sent_connections(mongo_uri):
             assert r.status == 200
     finally:
         server.stop()
+
+
+class _Payload:
+    """Unpickling this runs code: it creates the file named by `path`."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def test_spool_files_are_private_bson_and_old_pickles_never_run(
+    mongo_uri, storage_attempt_factory, tmp_path, caplog
+):
+    import pickle
+    import stat
+    import uuid
+
+    import bson
+
+    from myriad_storage.store import Store
+    from myriad_storage.writer import BufferedWriter
+
+    spool, marker = tmp_path / "spool", tmp_path / "executed"
+    spool.mkdir()
+    (spool / "00000000000000000001-old.pkl").write_bytes(pickle.dumps({"record": _Payload(str(marker))}))
+    db = f"t_{uuid.uuid4().hex[:8]}"
+    down = BufferedWriter(lambda: Store("mongodb://127.0.0.1:1/", server_timeout_ms=100), spool_dir=spool)
+    record, images = storage_attempt_factory("sp", 0)
+    down.submit(record, images)
+    down.close(timeout=0.5)
+    (path,) = spool.glob("*.bson")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert bson.decode(path.read_bytes()) == {"record": record, "images": images}
+    with caplog.at_level("ERROR", logger="myriad_storage.writer"):
+        writer = BufferedWriter(lambda: Store(mongo_uri, db), spool_dir=spool)  # replays the BSON file only
+        assert writer.flush(timeout=30)
+        writer.close()
+    assert "not loading 1 pickle spool file(s)" in caplog.text
+    assert not marker.exists() and (spool / "00000000000000000001-old.pkl").exists()
+    with Store(mongo_uri, db) as s:
+        assert s.attempt(record["attempt_key"])["success"] is True
+        s.client.drop_database(db)
