@@ -11,6 +11,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from myriad_frontend.campaign import CampaignSpec
+from myriad_frontend.checks import check_worlds, last_error
 from myriad_frontend.description import load_description
 from myriad_frontend.processes import LocalBackend, clean_shared_memory, make_backends
 from myriad_runtime import workspace
@@ -54,6 +55,7 @@ def run_local(
 ) -> CollectResult:
     """Run `backends` local back ends on the campaign until it is complete (or Ctrl-C)."""
     desc = load_description(description)
+    check_worlds(desc, backend_values(spec, uri, database))
     store.create_campaign(spec.name, spec.items, template=spec.params, seed=spec.seed)
     group = make_backends(desc, backends, run_dir / spec.name, backend_values(spec, uri, database))
     start = time.monotonic()
@@ -151,9 +153,10 @@ def _revive(b: LocalBackend, store: Store, campaign: str, bar: tqdm) -> None:
     b.crash_streak = b.crash_streak + 1 if done == b.done_at_restart else 1
     b.done_at_restart = done
     if b.crash_streak > MAX_CRASH_STREAK:
+        why = last_error(b.run_dir)
         raise CrashLoop(
             f"back end {b.backend_id} died {b.crash_streak} times in a row with no attempt stored "
-            f"({', '.join(dead)}); see its logs in {b.run_dir}"
+            f"({', '.join(dead)}){f'; last error: {why}' if why else ''}; see its logs in {b.run_dir}"
         )
     b.restart()
     note = f"back end {b.backend_id}: {', '.join(dead)}; restarted (restart {b.restarts})"

@@ -29,6 +29,7 @@ import ray
 from tqdm import tqdm
 
 from myriad_frontend.campaign import CampaignSpec
+from myriad_frontend.checks import check_worlds
 from myriad_frontend.collect import CollectResult, backend_values, finish, release_leases, watch
 from myriad_frontend.description import load_description
 from myriad_frontend.processes import LocalBackend, clean_shared_memory, ros_env
@@ -354,7 +355,7 @@ def run_ray(
 ) -> CollectResult:
     """Run `backends` back ends as Ray actors on the campaign until it is complete (or Ctrl-C)."""
     description = Path(description).resolve()  # the actors' working directory is Ray's, not ours
-    load_description(description, check_packages=False)  # fail here, not in every actor
+    check_worlds(load_description(description, check_packages=False), backend_values(spec, uri, database))
     try:
         started = connect(ray_address, backends, force)
     except ConnectionError as exc:  # the CLI reports ValueErrors as `myriad: ...`

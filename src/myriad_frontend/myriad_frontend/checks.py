@@ -1,0 +1,38 @@
+"""Checks the front end makes before and after starting back ends: worlds that build, the error a back end died of."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from myriad_frontend.description import Description
+
+
+def check_worlds(desc: Description, values: dict[str, str]) -> None:
+    """Build every world the back ends' nodes name (their `world_file` parameters) once, here, so that a bad
+    world, robot file or joint name is one clear error before any process starts (ValueError)."""
+    from myriad_sim.spec import load_world
+    from myriad_sim.world import World
+
+    rendered = desc.render(index=0, backend="b0", run_dir="", **values)
+    worlds = {p["ros__parameters"].get("world_file") for p in rendered.parameters.values()} - {None, ""}
+    for path in sorted(worlds):
+        spec = load_world(path)  # SpecError (a ValueError) names the file and field
+        try:
+            World(spec, renderer="tiny").close()
+        except Exception as exc:  # noqa: BLE001 - PyBullet and the robot lookup fail in many ways
+            raise ValueError(f"world {path}: cannot be built: {exc}") from None
+
+
+def last_error(run_dir: Path) -> str:
+    """The error a back end's processes last reported in their logs: the container's 'fatal:' line, else the
+    last exception line of a traceback ("" if none)."""
+    found = ""
+    for log in sorted(run_dir.glob("*.log")):
+        with open(log, "rb") as f:
+            f.seek(max(0, log.stat().st_size - 65536))
+            lines = f.read().decode(errors="replace").splitlines()
+        fatal = [ln for ln in lines if " fatal: " in ln]
+        errors = [ln for ln in lines if re.match(r"^[\w.]*(Error|Exception)\b", ln)]
+        found = (fatal or errors or [found])[-1].strip()
+    return found[:300]
