@@ -150,3 +150,33 @@ def test_unreachable_ray_address_fails_fast(mongo_uri):
     last = out.stderr.strip().splitlines()[-1]  # after the campaign banner
     assert "myriad: --ray" in last and "no Ray head answers" in last and "ray start --head" in last
     assert Store(mongo_uri, "t").campaign("noray") is None
+
+
+def test_ray_address_that_is_not_a_ray_head_and_ctrl_c(mongo_uri):
+    import signal
+    import threading
+
+    with socket.socket() as silent:  # accepts connections, never answers (as a wrong service might)
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        address = f"127.0.0.1:{silent.getsockname()[1]}"
+        out = myriad(*collect_command(mongo_uri, "--name", "noray2", "--ray", address)[3:], timeout=60)
+        assert out.returncode == 2 and f"no Ray head answers at {address}" in out.stderr.splitlines()[-1]
+    with socket.socket() as silent:  # a fresh one: no connection of the run above waiting in its backlog
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        address = f"127.0.0.1:{silent.getsockname()[1]}"
+        accepted = threading.Event()
+        threading.Thread(target=lambda: (silent.accept(), accepted.set()), daemon=True).start()
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "myriad_frontend.cli", *collect_command(mongo_uri, "--ray", address)[3:]],
+            stderr=subprocess.PIPE, text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )  # fmt: skip
+        try:
+            assert accepted.wait(60), "the CLI never probed the address"
+            proc.send_signal(signal.SIGINT)  # Ctrl-C while it waits for the head
+            _, err = proc.communicate(timeout=60)
+        finally:
+            proc.kill()
+    assert proc.returncode == 130 and "Traceback" not in err, err
+    assert err.strip().splitlines()[-1] == "myriad: interrupted"

@@ -40,6 +40,7 @@ CPUS_PER_BACKEND = float(os.environ.get("MYRIAD_RAY_CPUS", "1"))
 MAX_RESTARTS = int(os.environ.get("MYRIAD_RAY_MAX_RESTARTS", "5"))
 MAX_TASK_RETRIES = 2
 PROBE_TIMEOUT_S = 3.0
+_HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])  # + empty SETTINGS
 PING_TIMEOUT_S = 30.0  # a ping unanswered this long marks the actor unreachable
 HEARTBEAT_STALE_S = 120.0  # a back end silent this long in the database is restarted by its actor
 LOST_AFTER_S = 180.0  # every actor unreachable this long: give up
@@ -187,19 +188,29 @@ def connect(address: str, backends: int, force: bool = False) -> bool:
 
 
 def probe(address: str) -> None:
-    """ConnectionError unless a TCP connection to ADDRESS (host:port) opens within PROBE_TIMEOUT_S."""
+    """ConnectionError unless a Ray head's GCS answers at ADDRESS (host:port) within PROBE_TIMEOUT_S.
+
+    A gRPC server (the GCS) answers the HTTP/2 connection preface with a SETTINGS frame; anything else there
+    would keep ray.init retrying for minutes, deaf to Ctrl-C. (With RAY_USE_TLS only the TCP connect is
+    checked.)"""
     host, sep, port = address.rpartition(":")
     if not sep or not port.isdigit():
         raise ConnectionError(
             f"expected auto or HOST:PORT (the head's GCS port, 6379 by default), got {address!r}"
         )
     try:
-        socket.create_connection((host.strip("[]"), int(port)), timeout=PROBE_TIMEOUT_S).close()
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=PROBE_TIMEOUT_S) as s:
+            if os.environ.get("RAY_USE_TLS", "0") not in ("", "0"):
+                return
+            s.sendall(_HTTP2_PREFACE)
+            reply = s.recv(9)
     except OSError as exc:
         raise ConnectionError(
             f"no Ray head answers at {address} ({exc.strerror or exc}); start one with "
             f"`ray start --head` or use --ray auto"
         ) from None
+    if len(reply) < 9 or reply[3] != 0x04:  # frame header: length (3), type (SETTINGS = 4), ...
+        raise ConnectionError(f"{address} is open but is not a Ray head (no gRPC answer); check the port")
 
 
 def _is_loopback(host: str) -> bool:
