@@ -3,6 +3,7 @@ counting only active campaigns, idle connections closed by the dashboard, spool 
 
 from __future__ import annotations
 
+import json
 import socket
 import urllib.request
 
@@ -62,8 +63,11 @@ def test_poller_counts_only_active_campaigns(storage_store, dashboard_attempt):
     assert poller.campaigns["done"].progress_at == progressed
     assert poller.campaigns["done"].totals() == (2, 2) and poller.progress("done")["done"] == 2
     s.store_attempt(*dashboard_attempt("running", 2))
-    poller.tick()
+    s.heartbeat("b0", "done", state="stopping")
+    s.heartbeat("b0", "running", state="working")
+    overview = json.loads(poller.tick())
     assert poller.campaigns["running"].totals() == (3, 3)
+    assert [(b["campaign"], b["state"]) for b in overview["backends"]] == [("running", "working")]
 
 
 def test_dashboard_closes_idle_half_sent_connections(mongo_uri):

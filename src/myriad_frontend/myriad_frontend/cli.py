@@ -110,6 +110,8 @@ def cmd_status(args) -> int:
         for b in store.backends(name):
             print(f"  {b['backend']}: {b.get('state', '?')}, {b.get('attempts', 0)} attempts, "
                   f"item {b.get('current_item') or '-'}, updated {b.get('updated_at')}")  # fmt: skip
+    if not args.campaign and store.count_campaigns() > len(names):
+        print(f"... and {store.count_campaigns() - len(names)} more campaigns (name one to see it)")
     return 0
 
 

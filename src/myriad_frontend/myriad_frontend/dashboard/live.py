@@ -138,7 +138,7 @@ class LivePoller:
             self._stop.wait(max(0.0, self.interval_s - (time.monotonic() - started)))
 
     def tick(self) -> bytes:
-        """One poll: refresh every campaign and the heartbeats; return the overview JSON."""
+        """One poll: refresh every campaign and the heartbeats of unfinished ones; return the overview JSON."""
         now = datetime.now(UTC)
         for doc in self.store.campaigns():
             state = self.campaigns.setdefault(doc["name"], CampaignState(doc))
@@ -151,7 +151,12 @@ class LivePoller:
             "error": None,
             "now": now,
             "campaigns": [self._summary(s, now) for s in self.campaigns.values()],
-            "backends": self.store.backends(),
+            "backends": [
+                b
+                for s in self.campaigns.values()
+                if not s.counts_final
+                for b in self.store.backends(s.doc["name"])
+            ],
         }
         return dumps(overview)
 
