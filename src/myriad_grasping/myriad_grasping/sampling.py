@@ -63,7 +63,7 @@ def _check(where: str, name: str, v: Any) -> Any:
         return v
     if name == "strategy":
         if v not in STRATEGIES:
-            raise ValueError(f"{where}: expected one of {', '.join(STRATEGIES)}, got {v!r}")
+            raise ValueError(f"{where}: expected one of {STRATEGIES}, got {v!r}")
         return v
     if name == "planner":
         from myriad_planning.config import PLANNERS
