@@ -175,8 +175,10 @@ def connect(address: str, backends: int, force: bool = False) -> bool:
             ray.init(address="auto", **opts)
         except ConnectionError:
             _single_host()
-            cpus = max(os.cpu_count() or 1, math.ceil(backends * CPUS_PER_BACKEND))
-            ray.init(_node_ip_address="127.0.0.1", num_cpus=cpus if force else os.cpu_count() or 1, **opts)
+            # A new cluster on this machine: as many back ends as `myriad collect` runs locally (2 per core).
+            cores, wanted = os.cpu_count() or 1, math.ceil(backends * CPUS_PER_BACKEND)
+            cpus = max(cores, wanted) if force or wanted <= 2 * cores else cores
+            ray.init(_node_ip_address="127.0.0.1", num_cpus=cpus, **opts)
     capacity = int(ray.cluster_resources().get("CPU", 0) // CPUS_PER_BACKEND)
     if backends > capacity and not force:
         ray.shutdown()
