@@ -180,3 +180,13 @@ def test_ray_address_that_is_not_a_ray_head_and_ctrl_c(mongo_uri):
             proc.kill()
     assert proc.returncode == 130 and "Traceback" not in err, err
     assert err.strip().splitlines()[-1] == "myriad: interrupted"
+
+
+def test_uri_without_scheme_and_short_unreachable_message():
+    one_line(myriad("status", "--mongo-uri", "notauri"), 2, "expected mongodb://HOST:PORT/", "'notauri'")
+    port = free_port()
+    line = one_line(myriad("status", "--mongo-uri", f"mongodb://127.0.0.1:{port}/", timeout=60), 3)
+    assert (
+        line
+        == f"myriad: MongoDB not reachable at mongodb://127.0.0.1:{port}/: 127.0.0.1:{port}: [Errno 111] Connection refused"
+    )

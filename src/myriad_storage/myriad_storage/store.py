@@ -94,8 +94,9 @@ def _guarded(fn: _F) -> _F:
     def wrapper(self: Store, *args: Any, **kwargs: Any) -> Any:
         try:
             return fn(self, *args, **kwargs)
-        except ConnectionFailure as exc:
-            raise StorageUnavailable(self.uri, self._hide(str(exc))[:400]) from exc
+        except ConnectionFailure as exc:  # the first server's error, without pymongo's topology dump
+            reason = re.split(r" \(configured timeouts|, Timeout: ", str(exc))[0]
+            raise StorageUnavailable(self.uri, self._hide(reason)[:400]) from exc
         except OperationFailure as exc:
             if exc.code not in _AUTH_CODES:
                 raise
@@ -108,8 +109,10 @@ class Store:
     """Typed access to the Myriad database; thread-safe (one pymongo client, pooled connections)."""
 
     def __init__(self, uri: str, database: str = "myriad", server_timeout_ms: int = 5000) -> None:
-        if not uri:
-            raise ValueError("Store needs a MongoDB URI such as mongodb://127.0.0.1:27117/, got ''")
+        if not isinstance(uri, str) or not uri.startswith(("mongodb://", "mongodb+srv://")):
+            raise ValueError(
+                f"database URI: expected mongodb://HOST:PORT/ or mongodb+srv://..., got {mask_uri(str(uri))!r}"
+            )
         if not isinstance(database, str) or not _DATABASE_RE.fullmatch(database):
             raise ValueError(f"database name: expected 1-63 letters, digits, '_' or '-', got {database!r}")
         self.uri = uri

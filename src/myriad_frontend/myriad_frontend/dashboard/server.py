@@ -147,10 +147,10 @@ class DashboardServer(ThreadingHTTPServer):
         self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
         try:
             super().__init__((host, port), _Handler)
-        except OSError as exc:
+        except (OSError, OverflowError) as exc:  # in use, not permitted, out of range
             store.close()
             raise ValueError(
-                f"dashboard: cannot listen on {host}:{port} ({exc.strerror or exc}); choose another port "
+                f"dashboard: cannot listen on {host}:{port} ({getattr(exc, 'strerror', None) or exc}); choose another port "
                 f"(--port, or --dashboard-port of myriad collect)"
             ) from None
         self.store = store
