@@ -119,6 +119,7 @@ def test_calls_after_close_are_one_clear_error():
         e.objects,
         e.camera,
         e.robot_state,
+        e.store,
         lambda: e.reset(seed=1),
         lambda: e.move_joints([0.0] * 7),
     ):

@@ -230,6 +230,8 @@ class Experiment:
 
     def store(self) -> Any:
         """The myriad_storage Store records go to: database_uri, else $MYRIAD_MONGO_URI, else a local server in data/."""
+        if isinstance(self.backend, _Closed):
+            raise _Closed.error()
         if self._store is None:
             from myriad_storage.server import resolve_uri
             from myriad_storage.store import Store
@@ -292,8 +294,12 @@ class Experiment:
 class _Closed:
     """The back end of a closed Experiment: every use is an ExperimentError."""
 
+    @staticmethod
+    def error() -> ExperimentError:
+        return ExperimentError("experiment", "it is closed; create a new Experiment")
+
     def __getattr__(self, name: str) -> Any:
-        raise ExperimentError("experiment", "it is closed; create a new Experiment")
+        raise self.error()
 
 
 class _Motions:
