@@ -90,7 +90,7 @@ def test_crash_looping_backend_stops_the_run_with_its_logs(server, tmp_path):
     desc = (
         (WS / "config" / "backend.yaml")
         .read_text()
-        .replace("${ws}/worlds/tray.yaml", str(tmp_path / "none.yaml"))
+        .replace("${ws}/config/planning.yaml", str(tmp_path / "none.yaml"))
     )
     (tmp_path / "backend.yaml").write_text(desc)
     name = f"crashing-{tmp_path.name}"
@@ -102,4 +102,5 @@ def test_crash_looping_backend_stops_the_run_with_its_logs(server, tmp_path):
     assert "back end b0 died 6 times in a row with no attempt stored" in out
     (log,) = (WS / "log" / "runs" / name).glob("*/b0/backend.log")
     assert "none.yaml: file not found" in log.read_text()
-    assert f"see its logs in {log.parent}; first error: " in out and "none.yaml: file not found" in out
+    assert f"see its logs in {log.parent}; first error: [" in out and "fatal:" in out
+    assert "none.yaml: file not found" in out

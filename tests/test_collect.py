@@ -69,7 +69,7 @@ def test_same_seed_same_grasps_and_labels(db):
 def test_unreachable_database_is_a_clear_error():
     port = free_port()
     out = collect(f"mongodb://user:secret@127.0.0.1:{port}/", "--attempts", "1", timeout=60)
-    assert out.returncode == 2
+    assert out.returncode == 3  # storage unavailable
     assert f"MongoDB not reachable at mongodb://user:***@127.0.0.1:{port}/" in out.stderr
     assert "secret" not in out.stderr
 

@@ -99,7 +99,9 @@ def test_overview_counter_rises_during_collection(browser, dash, db, dashboard_a
     def collect() -> None:  # a running collection: attempts arrive one by one
         for i in range(3, 15):
             store.store_attempt(*dashboard_attempt("grasps", i, backend=f"b{i % 2}", success=i % 2 == 0))
-            store.heartbeat("b0", state="running", current_item=f"grasps/{i:06d}", attempts=i + 1, rate=4.0)
+            store.heartbeat(
+                "b0", "grasps", state="running", current_item=f"grasps/{i:06d}", attempts=i + 1, rate=4.0
+            )
             time.sleep(0.15)
 
     writer = threading.Thread(target=collect)

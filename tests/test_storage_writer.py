@@ -41,7 +41,7 @@ def test_outage_buffers_then_flushes_each_attempt_once(
         for i in range(3):
             writer.submit(*storage_attempt_factory("out", i))
         wait_for(lambda: writer.db_up is False)
-        assert writer.pending() == 3 and len(list((tmp_path / "spool").glob("*.pkl"))) == 3
+        assert writer.pending() == 3 and len(list((tmp_path / "spool").glob("*.bson"))) == 3
         assert events[0][0] == "down" and f"database unreachable at {srv.uri}" in events[0][1]
 
         restarted = LocalServer(srv.data_dir, port=srv.port)
@@ -86,7 +86,7 @@ def test_spool_replay_after_killed_writer(mongo_uri, tmp_path):
         text=True,
     )
     assert proc.returncode == -9, proc.stderr
-    assert len(list(spool.glob("*.pkl"))) == 2
+    assert len(list(spool.glob("*.bson"))) == 2
 
     db = f"test_{uuid.uuid4().hex[:8]}"
     writer = BufferedWriter(lambda: Store(mongo_uri, db), spool_dir=spool)
@@ -99,7 +99,7 @@ def test_spool_replay_after_killed_writer(mongo_uri, tmp_path):
     finally:
         writer.close()
     assert (writer.stored, writer.duplicates) == (2, 1)
-    assert list(spool.glob("*.pkl")) == []
+    assert list(spool.glob("*.bson")) == []
     with Store(mongo_uri, db) as s:
         assert sorted(a["attempt_key"] for a in s.attempts({"campaign": "sp"})) == [
             "sp/000000/0",

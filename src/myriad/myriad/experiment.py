@@ -18,7 +18,7 @@ from myriad_cle.sim import RobotState
 from myriad_cle.transfer import TransferFunctions
 from myriad_runtime import workspace, workspace_path
 from myriad_sim.spec import load_world
-from myriad_sim.world import SpawnError
+from myriad_sim.world import MAX_MASS, MAX_OBJECTS, MAX_SCALE, MIN_MASS, MIN_SCALE, SpawnError
 
 _SPAWN_ARGS = {"source": "path", "pose": "pose", "scale": "scale", "mass": "mass", "name": "name"}
 
@@ -85,7 +85,11 @@ class Experiment:
         self.close()
 
     def close(self) -> None:
-        self.backend.close()
+        """Release the back end and the database client; any later call raises ExperimentError. Idempotent."""
+        if isinstance(self.backend, _Closed):
+            return
+        backend, self.backend = self.backend, _Closed()
+        backend.close()
         if self._store is not None:
             self._store.close()
 
@@ -93,8 +97,15 @@ class Experiment:
 
     def reset(self, seed: int | None = None, object_count: int | None = None) -> list[ObjectInfo]:
         """Rebuild the world and drop `object_count` random objects into the tray, all drawn from `seed`."""
-        self.seed = self.seed if seed is None else seed
-        self.object_count = self.object_count if object_count is None else object_count
+        seed = self.seed if seed is None else seed
+        object_count = self.object_count if object_count is None else object_count
+        if type(seed) is not int or not 0 <= seed < 2**63:
+            raise ExperimentError("seed", f"expected an integer 0..2**63-1, got {seed!r}")
+        if type(object_count) is not int or not 0 <= object_count <= MAX_OBJECTS:
+            raise ExperimentError(
+                "object_count", f"expected an integer 0..{MAX_OBJECTS}, got {object_count!r}"
+            )
+        self.seed, self.object_count = seed, object_count
         self.backend.reset(self.seed, self.object_count)
         return self.backend.objects()
 
@@ -111,12 +122,14 @@ class Experiment:
 
         mass (kg) defaults to the model's own (0.1 kg for meshes). Errors name the argument at fault."""
         position, orientation = parse_pose(pose)
-        if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not scale > 0:
-            raise ExperimentError("scale", f"expected a positive number, got {scale!r}")
-        if mass is not None and (
-            isinstance(mass, bool) or not isinstance(mass, (int, float)) or not mass > 0
-        ):
-            raise ExperimentError("mass", f"expected a positive number of kilograms, got {mass!r}")
+        if type(scale) not in (int, float) or not MIN_SCALE <= scale <= MAX_SCALE:
+            raise ExperimentError(
+                "scale", f"expected a positive number {MIN_SCALE}..{MAX_SCALE}, got {scale!r}"
+            )
+        if mass is not None and (type(mass) not in (int, float) or not MIN_MASS <= mass <= MAX_MASS):
+            raise ExperimentError(
+                "mass", f"expected a positive number of kilograms {MIN_MASS}..{MAX_MASS}, got {mass!r}"
+            )
         source = str(path)
         if ":" not in source:
             p = Path(source).expanduser()
@@ -151,11 +164,18 @@ class Experiment:
 
     def move_joints(self, q: Sequence[float]) -> None:
         """Move the arm to joint positions q (planned around obstacles); MotionError if impossible."""
-        q = [float(v) for v in q]
-        if len(q) != len(self.spec.robot.arm_joints):
+        q_in = q
+        n = len(self.spec.robot.arm_joints)
+        try:
+            q = [float(v) for v in q]
+        except (TypeError, ValueError):
+            q = [math.nan]
+        if not all(map(math.isfinite, q)):
             raise ExperimentError(
-                "q", f"expected {len(self.spec.robot.arm_joints)} joint positions, got {len(q)}"
+                "q", f"expected {n} joint positions as finite numbers (radians), got {q_in!r}"
             )
+        if len(q) != n:
+            raise ExperimentError("q", f"expected {n} joint positions, got {len(q)}")
         self.backend.move("joints", joints=q, seed=self.seed)
 
     def move_to(self, pose: Any, cartesian: bool = False) -> None:
@@ -210,6 +230,8 @@ class Experiment:
 
     def store(self) -> Any:
         """The myriad_storage Store records go to: database_uri, else $MYRIAD_MONGO_URI, else a local server in data/."""
+        if isinstance(self.backend, _Closed):
+            raise _Closed.error()
         if self._store is None:
             from myriad_storage.server import resolve_uri
             from myriad_storage.store import Store
@@ -266,6 +288,17 @@ class Experiment:
             return engine.run(duration)
         finally:
             engine.close()
+
+
+class _Closed:
+    """The back end of a closed Experiment: every use is an ExperimentError."""
+
+    @staticmethod
+    def error() -> ExperimentError:
+        return ExperimentError("experiment", "it is closed; create a new Experiment")
+
+    def __getattr__(self, name: str) -> Any:
+        raise self.error()
 
 
 class _Motions:

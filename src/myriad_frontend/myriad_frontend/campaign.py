@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,10 @@ from typing import Any
 import yaml
 
 from myriad_grasping.sampling import GraspParams
+
+# Work items are written to the database up front (≈10k items/s on SecantusDB) and progress counts scan them:
+# larger collections are split into several campaigns.
+MAX_ATTEMPTS = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -22,13 +27,12 @@ class CampaignSpec:
     params: dict[str, Any]
     sweep: dict[str, list[Any]]
 
-    def items(self) -> list[dict[str, Any]]:
-        """One work item per attempt: the base parameters, the sweep combination in turn, a derived seed."""
-        combos = [dict(zip(self.sweep, values)) for values in itertools.product(*self.sweep.values())] or [{}]
-        return [
-            {**self.params, **combos[i % len(combos)], "seed": item_seed(self.seed, i)}
-            for i in range(self.attempts)
-        ]
+    def items(self) -> Iterator[dict[str, Any]]:
+        """One work item per attempt, made on demand: the base parameters, the sweep combination in turn
+        (item i takes combination i mod their count, in itertools.product order), a derived seed."""
+        combos = itertools.cycle(itertools.product(*self.sweep.values()))
+        for i, values in zip(range(self.attempts), combos):
+            yield {**self.params, **dict(zip(self.sweep, values)), "seed": item_seed(self.seed, i)}
 
 
 def item_seed(campaign_seed: int, index: int) -> int:
@@ -42,10 +46,13 @@ def make_spec(name: str, seed: int, attempts: int, params: dict[str, Any], sweep
     """Validate and build a campaign; every item's parameters are checked before anything is stored."""
     if not isinstance(name, str) or not name or "/" in name:
         raise ValueError(f"{where}.name: expected a non-empty name without '/', got {name!r}")
-    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-        raise ValueError(f"{where}.seed: expected a non-negative integer, got {seed!r}")
-    if not isinstance(attempts, int) or isinstance(attempts, bool) or attempts < 1:
-        raise ValueError(f"{where}.attempts: expected a positive integer, got {attempts!r}")
+    if type(seed) is not int or not 0 <= seed < 2**63:
+        raise ValueError(f"{where}.seed: expected an integer 0..2**63-1, got {seed!r}")
+    if type(attempts) is not int or not 1 <= attempts <= MAX_ATTEMPTS:
+        raise ValueError(
+            f"{where}.attempts: expected an integer 1..{MAX_ATTEMPTS:,} (every work item is stored up front; "
+            f"split larger collections into several campaigns), got {attempts!r}"
+        )
     sweep = sweep or {}
     if not isinstance(params, dict):
         raise ValueError(f"{where}.params: expected a mapping of grasp parameters, got {params!r}")
@@ -53,10 +60,15 @@ def make_spec(name: str, seed: int, attempts: int, params: dict[str, Any], sweep
         raise ValueError(
             f"{where}.sweep: expected a mapping of parameter name to a non-empty list, got {sweep!r}"
         )
-    spec = CampaignSpec(name, seed, attempts, dict(params), dict(sweep))
-    for combo in spec.items()[: max(1, len(list(itertools.product(*sweep.values()))))]:
-        GraspParams.from_dict(combo, f"{where}.params")
-    return spec
+    if "seed" in params or "seed" in sweep:
+        raise ValueError(
+            f"{where}: 'seed' is not a grasp parameter; set the campaign seed (--seed or 'seed:')"
+        )
+    GraspParams.from_dict(params, f"{where}.params")
+    for key, values in sweep.items():  # each field is checked on its own: every combination is valid then
+        for v in values:
+            GraspParams.from_dict({**params, key: v}, f"{where}.sweep")
+    return CampaignSpec(name, seed, attempts, dict(params), dict(sweep))
 
 
 def load_campaign(path: Path | str, **overrides: Any) -> CampaignSpec:
@@ -65,17 +77,26 @@ def load_campaign(path: Path | str, **overrides: Any) -> CampaignSpec:
     if not path.is_file():
         raise ValueError(f"{path}: campaign file not found")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(path.read_text())
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: not a text file; expected a campaign YAML file") from None
     except yaml.YAMLError as exc:
-        raise ValueError(f"{path}: malformed YAML: {exc}") from None
+        raise ValueError(f"{path}: malformed YAML: {' '.join(str(exc).split())}") from None
+    if data is None:
+        raise ValueError(f"{path}: the file is empty; expected a mapping with at least 'attempts' (and name, seed, "
+                         f"params, sweep)")  # fmt: skip
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected a mapping with name, seed, attempts, params, sweep")
     unknown = sorted(set(data) - {"name", "seed", "attempts", "params", "sweep"})
     if unknown:
         raise ValueError(f"{path}: unknown fields {unknown}; expected name, seed, attempts, params, sweep")
     data.update({k: v for k, v in overrides.items() if v is not None})
+    if "attempts" not in data:
+        raise ValueError(
+            f"{path}: no 'attempts' (and no --attempts): how many attempts should the campaign make?"
+        )
     return make_spec(
-        data.get("name", path.stem), data.get("seed", 0), data.get("attempts", 10),
+        data.get("name", path.stem), data.get("seed", 0), data["attempts"],
         data.get("params", {}) or {}, data.get("sweep"), where=str(path),
     )  # fmt: skip
 
@@ -109,5 +130,8 @@ def parse_assignments(pairs: list[str]) -> dict[str, Any]:
         key, sep, value = pair.partition("=")
         if not sep or not key:
             raise ValueError(f"--set {pair!r}: expected key=value")
-        out[key] = yaml.safe_load(value)
+        try:
+            out[key] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise ValueError(f"--set {pair!r}: the value is not a valid YAML scalar") from None
     return out

@@ -1,4 +1,9 @@
-"""The `myriad` command: collect grasps with parallel back ends, show campaign status, serve the dashboard."""
+"""The `myriad` command: collect grasps with parallel back ends, show campaign status, serve the dashboard.
+
+Exit codes: 0 done, 1 run failure (a back end crash-looping, an internal error), 2 usage or bad input (options,
+campaign/description/world files, ports), 3 storage unavailable or credentials refused, 130 interrupted.
+Errors are one line; --debug adds the traceback.
+"""
 
 from __future__ import annotations
 
@@ -7,27 +12,44 @@ import os
 import signal
 import sys
 import time
+import traceback
 from pathlib import Path
 
 from myriad_frontend.campaign import CampaignSpec, parse_assignments, spec_from_options
 from myriad_frontend.collect import CollectResult, finish, watch
-from myriad_frontend.description import DescriptionError
 from myriad_frontend.run import CrashLoop
 from myriad_runtime import workspace
 from myriad_runtime.isolation import IsolationError
-from myriad_storage.server import resolve_uri
-from myriad_storage.store import StorageUnavailable, Store, mask_uri
+from myriad_storage.server import ServerError, resolve_uri
+from myriad_storage.store import StorageAuthError, StorageUnavailable, Store, check_database_name, mask_uri
+
+EXIT_RUN, EXIT_USAGE, EXIT_STORAGE, EXIT_INTERRUPTED = 1, 2, 3, 130
+MB_PER_BACKEND = 400  # measured ≈ 330-430 MB resident per local back end
 
 
 def _store(args) -> tuple[Store, str]:
-    uri, _server = resolve_uri(args.mongo_uri, workspace() / "data")
+    check_database_name(args.database)  # before any server starts
+    uri, _server = resolve_uri(args.mongo_uri, workspace() / "data", args.db_port)
     store = Store(uri, args.database)
     store.ping()
     return store, uri
 
 
+def local_capacity() -> int:
+    """How many back ends this machine hosts: 2 per CPU core, and MB_PER_BACKEND of available memory each."""
+    import psutil
+
+    by_memory = psutil.virtual_memory().available // (MB_PER_BACKEND * 2**20)
+    return max(1, min(2 * (os.cpu_count() or 1), by_memory))
+
+
 def cmd_collect(args) -> int:
     spec = spec_from_options(args.campaign, args.name, args.seed, args.attempts, parse_assignments(args.set))
+    if not args.ray and not args.force and args.backends > local_capacity():
+        raise ValueError(
+            f"--backends {args.backends}: this machine hosts at most {local_capacity()} (2 per CPU core and "
+            f"{MB_PER_BACKEND} MB of available memory each); --force to start them anyway"
+        )
     store, uri = _store(args)
     dashboard = None
     if args.dashboard:
@@ -41,7 +63,7 @@ def cmd_collect(args) -> int:
         from myriad_frontend.ray_runner import run_ray
 
         result = run_ray(store, spec, uri, args.database, args.backends, Path(args.description), args.ray,
-                         progress=not args.quiet)  # fmt: skip
+                         progress=not args.quiet, force=args.force)  # fmt: skip
     else:
         from myriad_frontend.collect import run_local
 
@@ -68,6 +90,11 @@ def cmd_collect(args) -> int:
 def cmd_status(args) -> int:
     store, _ = _store(args)
     names = [args.campaign] if args.campaign else [c["name"] for c in store.campaigns()]
+    if args.campaign and store.campaign(args.campaign) is None:
+        known = [c["name"] for c in store.campaigns(limit=20)]
+        print(f"myriad: no campaign named {args.campaign!r} in database '{args.database}'; known: "
+              f"{', '.join(known) or 'none'}", file=sys.stderr)  # fmt: skip
+        return EXIT_USAGE
     if not names:
         print("no campaigns")
     for name in names:
@@ -77,6 +104,8 @@ def cmd_status(args) -> int:
         for b in store.backends(name):
             print(f"  {b['backend']}: {b.get('state', '?')}, {b.get('attempts', 0)} attempts, "
                   f"item {b.get('current_item') or '-'}, updated {b.get('updated_at')}")  # fmt: skip
+    if not args.campaign and store.count_campaigns() > len(names):
+        print(f"... and {store.count_campaigns() - len(names)} more campaigns (name one to see it)")
     return 0
 
 
@@ -103,7 +132,7 @@ def cmd_wait(args) -> int:
 def cmd_dashboard(args) -> int:
     from myriad_frontend.dashboard import main as dashboard_main
 
-    uri, _server = resolve_uri(args.mongo_uri, workspace() / "data")
+    uri, _server = resolve_uri(args.mongo_uri, workspace() / "data", args.db_port)
     argv = ["--mongo-uri", uri, "--database", args.database, "--host", args.host, "--port", str(args.port)]
     return dashboard_main(argv + (["--token", args.token] if args.token else []))
 
@@ -116,9 +145,18 @@ def parser() -> argparse.ArgumentParser:
         "--mongo-uri", help="MongoDB URI (default: $MYRIAD_MONGO_URI, else a local SecantusDB in data/)"
     )
     common.add_argument("--database", default="myriad")
+    common.add_argument(
+        "--db-port",
+        type=int,
+        help="port of the local database server (default: $MYRIAD_DB_PORT, else one per workspace)",
+    )
+    common.add_argument("--debug", action="store_true", help="show the traceback of an error")
     c = sub.add_parser("collect", parents=[common], help="collect grasp attempts with parallel back ends")
     c.add_argument("--attempts", type=int, help="number of attempts (default 20)")
     c.add_argument("--backends", type=int, default=1)
+    c.add_argument(
+        "--force", action="store_true", help="start more back ends than the machine or cluster hosts"
+    )
     c.add_argument(
         "--seed", type=int, help="campaign seed (default 0); same seed and parameters, same attempts"
     )
@@ -171,16 +209,30 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except KeyboardInterrupt:
         print("myriad: interrupted", file=sys.stderr)
-        return 130
-    except (ValueError, DescriptionError, StorageUnavailable, IsolationError) as exc:
-        print(f"myriad: {exc}", file=sys.stderr)
-        return 2
-    except CrashLoop as exc:
-        print(f"myriad: {exc}", file=sys.stderr)
-        return 1
+        return EXIT_INTERRUPTED
+    except Exception as exc:
+        if args.debug:
+            traceback.print_exc()
+        code = exit_code(exc)
+        text = " ".join(str(exc).split()) or type(exc).__name__
+        if code == EXIT_RUN and not isinstance(exc, CrashLoop):
+            text = f"internal error ({type(exc).__name__}): {text}" + (
+                "" if args.debug else " (--debug: traceback)"
+            )
+        print(f"myriad: {text}", file=sys.stderr)
+        return code
     finally:  # the work is done: a late Ctrl-C must not interrupt the interpreter's exit (pymongo's atexit)
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, signal.SIG_IGN)
+
+
+def exit_code(exc: BaseException) -> int:
+    """The exit code of an error: what class of failure it is (see the module docstring)."""
+    if isinstance(exc, (StorageUnavailable, StorageAuthError, ServerError)):
+        return EXIT_STORAGE
+    if isinstance(exc, (ValueError, IsolationError)):  # DescriptionError and myriad_sim's SpecError too
+        return EXIT_USAGE
+    return EXIT_RUN
 
 
 if __name__ == "__main__":

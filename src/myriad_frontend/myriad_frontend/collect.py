@@ -12,9 +12,11 @@ from pathlib import Path
 from tqdm import tqdm
 
 from myriad_frontend.campaign import CampaignSpec
+from myriad_frontend.checks import check_worlds
 from myriad_frontend.description import load_description
 from myriad_frontend.processes import BackendProcesses, clean_shared_memory, signals_deferred
 from myriad_frontend.run import CrashLoop, Run, open_run
+from myriad_runtime import workspace
 from myriad_storage.store import StorageUnavailable, Store
 
 
@@ -49,6 +51,7 @@ def run_local(
     desc = load_description(description)
     if record is not None:
         desc = desc.with_recorder(record)
+    check_worlds(desc, {"ws": str(workspace()), "database": database, "campaign": spec.name})
     run = open_run(store, spec, uri, database, run_dir, os.environ.get("ROS_DOMAIN_ID"))
     group: list[BackendProcesses] = []
     start = time.monotonic()

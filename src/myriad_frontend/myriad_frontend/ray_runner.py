@@ -30,11 +30,12 @@ import ray
 from tqdm import tqdm
 
 from myriad_frontend.campaign import CampaignSpec
+from myriad_frontend.checks import check_worlds
 from myriad_frontend.collect import CollectResult, finish, watch
 from myriad_frontend.description import load_description
 from myriad_frontend.plan import backend_env, plan_backend
 from myriad_frontend.processes import BackendProcesses, clean_shared_memory
-from myriad_frontend.run import release_leases
+from myriad_frontend.run import release_leases, run_directory
 from myriad_runtime import workspace
 from myriad_runtime.isolation import DomainClaim, claim_domain, lock_run
 from myriad_storage.store import StorageUnavailable, Store
@@ -43,6 +44,8 @@ NAMESPACE = "myriad"
 CPUS_PER_BACKEND = float(os.environ.get("MYRIAD_RAY_CPUS", "1"))
 MAX_RESTARTS = int(os.environ.get("MYRIAD_RAY_MAX_RESTARTS", "5"))
 MAX_TASK_RETRIES = 2
+PROBE_TIMEOUT_S = 3.0
+_HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])  # + empty SETTINGS
 PING_TIMEOUT_S = 30.0  # a ping unanswered this long marks the actor unreachable
 HEARTBEAT_STALE_S = 120.0  # a back end silent this long in the database is restarted by its actor
 LOST_AFTER_S = 180.0  # every actor unreachable this long: give up
@@ -152,24 +155,63 @@ class BackendActor:
 # -- the front end: connect, place the actors, watch them ----------------------------------------------------
 
 
-def connect(address: str, backends: int) -> bool:
-    """ray.init for an ADDRESS or `auto` (a running cluster, else a new one on 127.0.0.1); False if already."""
+def connect(address: str, backends: int, force: bool = False) -> bool:
+    """ray.init for an ADDRESS or `auto` (a running cluster, else a new one on 127.0.0.1); False if already.
+
+    An ADDRESS is probed first (a TCP connect of PROBE_TIMEOUT_S: Ray itself retries for minutes). Unless
+    `force`, more back ends than the cluster's CPUs / CPUS_PER_BACKEND are refused (ValueError)."""
     if ray.is_initialized():
         return False
     opts: dict[str, Any] = {"namespace": NAMESPACE, "log_to_driver": False, "logging_level": logging.WARNING}
     if address != "auto":
+        probe(address)
         host = address.rsplit(":", 1)[0].strip("[]")
         if _is_loopback(host) and host not in ("127.0.0.1", "::1", "localhost"):
             opts["_node_ip_address"] = host  # attach to the node there (Ray rewrites 127.0.0.1 itself)
         ray.init(address=address, **opts)
-        return True
-    try:
-        ray.init(address="auto", **opts)
-    except ConnectionError:
-        _single_host()
-        cpus = max(os.cpu_count() or 1, math.ceil(backends * CPUS_PER_BACKEND))
-        ray.init(_node_ip_address="127.0.0.1", num_cpus=cpus, **opts)
+    else:
+        try:
+            ray.init(address="auto", **opts)
+        except ConnectionError:
+            _single_host()
+            # A new cluster on this machine: as many back ends as `myriad collect` runs locally (2 per core).
+            cores, wanted = os.cpu_count() or 1, math.ceil(backends * CPUS_PER_BACKEND)
+            cpus = max(cores, wanted) if force or wanted <= 2 * cores else cores
+            ray.init(_node_ip_address="127.0.0.1", num_cpus=cpus, **opts)
+    capacity = int(ray.cluster_resources().get("CPU", 0) // CPUS_PER_BACKEND)
+    if backends > capacity and not force:
+        ray.shutdown()
+        raise ValueError(
+            f"--backends {backends}: the Ray cluster hosts at most {capacity} ({CPUS_PER_BACKEND:g} CPU each, "
+            f"$MYRIAD_RAY_CPUS); --force to queue them anyway"
+        )
     return True
+
+
+def probe(address: str) -> None:
+    """ConnectionError unless a Ray head's GCS answers at ADDRESS (host:port) within PROBE_TIMEOUT_S.
+
+    A gRPC server (the GCS) answers the HTTP/2 connection preface with a SETTINGS frame; anything else there
+    would keep ray.init retrying for minutes, deaf to Ctrl-C. (With RAY_USE_TLS only the TCP connect is
+    checked.)"""
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ConnectionError(
+            f"expected auto or HOST:PORT (the head's GCS port, 6379 by default), got {address!r}"
+        )
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=PROBE_TIMEOUT_S) as s:
+            if os.environ.get("RAY_USE_TLS", "0") not in ("", "0"):
+                return
+            s.sendall(_HTTP2_PREFACE)
+            reply = s.recv(9)
+    except OSError as exc:
+        raise ConnectionError(
+            f"no Ray head answers at {address} ({exc.strerror or exc}); start one with "
+            f"`ray start --head` or use --ray auto"
+        ) from None
+    if len(reply) < 9 or reply[3] != 0x04:  # frame header: length (3), type (SETTINGS = 4), ...
+        raise ConnectionError(f"{address} is open but is not a Ray head (no gRPC answer); check the port")
 
 
 def _is_loopback(host: str) -> bool:
@@ -323,21 +365,22 @@ def run_ray(
     ray_address: str,
     progress: bool = True,
     poll: float = 0.5,
+    force: bool = False,
 ) -> CollectResult:
     """Run `backends` back ends as Ray actors on the campaign until it is complete (or Ctrl-C)."""
     description = Path(description).resolve()  # the actors' working directory is Ray's, not ours
-    load_description(description, check_packages=False)  # fail here, not in every actor
-    lock = lock_run(workspace() / "log" / "runs" / spec.name, spec.name)
-    store.create_campaign(spec.name, spec.items(), template=spec.params, seed=spec.seed)
+    values = {"ws": str(workspace()), "database": database, "campaign": spec.name}
+    check_worlds(load_description(description, check_packages=False), values)  # here, not in every actor
     try:
-        started = connect(ray_address, backends)
+        started = connect(ray_address, backends, force)
     except ConnectionError as exc:  # the CLI reports ValueErrors as `myriad: ...`
         raise ValueError(f"--ray {ray_address}: {exc}") from None
+    lock = lock_run(run_directory(workspace() / "log" / "runs", spec.name, uri, database), spec.name)
     start = time.monotonic()
     result = CollectResult(spec.name, spec.attempts, 0, 0, 0.0, None)
     fleet: BackendFleet | None = None
     try:
-        values = {"ws": str(workspace()), "database": database, "campaign": spec.name}
+        store.create_campaign(spec.name, spec.items, template=spec.params, seed=spec.seed)
         fleet = BackendFleet(store, spec.name, backends, description, values, uri)
         watch(store, spec, result, start, backends, fleet.check, fleet.total_restarts, progress, poll)
     except KeyboardInterrupt:

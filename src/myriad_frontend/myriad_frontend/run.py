@@ -112,7 +112,7 @@ def open_run(
         lock.release()
         raise
     try:
-        store.create_campaign(spec.name, spec.items(), template=spec.params, seed=spec.seed)
+        store.create_campaign(spec.name, spec.items, template=spec.params, seed=spec.seed)
     except BaseException:
         claim.release()
         lock.release()

@@ -10,6 +10,16 @@ from typing import Any
 import numpy as np
 
 STRATEGIES = ("uniform", "object")
+# Closed ranges of the numeric fields (metres, newtons); every value must also be finite.
+_RANGES: dict[str, tuple[float, float]] = {
+    "position_noise": (0.0, 0.5),
+    "approach_height": (0.01, 1.0),
+    "lift_height": (0.01, 1.0),
+    "success_height": (0.001, 1.0),
+    "gripper_force": (0.1, 200.0),
+    "grasp_depth": (0.0, 0.2),
+    "min_grasp_z": (0.001, 1.0),
+}
 
 
 @dataclass(frozen=True)
@@ -37,30 +47,35 @@ class GraspParams:
         if unknown:
             raise ValueError(f"{where}: unknown fields {unknown}; known: {sorted(known)}")
         values = {k: v for k, v in data.items() if k in known}
-        for k, v in values.items():  # YAML/CLI integers for float fields (ROS messages insist on floats)
-            if known[k].type == "float" and isinstance(v, int) and not isinstance(v, bool):
-                values[k] = float(v)
-        p = cls(**values)
-        if (
-            not isinstance(p.object_count, int)
-            or isinstance(p.object_count, bool)
-            or not 1 <= p.object_count <= 20
-        ):
-            raise ValueError(f"{where}.object_count: expected an integer 1..20, got {p.object_count!r}")
-        if p.strategy not in STRATEGIES:
-            raise ValueError(f"{where}.strategy: expected one of {STRATEGIES}, got {p.strategy!r}")
-        for name in ("approach_height", "lift_height", "success_height", "gripper_force", "min_grasp_z"):
-            v = getattr(p, name)
-            if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v) or v <= 0:
-                raise ValueError(f"{where}.{name}: expected a positive number, got {v!r}")
-        if not isinstance(p.position_noise, (int, float)) or p.position_noise < 0:
-            raise ValueError(
-                f"{where}.position_noise: expected a non-negative number, got {p.position_noise!r}"
-            )
-        return p
+        for k, v in values.items():
+            values[k] = _check(f"{where}.{k}", k, v)
+        return cls(**values)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def _check(where: str, name: str, v: Any) -> Any:
+    """The validated value of field `name` (integers accepted for floats); ValueError naming `where` otherwise."""
+    if name == "object_count":
+        if type(v) is not int or not 1 <= v <= 20:
+            raise ValueError(f"{where}: expected an integer 1..20, got {v!r}")
+        return v
+    if name == "strategy":
+        if v not in STRATEGIES:
+            raise ValueError(f"{where}: expected one of {STRATEGIES}, got {v!r}")
+        return v
+    if name == "planner":
+        from myriad_planning.config import PLANNERS
+
+        if not isinstance(v, str) or v not in ("", *PLANNERS):
+            raise ValueError(f"{where}: expected '' (the configured default) or one of {', '.join(PLANNERS)}, "
+                             f"got {v!r}")  # fmt: skip
+        return v
+    lo, hi = _RANGES[name]
+    if type(v) not in (int, float) or not math.isfinite(v) or not lo <= v <= hi:
+        raise ValueError(f"{where}: expected a finite number in {lo}..{hi}, got {v!r}")
+    return float(v)
 
 
 @dataclass(frozen=True)

@@ -6,10 +6,12 @@ import struct
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+import numpy as np
 import pybullet_data
 
 MESH_SUFFIXES = (".obj", ".stl")
 MODEL_SUFFIXES = (".urdf", ".sdf") + MESH_SUFFIXES
+MAX_MESH_BYTES = 64 * 2**20  # a bigger mesh is too detailed to simulate; decimate it first
 
 
 class ModelError(ValueError):
@@ -50,7 +52,8 @@ def resolve_source(source: str, base: Path | None = None) -> Path:
 
 
 def check_model_file(path: Path) -> None:
-    """Parse a URDF/SDF as XML and a mesh for faces, so that a bad file fails with a useful message."""
+    """Parse a URDF/SDF as XML (and the meshes a URDF refers to) and a mesh for finite vertices and faces
+    within range, so that a bad file fails with a useful message instead of crashing PyBullet."""
     suffix = path.suffix.lower()
     try:
         if suffix in (".urdf", ".sdf"):
@@ -62,28 +65,87 @@ def check_model_file(path: Path) -> None:
                 )
             if suffix == ".urdf" and root.find("link") is None:
                 raise ModelError(f"{path}: malformed URDF: no <link> element")
+            for mesh in root.iter("mesh"):  # the meshes it refers to (PyBullet crashes on some bad ones)
+                ref = path.parent / mesh.get("filename", "")
+                if ref.suffix.lower() in MESH_SUFFIXES and ref.is_file():
+                    check_model_file(ref)
+        elif path.stat().st_size > MAX_MESH_BYTES:
+            raise ModelError(f"{path}: mesh file larger than {MAX_MESH_BYTES // 2**20} MB; decimate it first")
         elif suffix == ".obj":
-            if count_obj_faces(path) == 0:
-                raise ModelError(f"{path}: mesh has no faces")
+            check_triangles(path, *read_obj(path))
         elif suffix == ".stl":
-            if count_stl_faces(path) == 0:
-                raise ModelError(f"{path}: mesh has no faces")
+            check_triangles(path, *read_stl(path))
     except ET.ParseError as exc:
         raise ModelError(f"{path}: malformed XML: {exc}") from None
     except OSError as exc:
         raise ModelError(f"{path}: cannot read: {exc.strerror}") from None
 
 
-def count_obj_faces(path: Path) -> int:
+def read_obj(path: Path) -> tuple[np.ndarray, list[list[int]]]:
+    """Vertices (n x 3) and faces (0-based vertex indices) of a Wavefront OBJ; ModelError if malformed."""
+    vertices: list[list[float]] = []
+    faces: list[list[int]] = []
     with open(path, errors="replace") as f:
-        return sum(1 for line in f if line.startswith("f "))
+        for number, line in enumerate(f, 1):
+            parts = line.split()
+            if not parts or parts[0] not in ("v", "f"):
+                continue
+            try:
+                if parts[0] == "v":
+                    vertices.append([float(v) for v in parts[1:4]])
+                    if len(vertices[-1]) != 3:
+                        raise ValueError
+                else:  # "i", "i/t", "i/t/n" or "i//n"; negative indices count back from the last vertex
+                    refs = [int(p.split("/")[0]) for p in parts[1:]]
+                    faces.append([r - 1 if r > 0 else len(vertices) + r for r in refs])
+                    if len(refs) < 3 or not all(0 <= i < len(vertices) for i in faces[-1]):
+                        raise ModelError(
+                            f"{path}:{number}: face {' '.join(parts[1:])!r} refers to a vertex that does not "
+                            f"exist ({len(vertices)} defined before it) or has fewer than 3 vertices"
+                        )
+            except ValueError as exc:
+                if isinstance(exc, ModelError):
+                    raise
+                raise ModelError(
+                    f"{path}:{number}: malformed {parts[0]!r} line: {line.strip()[:80]!r}"
+                ) from None
+    return np.array(vertices, dtype=float).reshape(-1, 3), faces
 
 
-def count_stl_faces(path: Path) -> int:
+def read_stl(path: Path) -> tuple[np.ndarray, list[list[int]]]:
+    """Vertices and triangles of an ASCII or binary STL; ModelError if malformed."""
     data = path.read_bytes()
     if data[:5].lower() == b"solid" and b"facet" in data[:4096]:
-        return data.count(b"facet normal")
-    if len(data) < 84:
-        return 0
-    (n,) = struct.unpack_from("<I", data, 80)
-    return n if len(data) >= 84 + 50 * n else 0
+        try:
+            v = [
+                [float(x) for x in line.split()[1:4]]
+                for line in data.splitlines()
+                if line.split()[:1] == [b"vertex"]
+            ]
+            vertices = np.array(v, dtype=float).reshape(-1, 3)
+        except ValueError:
+            raise ModelError(f"{path}: malformed ASCII STL: a 'vertex' line without three numbers") from None
+        if len(vertices) != 3 * data.count(b"endfacet"):
+            raise ModelError(
+                f"{path}: malformed ASCII STL: {len(vertices)} vertices for {data.count(b'endfacet')} facets"
+            )
+    else:
+        if len(data) < 84:  # not even a header and a triangle count
+            return np.zeros((0, 3)), []
+        n = struct.unpack_from("<I", data, 80)[0]
+        if len(data) < 84 + 50 * n:
+            raise ModelError(f"{path}: truncated binary STL: {n} triangles announced, {len(data)} bytes")
+        rows = np.frombuffer(data, np.dtype([("n", "<f4", 3), ("v", "<f4", (3, 3)), ("a", "<u2")]), n, 84)
+        vertices = rows["v"].reshape(-1, 3).astype(float)
+    return vertices, [[3 * k, 3 * k + 1, 3 * k + 2] for k in range(len(vertices) // 3)]
+
+
+def check_triangles(path: Path, vertices: np.ndarray, faces: list[list[int]]) -> None:
+    """ModelError unless the mesh has finite vertices and at least one face spanning an area."""
+    if not faces:
+        raise ModelError(f"{path}: mesh has no faces")
+    if not np.isfinite(vertices).all():
+        raise ModelError(f"{path}: mesh has vertices that are not finite numbers")
+    a, b, c = (vertices[[f[k] for f in faces]] for k in (0, 1, 2))
+    if not (np.linalg.norm(np.cross(b - a, c - a), axis=1) > 0).any():
+        raise ModelError(f"{path}: every face of the mesh is degenerate (zero area)")

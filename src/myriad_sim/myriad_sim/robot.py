@@ -19,9 +19,13 @@ class Robot:
             pb.getJointInfo(body, j, physicsClientId=client)[12].decode(): j
             for j in range(pb.getNumJoints(body, physicsClientId=client))
         }
-        missing = [n for n in spec.arm_joints if n not in names]
+        g = spec.gripper
+        wanted = [*spec.arm_joints, *(f.joint for f in g.fingers), *g.tips, g.wrist_joint]
+        missing = [n for n in wanted if n not in names]
         if missing:
             raise ValueError(f"robot model {spec.model} has no joints {missing}; it has {sorted(names)}")
+        if spec.ee_link not in links:
+            raise ValueError(f"robot model {spec.model} has no link {spec.ee_link!r}; it has {sorted(links)}")
         self.joint_index = names
         self.arm = [names[n] for n in spec.arm_joints]
         self.ee = links[spec.ee_link]

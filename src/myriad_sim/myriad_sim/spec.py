@@ -10,6 +10,7 @@ from myriad_sim.config import ConfigError, ConfigReader, read_yaml
 from myriad_sim.models import ModelError, resolve_source
 
 SpecError = ConfigError  # a world or robot file is malformed; the message names the file and the field
+MAX_CAMERA_PX = 4096  # per side: larger images exhaust the renderer (100000² crashed the back end)
 
 
 @dataclass(frozen=True)
@@ -179,6 +180,11 @@ def load_world(path: Path | str, workspace_root: Path | None = None) -> WorldSpe
     )
     if camera.far <= camera.near:
         c.fail("far", f"a distance beyond near ({camera.near})", camera.far)
+    for key in ("width", "height"):
+        if getattr(camera, key) > MAX_CAMERA_PX:
+            c.fail(key, f"a positive integer up to {MAX_CAMERA_PX} (pixels)", getattr(camera, key))
+    if camera.fov_deg >= 180:
+        c.fail("fov_deg", "an angle below 180 degrees", camera.fov_deg)
     o = r.sub("objects")
     pool = tuple(int(v) for v in o.vector("pool", 2))
     if not 0 <= pool[0] <= pool[1] <= 999:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import pkgutil
 from dataclasses import dataclass
 
@@ -15,6 +16,9 @@ from myriad_sim.robot import Robot
 from myriad_sim.spec import ModelSpec, WorldSpec
 
 log = logging.getLogger("myriad_sim")
+MAX_OBJECTS = 20  # objects per reset, as campaigns allow
+MIN_SCALE, MAX_SCALE = 1e-4, 100.0
+MIN_MASS, MAX_MASS = 1e-4, 1000.0  # kg
 
 
 class SpawnError(ValueError):
@@ -137,6 +141,9 @@ class World:
     def reset(self, seed: int, object_count: int, object_ids: list[int] | None = None) -> list[EntityState]:
         """Rebuild the world and drop objects into the tray, all drawn from `seed`. Returns the settled objects."""
         o = self.spec.objects
+        count = len(object_ids) if object_ids else object_count
+        if type(count) is not int or not 0 <= count <= MAX_OBJECTS:
+            raise SpawnError(f"object_count: expected an integer 0..{MAX_OBJECTS}, got {count!r}")
         rng = np.random.default_rng(seed)
         if object_ids:
             ids = list(object_ids)
@@ -183,10 +190,14 @@ class World:
             raise SpawnError("name: expected a non-empty entity name")
         if name in self.entities:
             raise SpawnError(f"name: an entity called {name!r} exists already")
-        if not scale > 0:
-            raise SpawnError(f"scale: expected a positive number, got {scale}")
-        if mass < 0:
-            raise SpawnError(f"mass: expected a positive number (or 0 to keep the model's own), got {mass}")
+        if not MIN_SCALE <= scale <= MAX_SCALE:
+            raise SpawnError(f"scale: expected a positive number {MIN_SCALE}..{MAX_SCALE}, got {scale}")
+        if not (mass == 0 or MIN_MASS <= mass <= MAX_MASS):
+            raise SpawnError(
+                f"mass: expected a positive number of kilograms {MIN_MASS}..{MAX_MASS} (or 0 to keep the model's own), got {mass}"
+            )
+        if not all(math.isfinite(v) for v in (*position, *orientation)):
+            raise SpawnError(f"pose: expected finite numbers, got {tuple(position)}, {tuple(orientation)}")
         if not self.spec.in_workspace(position):
             raise SpawnError(
                 f"pose: position {tuple(round(float(v), 3) for v in position)} is outside the workspace "

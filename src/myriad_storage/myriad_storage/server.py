@@ -1,6 +1,9 @@
 """The local default database: a SecantusDB server (``secantusd-py``) in its own session, kept in data_dir.
 
-Files in data_dir: ``db/`` (WiredTiger home), ``secantusd.pid``, ``secantusd.log``.
+Files in data_dir: ``db/`` (WiredTiger home), ``secantusd.pid`` ("PID PORT"), ``secantusd.log``.
+
+Port: ``--db-port``, else $MYRIAD_DB_PORT, else one derived from the data directory's path (27200..27999), so
+two workspaces on one host get their own servers; a server already running for data_dir is reused on its port.
 
 The server runs with ``--sync-on-commit`` by default: without it SecantusDB 0.7.0b3 loses writes acknowledged
 in the last ~0.5 s when the server is SIGKILLed (measured), and an acknowledged attempt must survive that.
@@ -8,6 +11,7 @@ in the last ~0.5 s when the server is SIGKILLed (measured), and an acknowledged 
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import signal
@@ -18,7 +22,18 @@ import time
 from pathlib import Path
 
 ENV_URI = "MYRIAD_MONGO_URI"
+ENV_PORT = "MYRIAD_DB_PORT"
 DEFAULT_PORT = 27117
+
+
+class ServerError(RuntimeError):
+    """The local database server cannot be started (port taken, server exited, not found)."""
+
+
+def workspace_port(data_dir: Path) -> int:
+    """The default port of the local server of ``data_dir``: stable, and different between workspaces."""
+    digest = hashlib.sha256(str(Path(data_dir).resolve()).encode()).digest()
+    return 27200 + int.from_bytes(digest[:4], "big") % 800
 
 
 def _port_open(host: str, port: int, timeout: float = 0.5) -> bool:
@@ -45,7 +60,7 @@ def _server_exe() -> str:
         return str(exe)
     found = shutil.which("secantusd-py")
     if not found:
-        raise FileNotFoundError(
+        raise ServerError(
             f"secantusd-py not found next to {sys.executable} nor on PATH (pip install secantusdb)"
         )
     return found
@@ -71,11 +86,16 @@ class LocalServer:
 
     def pid(self) -> int | None:
         """The pid recorded in the pid file, if that process is alive."""
+        return self.recorded()[0]
+
+    def recorded(self) -> tuple[int | None, int]:
+        """(pid if alive, port) from the pid file (files of earlier versions hold only a pid: DEFAULT_PORT)."""
         try:
-            pid = int(self.pid_file.read_text().strip())
-        except (OSError, ValueError):
-            return None
-        return pid if _alive(pid) else None
+            fields = self.pid_file.read_text().split()
+            pid, port = int(fields[0]), int(fields[1]) if len(fields) > 1 else DEFAULT_PORT
+        except (OSError, ValueError, IndexError):
+            return None, self.port
+        return (pid if _alive(pid) else None), port
 
     def is_running(self) -> bool:
         """True if our server (live pid file) is listening on the port."""
@@ -86,9 +106,9 @@ class LocalServer:
         if self.is_running():
             return self.uri
         if _port_open(self.host, self.port):
-            raise RuntimeError(
+            raise ServerError(
                 f"port {self.host}:{self.port} is in use by a process that is not the Myriad database server "
-                f"of {self.data_dir} (no live pid in {self.pid_file}); pass a URI or choose another port"
+                f"of {self.data_dir}; choose another port (--db-port or ${ENV_PORT}) or pass a URI"
             )
         (self.data_dir / "db").mkdir(parents=True, exist_ok=True)
         cmd = [
@@ -113,11 +133,11 @@ class LocalServer:
                 cwd=self.data_dir,
                 start_new_session=True,
             )
-        self.pid_file.write_text(f"{self._proc.pid}\n")
+        self.pid_file.write_text(f"{self._proc.pid} {self.port}\n")
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
-                raise RuntimeError(
+                raise ServerError(
                     f"database server exited with code {self._proc.returncode} while starting on "
                     f"{self.host}:{self.port}; log tail ({self.log_file}):\n{self._log_tail()}"
                 )
@@ -125,7 +145,7 @@ class LocalServer:
                 return self.uri
             time.sleep(0.1)
         self.stop()
-        raise RuntimeError(
+        raise ServerError(
             f"database server did not open {self.host}:{self.port} within {timeout:.0f} s; "
             f"log tail ({self.log_file}):\n{self._log_tail()}"
         )
@@ -165,12 +185,30 @@ class LocalServer:
             return f"(no log: {exc})"
 
 
-def resolve_uri(cli_uri: str | None, data_dir: Path) -> tuple[str, LocalServer | None]:
-    """The database URI: ``cli_uri``, else $MYRIAD_MONGO_URI, else a local server in data_dir (started)."""
+def resolve_uri(
+    cli_uri: str | None, data_dir: Path, port: int | None = None
+) -> tuple[str, LocalServer | None]:
+    """The database URI: ``cli_uri``, else $MYRIAD_MONGO_URI, else a local server in data_dir (started) on
+    ``port``, else $MYRIAD_DB_PORT, else the running server's port, else ``workspace_port(data_dir)``."""
     if cli_uri:
         return cli_uri, None
     env = os.environ.get(ENV_URI, "").strip()
     if env:
         return env, None
-    server = LocalServer(data_dir)
+    if port is None and os.environ.get(ENV_PORT, "").strip():
+        try:
+            port = int(os.environ[ENV_PORT])
+        except ValueError:
+            raise ValueError(f"${ENV_PORT}: expected a port number, got {os.environ[ENV_PORT]!r}") from None
+    if port is not None and not 1 <= port <= 65535:
+        raise ValueError(f"database port: expected 1..65535, got {port}")
+    server = LocalServer(data_dir, port or workspace_port(data_dir))
+    pid, running_port = server.recorded()
+    if pid is not None and running_port != server.port:
+        if port is not None:
+            raise ServerError(
+                f"the database server of {data_dir} already runs on port {running_port} (pid {pid}), "
+                f"not {port}; use that port or stop it"
+            )
+        server.port = running_port
     return server.ensure_running(), server

@@ -6,7 +6,7 @@ Schema (one database per deployment):
   state (pending | leased | done), lease_owner, lease_expires, claims, attempt_key, done_at.
 - ``attempts``: one document per attempt, attempt_key unique, images ``{name: GridFS file id}``, created_at.
 - GridFS bucket ``images`` (PNG), metadata ``{attempt_key, name, campaign}``.
-- ``backends``: one heartbeat document per backend id, updated_at.
+- ``backends``: one heartbeat document per (campaign, backend id), updated_at.
 
 Lease expiry compares against the clock of the claiming client (all back ends of a deployment share a host
 or synchronised clocks). Transactions are not used: the attempt insert is idempotent on attempt_key and
@@ -18,16 +18,23 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import itertools
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Self, TypeVar
 
 import gridfs
 import pymongo
 from bson import ObjectId
-from pymongo.errors import BulkWriteError, ConnectionFailure, DuplicateKeyError
+from pymongo.errors import (
+    BulkWriteError,
+    ConfigurationError,
+    ConnectionFailure,
+    DuplicateKeyError,
+    OperationFailure,
+)
 
 PENDING, LEASED, DONE = "pending", "leased", "done"
 IMAGE_BUCKET = "images"
@@ -35,6 +42,9 @@ CLAIM_WINDOW = (
     256  # SecantusDB scans every match of a query: claims search index windows, not the whole campaign
 )
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]*")
+_DATABASE_RE = re.compile(r"[A-Za-z0-9_-]{1,63}")
+MAX_LISTED = 1000  # the most campaigns or heartbeats one call returns (page with skip)
+_AUTH_CODES = (13, 18)  # Unauthorized, AuthenticationFailed
 _PASSWORD_RE = re.compile(r"(://[^:/@]*):([^@/]*)@")
 _F = TypeVar("_F", bound=Callable[..., Any])
 
@@ -53,6 +63,26 @@ class StorageUnavailable(RuntimeError):
         super().__init__(f"MongoDB not reachable at {self.uri}: {reason}")
 
 
+def check_database_name(name: str) -> str:
+    """``name`` if it is a usable database name; ValueError otherwise."""
+    if not isinstance(name, str) or not _DATABASE_RE.fullmatch(name):
+        raise ValueError(f"database name: expected 1-63 letters, digits, '_' or '-', got {name!r}")
+    return name
+
+
+class StorageAuthError(RuntimeError):
+    """The server refused the URI's credentials (or the user lacks a role): retrying will not help."""
+
+    def __init__(self, uri: str, reason: str) -> None:
+        self.uri = mask_uri(uri)
+        super().__init__(f"MongoDB at {self.uri} refused the credentials: {reason}")
+
+
+def _cap(limit: int) -> int:
+    """A listing's limit: 1..MAX_LISTED (0 or more than MAX_LISTED give MAX_LISTED)."""
+    return MAX_LISTED if limit <= 0 else min(limit, MAX_LISTED)
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -64,9 +94,13 @@ def _guarded(fn: _F) -> _F:
     def wrapper(self: Store, *args: Any, **kwargs: Any) -> Any:
         try:
             return fn(self, *args, **kwargs)
-        except ConnectionFailure as exc:
-            reason = str(exc).replace(self._password, "***") if self._password else str(exc)
-            raise StorageUnavailable(self.uri, reason[:400]) from exc
+        except ConnectionFailure as exc:  # the first server's error, without pymongo's topology dump
+            reason = re.split(r" \(configured timeouts|, Timeout: ", str(exc))[0]
+            raise StorageUnavailable(self.uri, self._hide(reason)[:400]) from exc
+        except OperationFailure as exc:
+            if exc.code not in _AUTH_CODES:
+                raise
+            raise StorageAuthError(self.uri, self._hide(str(exc.details.get("errmsg", exc)))[:400]) from exc
 
     return wrapper  # type: ignore[return-value]
 
@@ -75,22 +109,32 @@ class Store:
     """Typed access to the Myriad database; thread-safe (one pymongo client, pooled connections)."""
 
     def __init__(self, uri: str, database: str = "myriad", server_timeout_ms: int = 5000) -> None:
-        if not uri:
-            raise ValueError("Store needs a MongoDB URI such as mongodb://127.0.0.1:27117/, got ''")
+        if not isinstance(uri, str) or not uri.startswith(("mongodb://", "mongodb+srv://")):
+            raise ValueError(
+                f"database URI: expected mongodb://HOST:PORT/ or mongodb+srv://..., got {mask_uri(str(uri))!r}"
+            )
+        if not isinstance(database, str) or not _DATABASE_RE.fullmatch(database):
+            raise ValueError(f"database name: expected 1-63 letters, digits, '_' or '-', got {database!r}")
         self.uri = uri
         self.masked_uri = mask_uri(uri)
         m = _PASSWORD_RE.search(uri)
         self._password = m.group(2) if m and m.group(2) else ""
-        self.client: pymongo.MongoClient = pymongo.MongoClient(
-            uri,
-            tz_aware=True,
-            serverSelectionTimeoutMS=server_timeout_ms,
-            connectTimeoutMS=server_timeout_ms,
-            socketTimeoutMS=max(4 * server_timeout_ms, 20000),
-        )
+        try:
+            self.client: pymongo.MongoClient = pymongo.MongoClient(
+                uri,
+                tz_aware=True,
+                serverSelectionTimeoutMS=server_timeout_ms,
+                connectTimeoutMS=server_timeout_ms,
+                socketTimeoutMS=max(4 * server_timeout_ms, 20000),
+            )
+        except (ConfigurationError, ValueError) as exc:  # InvalidURI, or a ValueError from parsing the host
+            raise ValueError(f"database URI {self.masked_uri}: {self._hide(str(exc))}") from None
         self.db = self.client[database]
         self.bucket = gridfs.GridFSBucket(self.db, IMAGE_BUCKET)
         self._indexed = False
+
+    def _hide(self, text: str) -> str:
+        return text.replace(self._password, "***") if self._password else text
 
     def close(self) -> None:
         """Close the client's connections."""
@@ -123,7 +167,11 @@ class Store:
         db.attempts.create_index("created_at")
         db.attempts.create_index([("campaign", 1), ("created_at", -1)])
         db[f"{IMAGE_BUCKET}.files"].create_index("metadata.attempt_key")
-        db.backends.create_index("backend", unique=True)
+        if (
+            "backend_1" in db.backends.index_information()
+        ):  # earlier versions keyed heartbeats by backend alone
+            db.backends.drop_index("backend_1")
+        db.backends.create_index([("campaign", 1), ("backend", 1)], unique=True)
         self._indexed = True
 
     def _ensure(self) -> None:
@@ -134,28 +182,42 @@ class Store:
 
     @_guarded
     def create_campaign(
-        self, name: str, items: list[dict], template: dict | None = None, seed: int | None = None
+        self,
+        name: str,
+        items: Sequence[dict] | Callable[[], Iterable[dict]],
+        template: dict | None = None,
+        seed: int | None = None,
     ) -> dict:
         """Create a campaign with one pending work item per parameter dict (each with an int ``seed`` >= 0).
 
+        ``items``: a list, or a function returning a fresh iterator of them (called twice: once to check and
+        fingerprint them, once to insert them in batches), so a campaign of any size needs little memory.
         Idempotent: the same name with identical items returns the existing campaign (completing any work
         items a crashed earlier call did not insert); the same name with different items raises ValueError.
         """
         if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
             raise ValueError(f"campaign name must match {_NAME_RE.pattern}, got {name!r}")
-        for i, item in enumerate(items):
+        if not callable(items) and iter(items) is items:  # a one-shot iterator: keep it for the second pass
+            items = list(items)
+        make = items if callable(items) else lambda: iter(items)
+        # The fingerprint of json.dumps(list of items), computed item by item.
+        sha, count = hashlib.sha256(b"["), 0
+        for i, item in enumerate(make()):
             seed_ok = isinstance(item, dict) and type(item.get("seed")) is int and 0 <= item["seed"] < 2**63
             if not seed_ok:
                 raise ValueError(
                     f"campaign {name!r}: item {i} must be a dict with an int 'seed' in 0..2**63-1, got {item!r}"
                 )
+            sha.update((", " if i else "").encode() + json.dumps(item, sort_keys=True, default=str).encode())
+            count += 1
+        sha.update(b"]")
+        digest = sha.hexdigest()
         self._ensure()
-        digest = hashlib.sha256(json.dumps(items, sort_keys=True, default=str).encode()).hexdigest()
         doc = {
             "name": name,
             "template": template,
             "seed": seed,
-            "target": len(items),
+            "target": count,
             "items_sha256": digest,
             "claim_floor": 0,
             "release_seq": 0,
@@ -169,15 +231,15 @@ class Store:
             if existing["items_sha256"] != digest:
                 raise ValueError(
                     f"campaign {name!r} already exists with different items ({existing['target']} stored, "
-                    f"{len(items)} given); use another name"
+                    f"{count} given); use another name"
                 ) from None
-        if self.db.work_items.count_documents({"campaign": name}) < len(items):
-            self._insert_items(name, items)
+        if self.db.work_items.count_documents({"campaign": name}) < count:
+            self._insert_items(name, make())
         return self.campaign(name)
 
-    def _insert_items(self, name: str, items: list[dict], chunk: int = 1000) -> None:
+    def _insert_items(self, name: str, items: Iterable[dict], chunk: int = 1000) -> None:
         now = _now()
-        docs = [
+        docs = (
             {
                 "campaign": name,
                 "index": i,
@@ -192,10 +254,10 @@ class Store:
                 "created_at": now,
             }
             for i, item in enumerate(items)
-        ]
-        for start in range(0, len(docs), chunk):
+        )
+        while batch := list(itertools.islice(docs, chunk)):
             try:
-                self.db.work_items.insert_many(docs[start : start + chunk], ordered=False)
+                self.db.work_items.insert_many(batch, ordered=False)
             except BulkWriteError as exc:
                 if any(e.get("code") != 11000 for e in exc.details.get("writeErrors", [])):
                     raise
@@ -206,9 +268,17 @@ class Store:
         return self.db.campaigns.find_one({"name": name}, {"_id": False})
 
     @_guarded
-    def campaigns(self) -> list[dict]:
-        """All campaigns, oldest first."""
-        return list(self.db.campaigns.find({}, {"_id": False}).sort("created_at", 1))
+    def campaigns(self, skip: int = 0, limit: int = MAX_LISTED, active: bool = False) -> list[dict]:
+        """Campaigns, oldest first: at most ``limit`` (capped at MAX_LISTED) from ``skip``; unfinished ones
+        only if ``active``."""
+        q = {"finished_at": None} if active else {}
+        cur = self.db.campaigns.find(q, {"_id": False}).sort("created_at", 1)
+        return list(cur.skip(skip).limit(_cap(limit)))
+
+    @_guarded
+    def count_campaigns(self) -> int:
+        """Number of campaigns."""
+        return self.db.campaigns.count_documents({})
 
     @_guarded
     def finish_campaign(self, name: str) -> None:
@@ -432,20 +502,24 @@ class Store:
     # -- backends --------------------------------------------------------------------------------------
 
     @_guarded
-    def heartbeat(self, backend: str, **fields: Any) -> None:
-        """Upsert the heartbeat document of ``backend`` with ``fields`` and updated_at."""
+    def heartbeat(self, backend: str, campaign: str, **fields: Any) -> None:
+        """Upsert the heartbeat document of ``backend`` in ``campaign`` with ``fields`` and updated_at (back-end
+        ids are per campaign: b0 of two campaigns are two documents)."""
         now = _now()
+        key = {"campaign": campaign, "backend": backend}
         self.db.backends.update_one(
-            {"backend": backend},
-            {"$set": {**fields, "backend": backend, "updated_at": now}, "$setOnInsert": {"created_at": now}},
+            key,
+            {"$set": {**fields, **key, "updated_at": now}, "$setOnInsert": {"created_at": now}},
             upsert=True,
         )
 
     @_guarded
-    def backends(self, campaign: str | None = None) -> list[dict]:
-        """Heartbeat documents (of one campaign if given), by backend id."""
+    def backends(self, campaign: str | None = None, skip: int = 0, limit: int = MAX_LISTED) -> list[dict]:
+        """Heartbeat documents (of one campaign if given), by campaign and backend id: at most ``limit``
+        (capped at MAX_LISTED) from ``skip``."""
         q = {} if campaign is None else {"campaign": campaign}
-        return list(self.db.backends.find(q, {"_id": False}).sort("backend", 1))
+        cur = self.db.backends.find(q, {"_id": False}).sort([("campaign", 1), ("backend", 1)])
+        return list(cur.skip(skip).limit(_cap(limit)))
 
     # -- dashboard queries -----------------------------------------------------------------------------
 

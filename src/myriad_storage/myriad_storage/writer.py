@@ -1,10 +1,11 @@
 """Write attempts to the Store from a background thread; buffer (and spool to disk) while the DB is down.
 
-With a spool dir every submitted attempt is first written to ``<spool>/<ns>-<hash>.pkl`` (fsync + atomic
-rename) and only its path is queued, so memory stays small during a long outage and a killed process
+With a spool dir every submitted attempt is first written to ``<spool>/<ns>-<hash>.bson`` (a BSON document
+``{record, images}``: data only, nothing executable on replay; mode 0600, fsync + atomic rename) and only its path is queued, so memory stays small during a long outage and a killed process
 loses nothing: the next writer on that spool dir replays the files. A file is removed once the attempt is
 stored (or found already stored); one that cannot be stored for a reason other than the database being
-unreachable is moved to ``<spool>/failed/``. Spool files are pickles: keep the spool dir private.
+unreachable is moved to ``<spool>/failed/``. Pickle spool files of earlier versions are never loaded (a
+pickle can run code): they are reported in the log and left in place.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import pickle
 import threading
 import time
 from collections import deque
@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import bson
 from pymongo.errors import ConnectionFailure
 
 from .store import StorageUnavailable, Store
@@ -64,7 +65,7 @@ class BufferedWriter:
         self.failed = 0
         self.last_error = ""
         if self._spool is not None:
-            self._spool.mkdir(parents=True, exist_ok=True)
+            self._spool.mkdir(mode=0o700, parents=True, exist_ok=True)
             self._replay()
         self._thread = threading.Thread(target=self._run, name="myriad-writer", daemon=True)
         self._thread.start()
@@ -116,10 +117,10 @@ class BufferedWriter:
     def _write_spool(self, record: dict, images: dict[str, bytes]) -> Path:
         assert self._spool is not None
         digest = hashlib.sha1(record["attempt_key"].encode()).hexdigest()[:16]
-        path = self._spool / f"{time.time_ns():020d}-{digest}.pkl"
+        path = self._spool / f"{time.time_ns():020d}-{digest}.bson"
         tmp = path.with_suffix(".tmp")
-        with open(tmp, "wb") as f:
-            pickle.dump({"record": record, "images": images}, f, protocol=pickle.HIGHEST_PROTOCOL)
+        with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as f:
+            f.write(bson.encode({"record": record, "images": images}))
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -134,7 +135,15 @@ class BufferedWriter:
         assert self._spool is not None
         for tmp in self._spool.glob("*.tmp"):  # a submit that never returned: never acknowledged
             tmp.unlink(missing_ok=True)
-        files = sorted(self._spool.glob("*.pkl"))
+        old = sorted(self._spool.glob("*.pkl"))
+        if old:
+            log.error(
+                "not loading %d pickle spool file(s) of an earlier version in %s (pickles can run code); "
+                "replay them with that version if they are trusted, or delete them",
+                len(old),
+                self._spool,
+            )
+        files = sorted(self._spool.glob("*.bson"))
         for path in files:
             self._queue.append(_Item(path.stem, path))
         if files:
@@ -143,8 +152,7 @@ class BufferedWriter:
     def _load(self, item: _Item) -> tuple[dict, dict[str, bytes]]:
         if item.path is None:
             return item.record or {}, item.images or {}
-        with open(item.path, "rb") as f:
-            data = pickle.load(f)
+        data = bson.decode(item.path.read_bytes())
         return data["record"], data["images"]
 
     def _set_aside(self, item: _Item, exc: BaseException) -> None:

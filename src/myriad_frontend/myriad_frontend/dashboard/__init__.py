@@ -13,7 +13,7 @@ import threading
 
 from myriad_storage.store import Store
 
-from .server import DashboardServer, is_loopback
+from .server import REQUEST_TIMEOUT_S, DashboardServer, is_loopback
 
 __all__ = ["DashboardServer", "main", "serve"]
 TOKEN_ENV = "MYRIAD_DASHBOARD_TOKEN"
@@ -27,13 +27,21 @@ def serve(
     token: str | None = None,
     poll_interval_s: float = 1.0,
     world: str | None = None,
+    request_timeout_s: float = REQUEST_TIMEOUT_S,
 ) -> DashboardServer:
     """Bind the dashboard on host:port (0 = any free port) and start serving; ``.url`` is its address.
 
-    A host that is not loopback requires ``token``; with a token every request must carry it.
+    A host that is not loopback requires ``token``; with a token every request must carry it. A connection
+    idle for ``request_timeout_s`` (a request half sent, a kept-alive socket) is closed.
     """
     server = DashboardServer(
-        Store(uri, database, server_timeout_ms=15000), host, port, token, poll_interval_s, world
+        Store(uri, database, server_timeout_ms=15000),
+        host,
+        port,
+        token,
+        poll_interval_s,
+        world,
+        request_timeout_s,
     )
     return server.start()
 

@@ -39,6 +39,8 @@ class CampaignState:
     progress: dict | None = None
     progress_at: float = -math.inf  # monotonic time of the last progress refresh
     progress_cost: float = 0.0
+    counts_final: bool = False  # counted after it finished: its counts no longer change
+    progress_final: bool = False
 
     def totals(self) -> tuple[int, int]:
         a = s = 0
@@ -72,7 +74,9 @@ def timeline(seconds: dict[int, list[int]], start: int, end: int, points: int = 
 
 
 class LivePoller:
-    """Polls campaigns, counts and heartbeats every ``interval_s``; ``snapshot()`` is the latest overview."""
+    """Polls campaigns, counts and heartbeats every ``interval_s``; ``snapshot()`` is the latest overview.
+
+    Only unfinished campaigns are re-counted: a finished one is counted once after it finished, then kept."""
 
     def __init__(
         self,
@@ -93,6 +97,7 @@ class LivePoller:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self.ticks = 0
+        self.counted = 0  # attempt-count queries made (finished campaigns are not counted again)
 
     def start(self) -> None:
         """Start polling counts and (separately, as it scans) work-item states in daemon threads; idempotent."""
@@ -133,18 +138,25 @@ class LivePoller:
             self._stop.wait(max(0.0, self.interval_s - (time.monotonic() - started)))
 
     def tick(self) -> bytes:
-        """One poll: refresh every campaign and the heartbeats; return the overview JSON."""
+        """One poll: refresh every campaign and the heartbeats of unfinished ones; return the overview JSON."""
         now = datetime.now(UTC)
         for doc in self.store.campaigns():
             state = self.campaigns.setdefault(doc["name"], CampaignState(doc))
             state.doc = doc
-            self._refresh_counts(state, now)
+            if not state.counts_final:  # a finished campaign is counted once more, then kept
+                self._refresh_counts(state, now)
+                state.counts_final = doc.get("finished_at") is not None
         overview = {
             "loading": False,
             "error": None,
             "now": now,
             "campaigns": [self._summary(s, now) for s in self.campaigns.values()],
-            "backends": self.store.backends(),
+            "backends": [
+                b
+                for s in self.campaigns.values()
+                if not s.counts_final
+                for b in self.store.backends(s.doc["name"])
+            ],
         }
         return dumps(overview)
 
@@ -153,8 +165,10 @@ class LivePoller:
         new_mark = now.replace(microsecond=0) - self.lag
         if state.watermark is None:  # cold: the whole campaign once (its own index, no time bound)
             rows = self.store.attempt_histogram(name)
+            self.counted += 1
         else:
             rows = self.store.attempt_histogram(name, since=min(state.watermark, new_mark))
+            self.counted += 1
         _merge(state.settled, [r for r in rows if r["t"] < new_mark])
         rows = [r for r in rows if r["t"] >= new_mark]
         state.watermark = max(new_mark, state.watermark or new_mark)
@@ -172,8 +186,10 @@ class LivePoller:
         """Refresh the work-item counts of each campaign that is due (every max(progress_min_s, 10 x cost))."""
         for state in list(self.campaigns.values()):
             due = max(self.progress_min_s, 10.0 * state.progress_cost)
-            if force or time.monotonic() - state.progress_at >= due:
+            if not state.progress_final and (force or time.monotonic() - state.progress_at >= due):
+                finished = state.doc.get("finished_at") is not None  # read before counting
                 self._refresh_progress(state)
+                state.progress_final = finished
 
     def _refresh_progress(self, state: CampaignState) -> None:
         started = time.monotonic()

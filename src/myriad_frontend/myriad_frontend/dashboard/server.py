@@ -43,9 +43,16 @@ def _static(name: str) -> bytes:
     return resources.files(__package__).joinpath("static", name).read_bytes()
 
 
+REQUEST_TIMEOUT_S = 30.0  # an idle or half-sent connection is closed after this long
+
+
 class _Handler(BaseHTTPRequestHandler):
     server: DashboardServer
     protocol_version = "HTTP/1.1"
+
+    def setup(self) -> None:
+        self.timeout = self.server.request_timeout_s  # read by StreamRequestHandler.setup: every socket op
+        super().setup()
 
     def log_message(self, fmt: str, *args: object) -> None:
         log.debug("%s " + fmt, self.address_string(), *args)
@@ -133,12 +140,21 @@ class DashboardServer(ThreadingHTTPServer):
         token: str | None = None,
         poll_interval_s: float = 1.0,
         world: str | None = None,
+        request_timeout_s: float = REQUEST_TIMEOUT_S,
     ) -> None:
         if not is_loopback(host) and not token:
             raise ValueError(f"binding the dashboard to {host!r} (not loopback) requires a token")
         self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        super().__init__((host, port), _Handler)
+        try:
+            super().__init__((host, port), _Handler)
+        except (OSError, OverflowError) as exc:  # in use, not permitted, out of range
+            store.close()
+            raise ValueError(
+                f"dashboard: cannot listen on {host}:{port} ({getattr(exc, 'strerror', None) or exc}); choose another port "
+                f"(--port, or --dashboard-port of myriad collect)"
+            ) from None
         self.store = store
+        self.request_timeout_s = request_timeout_s
         self.token = token or None
         self.poller = LivePoller(store, interval_s=poll_interval_s)
         self.api = Api(store, self.poller, world)
