@@ -45,6 +45,10 @@ def local_capacity() -> int:
 
 def cmd_collect(args) -> int:
     spec = spec_from_options(args.campaign, args.name, args.seed, args.attempts, parse_assignments(args.set))
+    if args.ray and args.record:
+        raise ValueError(
+            "--record: not with --ray yet (each node would record on its own host); record locally"
+        )
     if not args.ray and not args.force and args.backends > local_capacity():
         raise ValueError(
             f"--backends {args.backends}: this machine hosts at most {local_capacity()} (2 per CPU core and "

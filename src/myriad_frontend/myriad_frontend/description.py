@@ -48,9 +48,8 @@ class Description:
     def with_recorder(self, output_dir: Path | str) -> Description:
         """This description with a `recorder` node (MCAP of the back end's topics into `output_dir`) in its first
         process."""
-        node = NodeDesc(
-            "recorder", "myriad_storage", "recorder", RECORDER_CLASS, {"output_dir": str(output_dir)}
-        )
+        params = {"output_dir": str(Path(output_dir).resolve()), "backend_id": "${backend}"}
+        node = NodeDesc("recorder", "myriad_storage", "recorder", RECORDER_CLASS, params)
         first, *rest = self.processes
         return replace(self, processes=(ProcessDesc(first.name, (*first.nodes, node)), *rest))
 
