@@ -149,3 +149,31 @@ def test_launch_file_under_real_launch(db, tmp_path):
     )  # fmt: skip
     assert out.returncode == 0, (out.stdout + out.stderr)[-3000:]
     assert len(Store(db, "t").attempts({"campaign": name})) == 4
+
+
+@pytest.mark.timeout(400)
+def test_collect_record_writes_a_rosbag2_mcap_per_backend(db, tmp_path):
+    import subprocess
+
+    from conftest import collect_command
+    from rosbags.highlevel import AnyReader
+
+    out = subprocess.run(
+        collect_command(db, "--attempts", "2", "--backends", "2", "--record", str(tmp_path / "bags"), "--quiet"),
+        capture_output=True, text=True, timeout=360,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    bags = sorted((tmp_path / "bags").glob("*.mcap"))
+    assert [b.name.split("_")[0] for b in bags] == ["b0", "b1"], bags
+    for bag in bags:
+        with AnyReader([bag]) as reader:
+            counts = {c.topic: c.msgcount for c in reader.connections}
+            types = {c.topic: c.msgtype for c in reader.connections}
+        ns = f"/myriad/{bag.name.split('_')[0]}"
+        assert (
+            counts[f"{ns}/joint_states"] > 10 and types[f"{ns}/joint_states"] == "sensor_msgs/msg/JointState"
+        )
+        assert (
+            counts[f"{ns}/camera/rgb/image"] >= 1
+            and types[f"{ns}/camera/rgb/image"] == "sensor_msgs/msg/Image"
+        )
