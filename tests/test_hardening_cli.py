@@ -166,8 +166,8 @@ def test_ray_address_that_is_not_a_ray_head_and_ctrl_c(mongo_uri):
         silent.bind(("127.0.0.1", 0))
         silent.listen()
         address = f"127.0.0.1:{silent.getsockname()[1]}"
-        accepted = threading.Event()
-        threading.Thread(target=lambda: (silent.accept(), accepted.set()), daemon=True).start()
+        accepted, held = threading.Event(), []  # the accepted connection stays open: no reset to the CLI
+        threading.Thread(target=lambda: (held.append(silent.accept()), accepted.set()), daemon=True).start()
         proc = subprocess.Popen(
             [sys.executable, "-m", "myriad_frontend.cli", *collect_command(mongo_uri, "--ray", address)[3:]],
             stderr=subprocess.PIPE, text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
