@@ -9,7 +9,6 @@ from concurrent.futures import ThreadPoolExecutor
 from geometry_msgs.msg import Pose
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, QoSProfile
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import CameraInfo, Image, JointState, PointCloud2
 from std_msgs.msg import String
@@ -32,9 +31,6 @@ from myriad_sim.image_codec import cv2_to_imgmsg
 from myriad_sim.spec import load_world
 from myriad_sim.world import SpawnError, World
 from tf2_msgs.msg import TFMessage
-
-# Kept for late subscribers (RViz started after the back end), as robot_state_publisher and tf_static do.
-LATCHED = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 
 def time_msg(seconds: float):
@@ -111,11 +107,11 @@ class SimServerNode(Node):
             self._tf_time = -1.0
             self.tf_pub = self.create_publisher(TFMessage, "/tf", 100)
             self.points_pub = self.create_publisher(PointCloud2, "camera/points", 2)
-            self.markers_pub = self.create_publisher(MarkerArray, "markers", LATCHED)
+            self.markers_pub = self.create_publisher(MarkerArray, "markers", viz.LATCHED)
             description = robot_description(spec.robot.model)
-            self.create_publisher(String, "robot_description", LATCHED).publish(String(data=description))
+            self.create_publisher(String, "robot_description", viz.LATCHED).publish(String(data=description))
             static = self.physics(self.frames.static)
-            self.create_publisher(TFMessage, "/tf_static", LATCHED).publish(
+            self.create_publisher(TFMessage, "/tf_static", viz.LATCHED).publish(
                 viz.tf_message(static, self.prefix, time_msg(self.world.sim_time))
             )
             self.physics(self.publish_scene)
@@ -293,6 +289,8 @@ class SimServerNode(Node):
         if req.gripper >= 0:
             robot.set_gripper(min(req.gripper, 1.0), robot.gripper_force)
         self.advance(req.steps)
+        if self.viz:
+            self.publish_tf()
         names, pos, vel, eff = robot.all_joint_states()
         res.joint_state = JointState(name=names, position=pos, velocity=vel, effort=eff)
         p, q = robot.tool_pose()

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pybullet as pb
 from geometry_msgs.msg import Point, TransformStamped
+from rclpy.qos import DurabilityPolicy, QoSProfile
 from sensor_msgs.msg import PointCloud2, PointField
 from std_msgs.msg import ColorRGBA
 from visualization_msgs.msg import Marker, MarkerArray
@@ -17,6 +18,10 @@ from visualization_msgs.msg import Marker, MarkerArray
 from myriad_sim.frames import WORLD, Transform
 from tf2_msgs.msg import TFMessage
 
+# Kept for late subscribers (RViz started after the back end), as robot_state_publisher and tf_static do.
+LATCHED = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+# Open gripper: distance between the fingers (m).
+GRIPPER_OPENING = 0.14
 # Colours of a grasp by outcome: green success, red failure.
 OUTCOME_COLOURS = {True: (0.1, 0.8, 0.2, 0.9), False: (0.9, 0.15, 0.1, 0.9)}
 
