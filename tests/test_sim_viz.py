@@ -220,3 +220,23 @@ def test_grasp_and_path_markers_during_a_collection(tmp_path, ros_client):
     colours = {(round(m.color.r, 2), round(m.color.g, 2)) for m in grasps}
     assert colours <= {(0.1, 0.8), (0.9, 0.15)}  # green success / red failure
     assert {m.header.frame_id for m in markers} <= tree.frames()
+
+
+def test_rviz_config_shows_back_end_b0_and_colcon_meta_is_valid():
+    import json
+
+    import yaml
+
+    config = yaml.safe_load((WS / "config" / "myriad.rviz").read_text())["Visualization Manager"]
+    assert config["Global Options"]["Fixed Frame"] == "b0/world"
+    topics = {
+        d["Class"].split("/")[-1]: d.get("Topic", d.get("Description Topic", {})).get("Value")
+        for d in config["Displays"]
+        if d["Enabled"]
+    }
+    assert topics["RobotModel"] == "/myriad/b0/robot_description"
+    assert topics["MarkerArray"] == "/myriad/b0/markers"
+    assert topics["PointCloud2"] == "/myriad/b0/camera/points"
+    assert topics["Image"] == "/myriad/b0/camera/rgb/image"
+    meta = json.loads((WS / "colcon.meta").read_text())
+    assert set(meta["names"]) == {"myriad_interfaces", "tf2_msgs"}
