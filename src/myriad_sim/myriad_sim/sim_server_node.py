@@ -92,10 +92,16 @@ class SimServerNode(Node):
         self.viz, self.cloud_stride = bool(p["visualization"]), int(p["cloud_stride"])
         self.optical_frame = self.prefix + CAMERA_OPTICAL
         dt = spec.timestep
-        rates = [("clock", "clock_rate"), ("joints", "joint_state_rate"), ("camera", "camera_rate")]
-        rates += [("tf", "tf_rate")] if self.viz else []
-        self._every = {k: max(1, round(1.0 / (p[r] * dt))) if p[r] > 0 else 0 for k, r in rates}
-        self._every.setdefault("tf", 0)
+        p["tf_rate"] = p["tf_rate"] if self.viz else 0.0
+        self._every = {
+            k: max(1, round(1.0 / (p[r] * dt))) if p[r] > 0 else 0
+            for k, r in (
+                ("clock", "clock_rate"),
+                ("joints", "joint_state_rate"),
+                ("camera", "camera_rate"),
+                ("tf", "tf_rate"),
+            )
+        }
         self.clock_pub = self.create_publisher(Clock, "clock", 10)
         self.joint_pub = self.create_publisher(JointState, "joint_states", 10)
         self.image_pubs = {
