@@ -69,7 +69,7 @@ class SimServerNode(Node):
         self.declare_parameter("camera_rate", 0.0)
         self.declare_parameter("real_time_factor", 0.0)
         self.declare_parameter("controllers", "myriad_control.controller:Controllers")
-        self.declare_parameter("tf_rate", 30.0)
+        self.declare_parameter("tf_rate", 20.0)
         self.declare_parameter("cloud_stride", 2)
         self.declare_parameter("visualization", True)
         self.prefix = self.declare_parameter("frame_prefix", frame_prefix(self.get_namespace())).value
@@ -110,15 +110,19 @@ class SimServerNode(Node):
         self.info_pub = self.create_publisher(CameraInfo, "camera/camera_info", 2)
         if self.viz:
             self.frames = self.physics(FrameTree, self.world)
-            self._tf_time = -1.0
+            self._tf_time, self.tf_messages = -1.0, viz.TfMessages(self.prefix)
             self.tf_pub = self.create_publisher(TFMessage, "/tf", 100)
             self.points_pub = self.create_publisher(PointCloud2, "camera/points", 2)
+            cam = spec.camera
+            self.clouds = viz.PointClouds(
+                self.world.camera.intrinsics, cam.height, cam.width, cam.far, self.cloud_stride
+            )
             self.markers_pub = self.create_publisher(MarkerArray, "markers", viz.LATCHED)
             description = robot_description(spec.robot.model)
             self.create_publisher(String, "robot_description", viz.LATCHED).publish(String(data=description))
             static = self.physics(self.frames.static)
             self.create_publisher(TFMessage, "/tf_static", viz.LATCHED).publish(
-                viz.tf_message(static, self.prefix, time_msg(self.world.sim_time))
+                self.tf_messages(static, time_msg(self.world.sim_time))
             )
             self.physics(self.publish_scene)
         group = ReentrantCallbackGroup()
@@ -172,11 +176,12 @@ class SimServerNode(Node):
             self.publish_tf()
 
     def publish_tf(self) -> None:
-        """Robot links and objects at the current sim time (once per sim time: tf2 drops repeated stamps)."""
-        if self.world.sim_time == self._tf_time:
+        """Robot links and objects at the current sim time (once per sim time: tf2 drops repeated stamps), when
+        anyone listens."""
+        if self.world.sim_time == self._tf_time or not self.tf_pub.get_subscription_count():
             return
         self._tf_time = self.world.sim_time
-        self.tf_pub.publish(viz.tf_message(self.frames.dynamic(), self.prefix, time_msg(self._tf_time)))
+        self.tf_pub.publish(self.tf_messages(self.frames.dynamic(), time_msg(self._tf_time)))
 
     def publish_scene(self) -> None:
         """Markers of the fixed models, the objects and the workspace (after every change of the entities)."""
@@ -213,10 +218,8 @@ class SimServerNode(Node):
             self.image_pubs[key].publish(msg)
         info = self.camera_info()
         self.info_pub.publish(info)
-        if self.viz:
-            k, far = self.world.camera.intrinsics, self.world.camera.spec.far
-            cloud = viz.point_cloud(frame.depth, frame.rgb, k, far, self.cloud_stride, msgs[0].header)
-            self.points_pub.publish(cloud)
+        if self.viz and self.points_pub.get_subscription_count():
+            self.points_pub.publish(self.clouds(frame.depth, frame.rgb, msgs[0].header))
         return (*msgs, info)
 
     # -- services -------------------------------------------------------------------------------------
