@@ -240,3 +240,11 @@ def test_rviz_config_shows_back_end_b0_and_colcon_meta_is_valid():
     assert topics["Image"] == "/myriad/b0/camera/rgb/image"
     meta = json.loads((WS / "colcon.meta").read_text())
     assert set(meta["names"]) == {"myriad_interfaces", "tf2_msgs"}
+
+
+def test_frame_prefix_is_the_namespace_last_element():
+    from myriad_sim.frames import frame_prefix
+
+    assert frame_prefix("/myriad/b0") == "b0/"
+    assert frame_prefix("/myriad/b12/") == "b12/"
+    assert frame_prefix("/") == ""

@@ -155,3 +155,11 @@ def test_robot_file_must_name_a_urdf(tmp_path):
     bad.write_text(text.replace("model: iiwa_wsg50.urdf", f"model: {SDF_FILE}"))
     with pytest.raises(SpecError, match=r"robot.yaml: field 'model': expected the robot's URDF file"):
         load_robot(bad)
+
+
+def test_a_missing_mesh_is_named():
+    from myriad_sim.models import ModelError
+
+    text = '<robot name="r"><link name="a"><visual><geometry><mesh filename="pybullet_data:no/such.stl"/>'
+    with pytest.raises(ModelError, match=r'mesh filename="pybullet_data:no/such.stl": no file .*no/such.stl'):
+        resolve_meshes(text + "</geometry></visual></link></robot>")
