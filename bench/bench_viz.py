@@ -1,10 +1,11 @@
 """Cost of the visualization topics (TF, robot_description, point cloud, markers) on attempts/s and RSS.
 
-    python bench/bench_viz.py [--attempts 30] [--rounds 2]
+    python bench/bench_viz.py [--attempts 30] [--rounds 2] [--watch]
 
 One back end through `myriad collect`'s launcher, the same attempts (same seed) with `visualization` on (the
 default) and off for the sim server, planner and grasp sampler, alternating on/off so that a change in machine
-load hits both. Target: <= 5 % fewer attempts/s with visualization on.
+load hits both. TF and the point cloud are only built while someone subscribes: --watch subscribes to them (and
+the markers) from this process, as RViz would. Target: <= 5 % fewer attempts/s with visualization on.
 """
 
 from __future__ import annotations
@@ -46,11 +47,38 @@ def run(
     return (len(docs) - 1) / span, peak.get("rss", 0) / 2**20
 
 
+def watch(stop: threading.Event) -> None:
+    """Subscribe to back end b0's TF, point cloud and markers until `stop` (an RViz stand-in)."""
+    import rclpy
+    from rclpy.qos import DurabilityPolicy, QoSProfile
+    from sensor_msgs.msg import PointCloud2
+    from tf2_msgs.msg import TFMessage
+    from visualization_msgs.msg import MarkerArray
+
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    node = rclpy.create_node("bench_viz_watcher", context=context)
+    latched = QoSProfile(depth=10, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    for kind, topic, qos in ((TFMessage, "/tf", 100), (TFMessage, "/tf_static", latched),
+                             (PointCloud2, "/myriad/b0/camera/points", 2), (MarkerArray, "/myriad/b0/markers", latched)):  # fmt: skip
+        node.create_subscription(kind, topic, lambda _m: None, qos)
+    while not stop.is_set():
+        rclpy.spin_once(node, timeout_sec=0.1)
+    node.destroy_node()
+    context.try_shutdown()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--attempts", type=int, default=30)
     ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument(
+        "--watch", action="store_true", help="subscribe to the visualization topics, as RViz would"
+    )
     args = ap.parse_args()
+    stop = threading.Event()
+    if args.watch:
+        threading.Thread(target=watch, args=(stop,), daemon=True).start()
     rates: dict[str, list[float]] = {"on": [], "off": []}
     rss: dict[str, list[float]] = {"on": [], "off": []}
     with tempfile.TemporaryDirectory() as tmp:
@@ -70,6 +98,7 @@ def main() -> None:
                 rss[mode].append(mb)
                 print(f"round {r} visualization {mode:3}: {rate:.3f} attempts/s, {mb:.0f} MB", flush=True)
         server.stop()
+    stop.set()
     on, off = statistics.mean(rates["on"]), statistics.mean(rates["off"])
     print(f"attempts/s with visualization {on:.3f}, without {off:.3f}: {100 * (1 - on / off):+.1f} % slower "
           f"(target <= 5 %); RSS per back end {max(rss['on']):.0f} MB with, {max(rss['off']):.0f} MB without")  # fmt: skip

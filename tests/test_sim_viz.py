@@ -16,13 +16,13 @@ from conftest import collect_command, free_port
 from rclpy.qos import DurabilityPolicy, QoSProfile
 from sensor_msgs.msg import PointCloud2
 from std_msgs.msg import String
+from tf2_msgs.msg import TFMessage
 from visualization_msgs.msg import Marker, MarkerArray
 
 from myriad_interfaces.srv import CaptureImages, ResetWorld, StepSimulation
 from myriad_sim.camera import Camera
 from myriad_sim.image_codec import imgmsg_to_cv2
 from myriad_sim.spec import load_world
-from tf2_msgs.msg import TFMessage
 
 WS = Path(__file__).resolve().parent.parent
 NS = f"/viz/v{os.getpid()}"  # frame prefix "v<pid>/": the namespace's last element

@@ -12,6 +12,7 @@ from rclpy.node import Node
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import CameraInfo, Image, JointState, PointCloud2
 from std_msgs.msg import String
+from tf2_msgs.msg import TFMessage
 from visualization_msgs.msg import MarkerArray
 
 from myriad_interfaces.msg import EntityState as EntityStateMsg
@@ -30,7 +31,6 @@ from myriad_sim.frames import CAMERA_OPTICAL, FrameTree, frame_prefix
 from myriad_sim.image_codec import cv2_to_imgmsg
 from myriad_sim.spec import load_world
 from myriad_sim.world import SpawnError, World
-from tf2_msgs.msg import TFMessage
 
 
 def time_msg(seconds: float):

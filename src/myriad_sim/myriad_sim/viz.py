@@ -13,10 +13,10 @@ from geometry_msgs.msg import Point, TransformStamped
 from rclpy.qos import DurabilityPolicy, QoSProfile
 from sensor_msgs.msg import PointCloud2, PointField
 from std_msgs.msg import ColorRGBA
+from tf2_msgs.msg import TFMessage
 from visualization_msgs.msg import Marker, MarkerArray
 
 from myriad_sim.frames import WORLD, Transform
-from tf2_msgs.msg import TFMessage
 
 # Kept for late subscribers (RViz started after the back end), as robot_state_publisher and tf_static do.
 LATCHED = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
