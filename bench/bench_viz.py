@@ -50,6 +50,7 @@ def run(
 def watch(stop: threading.Event) -> None:
     """Subscribe to back end b0's TF, point cloud and markers until `stop` (an RViz stand-in)."""
     import rclpy
+    import rclpy.executors
     from rclpy.qos import DurabilityPolicy, QoSProfile
     from sensor_msgs.msg import PointCloud2
     from tf2_msgs.msg import TFMessage
@@ -62,8 +63,11 @@ def watch(stop: threading.Event) -> None:
     for kind, topic, qos in ((TFMessage, "/tf", 100), (TFMessage, "/tf_static", latched),
                              (PointCloud2, "/myriad/b0/camera/points", 2), (MarkerArray, "/myriad/b0/markers", latched)):  # fmt: skip
         node.create_subscription(kind, topic, lambda _m: None, qos)
+    executor = rclpy.executors.SingleThreadedExecutor(context=context)
+    executor.add_node(node)
     while not stop.is_set():
-        rclpy.spin_once(node, timeout_sec=0.1)
+        executor.spin_once(timeout_sec=0.1)
+    executor.shutdown()
     node.destroy_node()
     context.try_shutdown()
 
