@@ -31,9 +31,19 @@ fi
 
 # 3. Build the workspace.
 source scripts/env.sh
+# tf2_msgs is built here only when no ROS 2 install provides it (never shadow a real one).
+skip=()
+for prefix in ${AMENT_PREFIX_PATH//:/ }; do
+  case "$prefix" in "$WS/install"*) continue ;; esac
+  if [ -f "$prefix/share/ament_index/resource_index/packages/tf2_msgs" ]; then
+    skip=(--packages-skip tf2_msgs)
+    rm -rf install/tf2_msgs build/tf2_msgs
+    break
+  fi
+done
 if [ -n "$(find src -newer install/.built -print -quit 2>/dev/null)" ] || [ ! -f install/.built ]; then
   echo "setup: colcon build"
-  colcon --log-base log/colcon build --symlink-install --base-paths src \
+  colcon --log-base log/colcon build --symlink-install --base-paths src "${skip[@]}" \
     --cmake-args -DBUILD_TESTING=OFF -DPython3_EXECUTABLE="$WS/.venv/bin/python" \
     >log/build.log 2>&1 \
     || { tail -40 log/build.log; die "colcon build failed; full log in log/build.log"; }

@@ -10,7 +10,7 @@ import numpy as np
 import pybullet as pb
 
 from myriad_sim.camera import Frame
-from myriad_sim.models import resolve_source
+from myriad_sim.description import load_robot_body
 from myriad_sim.robot import Robot
 from myriad_sim.spec import RobotSpec, WorldSpec
 from myriad_sim.world import World
@@ -98,11 +98,8 @@ class RobotModel:
 
     def __init__(self, spec: RobotSpec):
         self.client = pb.connect(pb.DIRECT)
-        path = resolve_source(spec.model)
-        load = pb.loadURDF if path.suffix.lower() == ".urdf" else lambda p, **k: pb.loadSDF(p, **k)[0]
-        body = load(str(path), physicsClientId=self.client)
         orientation = pb.getQuaternionFromEuler(spec.rpy)
-        pb.resetBasePositionAndOrientation(body, spec.position, orientation, physicsClientId=self.client)
+        body = load_robot_body(self.client, spec.model, spec.position, orientation)
         self.robot = Robot(self.client, body, spec)
         self.movable = [
             j

@@ -8,16 +8,20 @@ import time
 import traceback
 
 import rclpy
+from builtin_interfaces.msg import Time
 from rclpy.node import Node
+from visualization_msgs.msg import MarkerArray
 
-from myriad_grasping.episode import Attempt, run_attempt
+from myriad_grasping.episode import Attempt, run_attempt, top_down
 from myriad_grasping.ros_backend import RosCalls, RosGraspBackend
 from myriad_grasping.sampling import GraspParams
 from myriad_interfaces.msg import EntityState, GraspAttempt
 from myriad_interfaces.srv import ClaimWork, StoreAttempt
 from myriad_runtime import code_version, workspace_path
 from myriad_runtime.calls import CallFailed
+from myriad_sim import viz
 from myriad_sim.camera import Camera
+from myriad_sim.frames import frame_prefix
 from myriad_sim.spec import load_world
 
 
@@ -67,6 +71,11 @@ class GraspSamplerNode(Node):
         self.declare_parameter("service_timeout", 60.0)
         default_id = self.get_namespace().strip("/").replace("/", "_") or "b"
         self.backend_id = self.declare_parameter("backend_id", default_id).value
+        self.prefix = self.declare_parameter("frame_prefix", frame_prefix(self.get_namespace())).value
+        visualization = self.declare_parameter("visualization", True).value
+        self.markers_pub = (
+            self.create_publisher(MarkerArray, "markers", viz.LATCHED) if visualization else None
+        )
         spec = load_world(workspace_path(self.get_parameter("world_file").value))
         self.region = spec.objects
         try:
@@ -109,6 +118,18 @@ class GraspSamplerNode(Node):
         t0 = time.perf_counter()
         attempt = run_attempt(self.backend, params, work.seed, self.region.region_x, self.region.region_y)
         attempt.timings["total"] = round(time.perf_counter() - t0, 4)
+        if self.markers_pub is not None:
+            g = attempt.grasp
+            self.markers_pub.publish(
+                viz.grasp_markers(
+                    (g.x, g.y, g.z),
+                    top_down(g.yaw),
+                    viz.GRIPPER_OPENING,
+                    attempt.success,
+                    self.prefix,
+                    Time(),
+                )  # fmt: skip
+            )
         res = self.calls.call(
             self.store_cli, StoreAttempt.Request(attempt=attempt_msg(attempt, work, self.backend_id))
         )

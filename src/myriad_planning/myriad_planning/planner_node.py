@@ -5,12 +5,13 @@ from __future__ import annotations
 import threading
 
 import numpy as np
-from builtin_interfaces.msg import Duration
+from builtin_interfaces.msg import Duration, Time
 from geometry_msgs.msg import Pose
 from rclpy.action import ActionClient, ActionServer, CancelResponse
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.node import Node
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
+from visualization_msgs.msg import MarkerArray
 
 from myriad_control.trajectory import Trajectory
 from myriad_interfaces.action import ExecuteTrajectory, PlanAndExecute
@@ -22,6 +23,8 @@ from myriad_planning.scene import ObjectState, Scene, camera_pose
 from myriad_planning.timing import robot_trajectory
 from myriad_runtime import workspace_path
 from myriad_runtime.calls import CallFailed, call_action, call_service, in_thread
+from myriad_sim import viz
+from myriad_sim.frames import frame_prefix
 from myriad_sim.image_codec import imgmsg_to_cv2
 from myriad_sim.spec import load_world
 
@@ -42,6 +45,15 @@ def trajectory_msg(names: tuple[str, ...], traj: Trajectory) -> JointTrajectory:
     return msg
 
 
+def dense(path: np.ndarray, step: float) -> np.ndarray:
+    """The joint path with intermediate points, no joint moving more than `step` rad between two."""
+    out = [path[:1]]
+    for a, b in zip(path[:-1], path[1:]):
+        n = max(1, int(np.ceil(np.max(np.abs(b - a)) / step)))
+        out.append(a + np.outer(np.arange(1, n + 1) / n, b - a))
+    return np.concatenate(out)
+
+
 def pose_of(msg: Pose) -> tuple[np.ndarray, np.ndarray] | None:
     """Position and unit quaternion of a Pose message, or None when its quaternion is zero."""
     o = msg.orientation
@@ -58,6 +70,11 @@ class PlannerNode(Node):
         self.declare_parameter("world_file", "worlds/tray.yaml")
         self.declare_parameter("planning_config", "config/planning.yaml")
         self.declare_parameter("seed", 0)
+        self.prefix = self.declare_parameter("frame_prefix", frame_prefix(self.get_namespace())).value
+        visualization = self.declare_parameter("visualization", True).value
+        self.markers_pub = (
+            self.create_publisher(MarkerArray, "markers", viz.LATCHED) if visualization else None
+        )
         self.spec = load_world(workspace_path(self.get_parameter("world_file").value))
         self.config = load_config(workspace_path(self.get_parameter("planning_config").value))
         self.scene = Scene(self.spec, self.config)
@@ -146,6 +163,9 @@ class PlannerNode(Node):
                 request.time_limit,
                 seed,
             )
+            if result.success and self.markers_pub is not None:
+                tool = [self.scene.kinematics.fk(q)[0] for q in dense(result.path, 0.1)]
+                self.markers_pub.publish(viz.path_marker(tool, self.prefix, Time()))
         if not result.success:
             self.get_logger().info(f"{request.goal_type} plan failed ({result.code}): {result.message}")
             return result, JointTrajectory()

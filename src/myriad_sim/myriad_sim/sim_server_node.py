@@ -9,7 +9,10 @@ from geometry_msgs.msg import Pose
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.node import Node
 from rosgraph_msgs.msg import Clock
-from sensor_msgs.msg import CameraInfo, Image, JointState
+from sensor_msgs.msg import CameraInfo, Image, JointState, PointCloud2
+from std_msgs.msg import String
+from tf2_msgs.msg import TFMessage
+from visualization_msgs.msg import MarkerArray
 
 from myriad_interfaces.msg import EntityState as EntityStateMsg
 from myriad_interfaces.srv import (
@@ -22,6 +25,9 @@ from myriad_interfaces.srv import (
 )
 from myriad_runtime import workspace_path
 from myriad_runtime.loading import load_object
+from myriad_sim import viz
+from myriad_sim.description import robot_description
+from myriad_sim.frames import CAMERA_OPTICAL, FrameTree, frame_prefix
 from myriad_sim.image_codec import cv2_to_imgmsg
 from myriad_sim.spec import load_world
 from myriad_sim.world import SpawnError, World
@@ -64,10 +70,14 @@ class SimServerNode(Node):
         self.declare_parameter("camera_rate", 0.0)
         self.declare_parameter("real_time_factor", 0.0)
         self.declare_parameter("controllers", "myriad_control.controller:Controllers")
+        self.declare_parameter("tf_rate", 20.0)
+        self.declare_parameter("cloud_stride", 2)
+        self.declare_parameter("visualization", True)
+        self.prefix = self.declare_parameter("frame_prefix", frame_prefix(self.get_namespace())).value
         p = {n: self.get_parameter(n).value for n in self._parameters}
         if p["renderer"] not in ("auto", "egl", "tiny"):
             raise ValueError(f"parameter renderer: expected auto, egl or tiny, got {p['renderer']!r}")
-        for name in ("clock_rate", "joint_state_rate", "camera_rate", "real_time_factor"):
+        for name in ("clock_rate", "joint_state_rate", "camera_rate", "real_time_factor", "tf_rate"):
             if p[name] < 0:
                 raise ValueError(f"parameter {name}: expected a non-negative number, got {p[name]}")
         world_file = workspace_path(p["world_file"])
@@ -78,10 +88,20 @@ class SimServerNode(Node):
             f"world {world_file.name}: {len(self.world.entities)} entities, {1 / spec.timestep:.0f} Hz physics, "
             f"renderer {self.world.renderer_name}{' (EGL plugin did not load)' if p['renderer'] == 'auto' and self.world.renderer_name == 'tiny' else ''}"
         )
+        if p["cloud_stride"] < 1:
+            raise ValueError(f"parameter cloud_stride: expected a positive integer, got {p['cloud_stride']}")
+        self.viz, self.cloud_stride = bool(p["visualization"]), int(p["cloud_stride"])
+        self.optical_frame = self.prefix + CAMERA_OPTICAL
         dt = spec.timestep
+        p["tf_rate"] = p["tf_rate"] if self.viz else 0.0
         self._every = {
             k: max(1, round(1.0 / (p[r] * dt))) if p[r] > 0 else 0
-            for k, r in (("clock", "clock_rate"), ("joints", "joint_state_rate"), ("camera", "camera_rate"))
+            for k, r in (
+                ("clock", "clock_rate"),
+                ("joints", "joint_state_rate"),
+                ("camera", "camera_rate"),
+                ("tf", "tf_rate"),
+            )
         }
         self.clock_pub = self.create_publisher(Clock, "clock", 10)
         self.joint_pub = self.create_publisher(JointState, "joint_states", 10)
@@ -89,6 +109,23 @@ class SimServerNode(Node):
             k: self.create_publisher(Image, f"camera/{k}/image", 2) for k in ("rgb", "depth", "segmentation")
         }
         self.info_pub = self.create_publisher(CameraInfo, "camera/camera_info", 2)
+        if self.viz:
+            self.frames = self.physics(FrameTree, self.world)
+            self._tf_time, self.tf_messages = -1.0, viz.TfMessages(self.prefix)
+            self.tf_pub = self.create_publisher(TFMessage, "/tf", 100)
+            self.points_pub = self.create_publisher(PointCloud2, "camera/points", 2)
+            cam = spec.camera
+            self.clouds = viz.PointClouds(
+                self.world.camera.intrinsics, cam.height, cam.width, cam.far, self.cloud_stride
+            )
+            self.markers_pub = self.create_publisher(MarkerArray, "markers", viz.LATCHED)
+            description = robot_description(spec.robot.model)
+            self.create_publisher(String, "robot_description", viz.LATCHED).publish(String(data=description))
+            static = self.physics(self.frames.static)
+            self.create_publisher(TFMessage, "/tf_static", viz.LATCHED).publish(
+                self.tf_messages(static, time_msg(self.world.sim_time))
+            )
+            self.physics(self.publish_scene)
         group = ReentrantCallbackGroup()
         self.create_service(SpawnEntity, "spawn_entity", self._spawn, callback_group=group)
         self.create_service(DeleteEntity, "delete_entity", self._delete, callback_group=group)
@@ -122,6 +159,8 @@ class SimServerNode(Node):
                 self.publish_joints()
             if self._every["camera"] and k % self._every["camera"] == 0:
                 self.publish_images(self.world.capture())
+            if self._every["tf"] and k % self._every["tf"] == 0:
+                self.publish_tf()
 
     def _free_run(self) -> None:
         target = (time.monotonic() - self._wall_start) * self.rtf
@@ -133,6 +172,23 @@ class SimServerNode(Node):
     def publish_state(self) -> None:
         self.clock_pub.publish(Clock(clock=time_msg(self.world.sim_time)))
         self.publish_joints()
+        if self.viz:
+            self.publish_tf()
+
+    def publish_tf(self) -> None:
+        """Robot links and objects at the current sim time (once per sim time: tf2 drops repeated stamps), when
+        anyone listens."""
+        if self.world.sim_time == self._tf_time or not self.tf_pub.get_subscription_count():
+            return
+        self._tf_time = self.world.sim_time
+        self.tf_pub.publish(self.tf_messages(self.frames.dynamic(), time_msg(self._tf_time)))
+
+    def publish_scene(self) -> None:
+        """Markers of the fixed models, the objects and the workspace (after every change of the entities)."""
+        if self.viz:
+            self.markers_pub.publish(
+                viz.scene_markers(self.world, self.prefix, time_msg(self.world.sim_time))
+            )
 
     def publish_joints(self) -> None:
         names, pos, vel, eff = self.world.robot.all_joint_states()
@@ -147,21 +203,23 @@ class SimServerNode(Node):
         info.k = k.flatten().tolist()
         info.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
         info.p = [k[0, 0], 0.0, k[0, 2], 0.0, 0.0, k[1, 1], k[1, 2], 0.0, 0.0, 0.0, 1.0, 0.0]
-        info.header.frame_id = "camera_optical"
+        info.header.frame_id = self.optical_frame
         info.header.stamp = time_msg(self.world.sim_time)
         return info
 
     def publish_images(self, frame) -> tuple[Image, Image, Image, CameraInfo]:
         stamp = time_msg(self.world.sim_time)
         msgs = (
-            cv2_to_imgmsg(frame.rgb, "rgb8", "camera_optical", stamp),
-            cv2_to_imgmsg(frame.depth, "32FC1", "camera_optical", stamp),
-            cv2_to_imgmsg(frame.segmentation, "32SC1", "camera_optical", stamp),
+            cv2_to_imgmsg(frame.rgb, "rgb8", self.optical_frame, stamp),
+            cv2_to_imgmsg(frame.depth, "32FC1", self.optical_frame, stamp),
+            cv2_to_imgmsg(frame.segmentation, "32SC1", self.optical_frame, stamp),
         )
         for key, msg in zip(("rgb", "depth", "segmentation"), msgs):
             self.image_pubs[key].publish(msg)
         info = self.camera_info()
         self.info_pub.publish(info)
+        if self.viz and self.points_pub.get_subscription_count():
+            self.points_pub.publish(self.clouds(frame.depth, frame.rgb, msgs[0].header))
         return (*msgs, info)
 
     # -- services -------------------------------------------------------------------------------------
@@ -173,6 +231,7 @@ class SimServerNode(Node):
                 w.spawn, req.name, req.source, position, orientation, req.scale, req.mass, req.fixed
             )
             res.success, res.name, res.body_id, res.message = True, e.name, e.body, f"spawned {e.name}"
+            self.physics(self.publish_scene)
         except SpawnError as exc:
             res.success, res.message = False, str(exc)
         return res
@@ -180,6 +239,7 @@ class SimServerNode(Node):
     def _delete(self, req, res):
         try:
             self.physics(self.world.delete, req.name)
+            self.physics(self.publish_scene)
             res.success, res.message = True, f"deleted {req.name}"
         except (KeyError, ValueError) as exc:
             res.success, res.message = False, str(exc.args[0])
@@ -207,6 +267,7 @@ class SimServerNode(Node):
     def _reset_world(self, seed: int, count: int, ids: list[int]):
         objects = self.world.reset(seed, count, ids)
         self.publish_state()
+        self.publish_scene()
         return objects
 
     def _capture(self, req, res):
@@ -237,6 +298,8 @@ class SimServerNode(Node):
         if req.gripper >= 0:
             robot.set_gripper(min(req.gripper, 1.0), robot.gripper_force)
         self.advance(req.steps)
+        if self.viz:
+            self.publish_tf()
         names, pos, vel, eff = robot.all_joint_states()
         res.joint_state = JointState(name=names, position=pos, velocity=vel, effort=eff)
         p, q = robot.tool_pose()

@@ -101,6 +101,15 @@ def _check_source(r: ConfigReader, key: str, base: Path) -> str:
     return src
 
 
+def _robot_urdf(r: ConfigReader, base: Path) -> str:
+    """The robot's URDF (relative to its YAML file) as an absolute path."""
+    src = _check_source(r, "model", base)
+    path = resolve_source(src, base)
+    if path.suffix.lower() != ".urdf":
+        r.fail("model", "the robot's URDF file (.urdf)", src)
+    return str(path)
+
+
 def load_robot(path: Path | str, position=(0.0, 0.0, 0.0), rpy=(0.0, 0.0, 0.0)) -> RobotSpec:
     """Load a robot description YAML (see urdf/iiwa_wsg50.yaml)."""
     path = Path(path)
@@ -117,7 +126,7 @@ def load_robot(path: Path | str, position=(0.0, 0.0, 0.0), rpy=(0.0, 0.0, 0.0)) 
         finger_specs.append(FingerSpec(fr.string("joint"), fr.number("open"), fr.number("closed")))
     spec = RobotSpec(
         name=r.string("name"),
-        model=_check_source(r, "model", path.parent),
+        model=_robot_urdf(r, path.parent),
         arm_joints=joints,
         home=r.vector("home", n),
         velocity_limits=r.vector("velocity_limits", n),

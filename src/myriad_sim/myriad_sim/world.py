@@ -11,6 +11,7 @@ import numpy as np
 import pybullet as pb
 
 from myriad_sim.camera import Camera, Frame
+from myriad_sim.description import load_robot_body
 from myriad_sim.models import MESH_SUFFIXES, ModelError, check_model_file, resolve_source
 from myriad_sim.robot import Robot
 from myriad_sim.spec import ModelSpec, WorldSpec
@@ -83,7 +84,7 @@ class World:
         self.entities.clear()
         self.steps = 0
         r = self.spec.robot
-        body = self._load(resolve_source(r.model), r.position, pb.getQuaternionFromEuler(r.rpy), 1.0, True)
+        body = load_robot_body(c, r.model, r.position, pb.getQuaternionFromEuler(r.rpy))
         self.entities["robot"] = Entity("robot", r.model, body)
         self.robot = Robot(c, body, r)
         self.robot.reset_joints(r.home)
