@@ -40,6 +40,12 @@ LEROBOT_FPS = 1  # frames of an episode without a recorded trajectory: before an
 CHUNKS_SIZE = 1000  # LeRobot: files per chunk directory
 _WRITER = {"compression": "zstd", "compression_level": 3, "use_dictionary": False, "write_statistics": True}
 _STATE_NAMES = ["grasp_x", "grasp_y", "grasp_z", "grasp_yaw"]
+_EPISODES_SCHEMA = pa.schema([
+    ("episode_index", pa.int64()), ("tasks", pa.list_(pa.string())), ("length", pa.int64()),
+    ("data/chunk_index", pa.int64()), ("data/file_index", pa.int64()), ("dataset_from_index", pa.int64()),
+    ("dataset_to_index", pa.int64()), ("meta/episodes/chunk_index", pa.int64()),
+    ("meta/episodes/file_index", pa.int64()), ("attempt_key", pa.string()), ("success", pa.bool_()),
+])  # fmt: skip
 
 
 @dataclass
@@ -493,7 +499,7 @@ def _finish_lerobot(partial: Path, out: Path, shards: list[dict], total: int, fr
                 **e, "data/chunk_index": i // CHUNKS_SIZE, "data/file_index": i % CHUNKS_SIZE,
                 "meta/episodes/chunk_index": 0, "meta/episodes/file_index": 0,
             })  # fmt: skip
-    episodes = pa.Table.from_pylist(rows)
+    episodes = pa.Table.from_pylist(rows, schema=_EPISODES_SCHEMA)
     pq.write_table(episodes, meta / "episodes" / "chunk-000" / "file-000.parquet", **_WRITER)
     image = _merge([s["stats"]["image"] for s in shards])
     state = _merge([s["stats"]["state"] for s in shards])
