@@ -153,8 +153,8 @@ def _json(obj: object) -> bytes:
 class _Source:
     """The export's attempts from the database, in a fixed order, read a slice at a time."""
 
-    def __init__(self, store: Store, query: dict):
-        self.store, self.query = store, query
+    def __init__(self, store: Store, query: dict, images: tuple[str, ...]):
+        self.store, self.query, self.names = store, query, images
 
     def slice(self, start: int, count: int) -> Iterator[list[dict]]:
         """Batches of attempt documents [start, start + count) with their images' bytes under ``_png``."""
@@ -168,16 +168,25 @@ class _Source:
             )
             batch: list[dict] = []
             for doc in cur:
-                imgs = doc.get("images") or {}
-                doc["_png"] = {n: self.store.image(fid) for n, fid in sorted(imgs.items())}
                 batch.append(doc)
                 if len(batch) == BATCH:
-                    yield batch
+                    yield self._with_images(batch)
                     batch = []
             if batch:
-                yield batch
+                yield self._with_images(batch)
         except ConnectionFailure as exc:
             raise StorageUnavailable(self.store.uri, str(exc).split(", Timeout:")[0][:300]) from exc
+
+    def _with_images(self, docs: list[dict]) -> list[dict]:
+        """``docs`` with the bytes of their images named in ``self.names`` under ``_png``."""
+        wanted = [(d, n, (d.get("images") or {}).get(n)) for d in docs for n in self.names]
+        data = self.store.images([fid for _d, _n, fid in wanted if fid is not None])
+        for d in docs:
+            d["_png"] = {}
+        for d, n, fid in wanted:
+            if fid is not None:
+                d["_png"][n] = data[fid]
+        return docs
 
 
 # -- the two formats ----------------------------------------------------------------------------------------------
@@ -364,7 +373,7 @@ def export(
         shutil.rmtree(partial)
         partial.mkdir()
         manifest = {"fingerprint": fingerprint, "shards": {}}
-    source = _Source(store, query)
+    source = _Source(store, query, ("pre_rgb", "pre_depth") if fmt == "parquet" else ("pre_rgb", "post_rgb"))
     resumed = len(manifest["shards"])
     bar = tqdm(total=total, unit="attempt", disable=not progress, file=sys.stderr, desc=f"export {campaign}")
     with bar:
