@@ -132,6 +132,39 @@ def test_lerobot_layout_and_consistency(filled, tmp_path):
     assert stats["next.reward"]["max"] == [1.0] and stats["index"]["count"] == [14]
 
 
+@pytest.mark.skipif(importlib.util.find_spec("datasets") is None, reason="datasets not installed")
+def test_lerobot_files_load_as_lerobot_reads_them(filled, tmp_path):
+    """LeRobot v3's read path without torch: data and episodes through `datasets.Dataset.from_parquet` with the
+    features info.json declares (LeRobot's mapping: image -> Image, shape (1,) -> Value, (n,) -> List of n)."""
+    import datasets
+
+    out = tmp_path / "lr"
+    export(filled, CAMPAIGN, "lerobot", out, shard_rows=3, progress=False)
+    info = json.loads((out / "meta/info.json").read_text())
+
+    def hf(ft: dict) -> datasets.features.features.FeatureType:
+        if ft["dtype"] == "image":
+            return datasets.Image()
+        if ft["shape"] == [1]:
+            return datasets.Value(ft["dtype"])
+        return datasets.List(datasets.Value(ft["dtype"]), length=ft["shape"][0])
+
+    features = datasets.Features({k: hf(ft) for k, ft in info["features"].items()})
+    paths = sorted(str(p) for p in (out / "data").glob("*/*.parquet"))
+    data = datasets.Dataset.from_parquet(paths, features=features, cache_dir=str(tmp_path / "c"))
+    assert len(data) == info["total_frames"] and data.features == features
+    frame = data[3]
+    assert frame["observation.images.rgb"].size == (64, 64) and len(frame["observation.state"]) == 4
+    assert abs(frame["timestamp"] - frame["frame_index"] / info["fps"]) < 1e-6
+    episodes = datasets.Dataset.from_parquet(
+        sorted(str(p) for p in (out / "meta/episodes").glob("*/*.parquet")), cache_dir=str(tmp_path / "c")
+    )
+    assert len(episodes) == info["total_episodes"] == int(info["splits"]["train"].split(":")[1])
+    assert sum(episodes["length"]) == info["total_frames"]
+    tasks = pd.read_parquet(out / "meta/tasks.parquet")
+    assert tasks.index.name == "task" and len(tasks) == info["total_tasks"]
+
+
 @pytest.mark.skipif(
     importlib.util.find_spec("lerobot") is None,
     reason="lerobot not installed (an optional extra that needs PyTorch)",
