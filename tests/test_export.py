@@ -259,3 +259,12 @@ def test_database_going_away_mid_export_leaves_it_incomplete(tmp_path, storage_a
         store.close()
     finally:
         server.stop()
+
+
+def test_lerobot_refuses_mixed_image_sizes(filled, storage_attempt_factory, tmp_path):
+    filled.create_campaign("mixed", [{"seed": i} for i in range(2)])
+    for i, size in ((0, 64), (1, 32)):
+        filled.store_attempt(*storage_attempt_factory("mixed", i, size=size))
+    with pytest.raises(ValueError, match="32x32 pixels, earlier frames 64x64"):
+        export(filled, "mixed", "lerobot", tmp_path / "m", progress=False)
+    assert [p.name for p in (tmp_path / "m").iterdir()] == [".partial"]

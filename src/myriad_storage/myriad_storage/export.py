@@ -414,6 +414,7 @@ def _write_shard(source: _Source, fmt: str, partial: Path, i: int, n: int, shard
     episodes: list[dict] = []
     images = _ImageStats()
     vectors: list[dict] = []
+    entry: dict = {}
     with pq.ParquetWriter(tmp, schema, **_WRITER) as writer:
         for docs in source.slice(i * shard_rows, shard_rows):
             if fmt == "parquet":
@@ -422,7 +423,14 @@ def _write_shard(source: _Source, fmt: str, partial: Path, i: int, n: int, shard
                 fr, eps = lerobot_rows(docs, episode0 + rows, frame0 + frames)
                 table = pa.Table.from_pylist(fr, schema=schema)
                 for f in fr:
-                    images.add(f["observation.images.rgb"]["bytes"])
+                    png = f["observation.images.rgb"]["bytes"]
+                    size = list(png_size(png))
+                    if size != entry.setdefault("image_size", size):
+                        raise ValueError(
+                            f"{f['observation.images.rgb']['path']}: {size[0]}x{size[1]} pixels, earlier frames "
+                            f"{entry['image_size'][0]}x{entry['image_size'][1]}: a LeRobot dataset has one image size"
+                        )
+                    images.add(png)
                 state = np.array([f["observation.state"] for f in fr])
                 scalars = np.array([[f["next.reward"], f["timestamp"], f["frame_index"]] for f in fr])
                 vectors.append({"state": _vector_acc(state), "scalars": _vector_acc(scalars)})
@@ -432,11 +440,7 @@ def _write_shard(source: _Source, fmt: str, partial: Path, i: int, n: int, shard
             rows += len(docs)
             bar.update(len(docs))
     os.replace(tmp, path)
-    entry: dict = {
-        "rows": rows,
-        "frames": frames if fmt == "lerobot" else rows,
-        "file": _shard_name(fmt, i, n),
-    }
+    entry.update(rows=rows, frames=frames if fmt == "lerobot" else rows, file=_shard_name(fmt, i, n))
     if fmt == "lerobot":
         entry["stats"] = {
             "image": images.acc,
@@ -529,8 +533,11 @@ def _finish_lerobot(partial: Path, out: Path, shards: list[dict], total: int, fr
         "index": _stats({**indexes, "n": frames}, frames, image=False),
     }
     (meta / "stats.json").write_bytes(_json(stats))
-    first = shards[0]
-    width, height = _rgb_size(partial / first["file"])
+    width, height = shards[0]["image_size"]
+    if any(s["image_size"] != [width, height] for s in shards):
+        raise ValueError(
+            f"{out}: frames of {width}x{height} and other sizes: a LeRobot dataset has one image size"
+        )
     vec = {"dtype": "float32", "shape": [4], "names": _STATE_NAMES}
     scalar = {"shape": [1], "names": None}
     features = {
@@ -551,8 +558,3 @@ def _finish_lerobot(partial: Path, out: Path, shards: list[dict], total: int, fr
     }  # fmt: skip
     (meta / "info.json").write_bytes(_json(info))
     _move_into(partial, out, ["data", "meta"])  # meta/ (with info.json) last: it marks the export complete
-
-
-def _rgb_size(path: Path) -> tuple[int, int]:
-    col = pq.read_table(path, columns=["observation.images.rgb"]).column(0)
-    return png_size(col[0].as_py()["bytes"])
