@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from myriad_storage.codec import decode_png
-from myriad_storage.export import export
+from myriad_storage.export import BATCH, export
 
 CAMPAIGN = "exp"
 
@@ -55,6 +55,7 @@ def test_parquet_rows_equal_the_documents_and_images(filled, tmp_path):
         assert list(row.camera_k) == doc["camera"]["k"]
     card = (out / "README.md").read_text()
     assert "num_examples: 7" in card and "path: data/train-*.parquet" in card
+    assert "7 grasp attempts (4 successful)" in card
 
 
 @pytest.mark.skipif(importlib.util.find_spec("datasets") is None, reason="datasets not installed")
@@ -221,11 +222,15 @@ def test_bad_input_is_one_line_with_exit_codes(filled, mongo_uri, tmp_path):
         r = run_cli(mongo_uri, db, "--quiet", *args)
         assert r.returncode == 2, r.stderr
         assert text in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    over = [CAMPAIGN, "--format", "lerobot", "--out", str(tmp_path / "full"), "--overwrite"]
+    r = run_cli(mongo_uri, db, "--quiet", *over)  # --overwrite replaces an export, not other files
+    assert r.returncode == 2 and "holds keep.txt, not part of an export" in r.stderr
     assert (tmp_path / "full" / "keep.txt").read_text() == "mine"
-    r = run_cli(mongo_uri, db, "--quiet", CAMPAIGN, "--format", "lerobot", "--out", str(tmp_path / "full"),
-                "--overwrite")  # fmt: skip
+    (tmp_path / "full" / "keep.txt").unlink()
+    export(filled, CAMPAIGN, "parquet", tmp_path / "full", progress=False)
+    r = run_cli(mongo_uri, db, "--quiet", *over)
     assert r.returncode == 0, r.stderr
-    assert not (tmp_path / "full" / "keep.txt").exists() and (tmp_path / "full/meta/info.json").exists()
+    assert sorted(p.name for p in (tmp_path / "full").iterdir()) == ["data", "meta"]
     r = run_cli(
         "mongodb://127.0.0.1:9/", db, "--quiet", CAMPAIGN, "--format", "parquet", "--out", str(tmp_path / "d")
     )
@@ -242,9 +247,10 @@ def test_database_going_away_mid_export_leaves_it_incomplete(tmp_path, storage_a
     uri = server.ensure_running()
     try:
         store = Store(uri, "t", server_timeout_ms=1500)
-        store.create_campaign("gone", [{"seed": i} for i in range(6)])
-        for i in range(6):
-            store.store_attempt(*storage_attempt_factory("gone", i))
+        n = 2 * BATCH + 1  # more than the export reads ahead (a batch of documents and their images)
+        store.create_campaign("gone", [{"seed": i} for i in range(n)])
+        for i in range(n):
+            store.store_attempt(*storage_attempt_factory("gone", i, size=8))
 
         def stop_server(i: int) -> None:
             server.stop()
@@ -255,7 +261,8 @@ def test_database_going_away_mid_export_leaves_it_incomplete(tmp_path, storage_a
         assert [p.name for p in out.iterdir()] == [".partial"]
         server.ensure_running()
         r = export(store, "gone", "parquet", out, shard_rows=2, progress=False)
-        assert r.resumed_shards == 1 and len(pd.read_parquet(out / "data")) == 6
+        # the shards of the batch read before the server stopped were finished
+        assert r.resumed_shards == BATCH // 2 and len(pd.read_parquet(out / "data")) == n
         store.close()
     finally:
         server.stop()
@@ -268,3 +275,21 @@ def test_lerobot_refuses_mixed_image_sizes(filled, storage_attempt_factory, tmp_
     with pytest.raises(ValueError, match="32x32 pixels, earlier frames 64x64"):
         export(filled, "mixed", "lerobot", tmp_path / "m", progress=False)
     assert [p.name for p in (tmp_path / "m").iterdir()] == [".partial"]
+
+
+def test_attempts_stored_during_an_export_wait_for_the_next(filled, dashboard_attempt, tmp_path):
+    clean = tmp_path / "clean"
+    export(filled, CAMPAIGN, "parquet", clean, shard_rows=3, progress=False)
+
+    def store_another(i: int) -> None:
+        filled.store_attempt(*dashboard_attempt(CAMPAIGN, 7 + i))
+        if i == 0:
+            raise KeyboardInterrupt
+
+    out = tmp_path / "out"
+    with pytest.raises(KeyboardInterrupt):
+        export(filled, CAMPAIGN, "parquet", out, shard_rows=3, progress=False, on_shard=store_another)
+    r = export(filled, CAMPAIGN, "parquet", out, shard_rows=3, progress=False, on_shard=store_another)
+    assert (r.attempts, r.resumed_shards) == (7, 1) and files(out) == files(clean)
+    again = export(filled, CAMPAIGN, "parquet", tmp_path / "again", progress=False)
+    assert again.attempts == 10

@@ -12,6 +12,7 @@ the same attempts again gives identical files.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import math
 import os
@@ -35,6 +36,7 @@ FORMATS = ("parquet", "lerobot")
 BATCH = 32  # attempts per row group (and per database round trip)
 SHARD_ROWS = 500  # attempts per Parquet shard / LeRobot episodes per data file
 PARTIAL = ".partial"
+_EXPORT_NAMES = {"data", "meta", "README.md"}
 TASK = "grasp an object from the tray"
 LEROBOT_FPS = 1  # frames of an episode without a recorded trajectory: before and after the grasp
 CHUNKS_SIZE = 1000  # LeRobot: files per chunk directory
@@ -151,29 +153,26 @@ def _json(obj: object) -> bytes:
 
 
 class _Source:
-    """The export's attempts from the database, in a fixed order, read a slice at a time."""
+    """The export's attempts from the database in a fixed order: one cursor, images fetched a batch at a time."""
 
     def __init__(self, store: Store, query: dict, images: tuple[str, ...]):
         self.store, self.query, self.names = store, query, images
 
-    def slice(self, start: int, count: int) -> Iterator[list[dict]]:
-        """Batches of attempt documents [start, start + count) with their images' bytes under ``_png``."""
+    def docs(self, after: list | None) -> Iterator[dict]:
+        """Attempt documents after ``after`` ([item_index, attempt_key] of the last one exported, or None) with
+        their images' bytes under ``_png``."""
+        q = self.query
+        if after is not None:
+            later = [
+                {"item_index": {"$gt": after[0]}},
+                {"item_index": after[0], "attempt_key": {"$gt": after[1]}},
+            ]
+            q = {"$and": [q, {"$or": later}]}
         try:
-            cur = (
-                self.store.db.attempts.find(self.query, {"_id": False})
-                .sort([("item_index", 1), ("attempt_key", 1)])
-                .skip(start)
-                .limit(count)
-                .batch_size(BATCH)
-            )
-            batch: list[dict] = []
-            for doc in cur:
-                batch.append(doc)
-                if len(batch) == BATCH:
-                    yield self._with_images(batch)
-                    batch = []
-            if batch:
-                yield self._with_images(batch)
+            cur = self.store.db.attempts.find(q, {"_id": False}).sort([("item_index", 1), ("attempt_key", 1)])
+            it = iter(cur.batch_size(BATCH))
+            while batch := list(itertools.islice(it, BATCH)):
+                yield from self._with_images(batch)
         except ConnectionFailure as exc:
             raise StorageUnavailable(self.store.uri, str(exc).split(", Timeout:")[0][:300]) from exc
 
@@ -302,9 +301,14 @@ def _prepare_out(out: Path, overwrite: bool) -> Path:
         if out.exists() and not out.is_dir():
             raise ValueError(f"--out {out}: exists and is not a directory")
         if out.is_dir():
-            others = [p for p in out.iterdir() if p.name != PARTIAL]
+            others = sorted(p for p in out.iterdir() if p.name != PARTIAL)
             if others and not overwrite:
                 raise ValueError(f"--out {out}: not empty ({others[0].name}, ...); --overwrite to replace it")
+            foreign = [p.name for p in others if p.name not in _EXPORT_NAMES]
+            if foreign:  # --overwrite replaces an earlier export, never a directory of other files
+                raise ValueError(
+                    f"--out {out}: holds {foreign[0]}, not part of an export; choose a new directory"
+                )
             for p in others:
                 shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
         partial = out / PARTIAL
@@ -327,6 +331,10 @@ def _query(campaign: str, only_success: bool, since: datetime | None) -> dict:
     if since is not None:
         q["created_at"] = {"$gte": since}
     return q
+
+
+def _until(query: dict, until: datetime) -> dict:
+    return {**query, "created_at": {**query.get("created_at", {}), "$lte": until}}
 
 
 def export(
@@ -357,23 +365,33 @@ def export(
         known = [c["name"] for c in store.campaigns(limit=20)]
         raise ValueError(f"no campaign named {campaign!r}; known: {', '.join(known) or 'none'}")
     query = _query(campaign, only_success, since)
-    total = store.count_attempts(query)
-    if total == 0:
+    newest = store.attempts(query, limit=1, sort=[("created_at", -1)])
+    if not newest:
         what = " matching --only-success/--since" if only_success or since else ""
         raise ValueError(f"campaign {campaign!r} has no attempts{what} to export")
     out = Path(out)
     partial = _prepare_out(out, overwrite)
-    n_shards = math.ceil(total / shard_rows)
-    key = {"campaign": campaign, "format": fmt, "query": repr(sorted(query.items())), "total": total,
-           "shard_rows": shard_rows, "version": 1}  # fmt: skip
+    key = {"campaign": campaign, "format": fmt, "query": repr(sorted(query.items())), "shard_rows": shard_rows,
+           "version": 1}  # fmt: skip
     fingerprint = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
     manifest_path = partial / "manifest.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
-    if manifest.get("fingerprint") != fingerprint:  # another export's leftovers: start afresh
-        shutil.rmtree(partial)
+    if (
+        manifest.get("fingerprint") == fingerprint
+    ):  # resume: the attempts stored up to the first start's newest
+        query = _until(query, datetime.fromisoformat(manifest["until"]))
+    if manifest.get("fingerprint") != fingerprint or store.count_attempts(query) != manifest["total"]:
+        shutil.rmtree(partial)  # another export's leftovers, or attempts deleted since: start afresh
         partial.mkdir()
-        manifest = {"fingerprint": fingerprint, "shards": {}}
+        until = newest[0]["created_at"]  # attempts stored while exporting wait for the next export
+        query = _until(_query(campaign, only_success, since), until)
+        manifest = {"fingerprint": fingerprint, "until": until.isoformat(), "total": 0, "shards": {}}
+        manifest["total"] = store.count_attempts(query)
+    total = manifest["total"]
+    n_shards = math.ceil(total / shard_rows)
     source = _Source(store, query, ("pre_rgb", "pre_depth") if fmt == "parquet" else ("pre_rgb", "post_rgb"))
+    done_shards = [manifest["shards"][str(i)] for i in range(len(manifest["shards"]))]
+    docs = source.docs(done_shards[-1]["last"] if done_shards else None)
     resumed = len(manifest["shards"])
     bar = tqdm(total=total, unit="attempt", disable=not progress, file=sys.stderr, desc=f"export {campaign}")
     with bar:
@@ -382,7 +400,11 @@ def export(
         for i in range(n_shards):
             done = manifest["shards"].get(str(i))
             if done is None:
-                done = _write_shard(source, fmt, partial, i, n_shards, shard_rows, episode0, frame0, bar)
+                done = _write_shard(docs, fmt, partial, i, n_shards, shard_rows, episode0, frame0, bar)
+                if done["rows"] != min(shard_rows, total - i * shard_rows):
+                    raise ValueError(
+                        f"campaign {campaign!r}: attempts were deleted while exporting; export again"
+                    )
                 manifest["shards"][str(i)] = done
                 _write_atomic(manifest_path, _json(manifest))
                 if on_shard is not None:
@@ -403,9 +425,10 @@ def _shard_name(fmt: str, i: int, n: int) -> str:
     return f"data/chunk-{i // CHUNKS_SIZE:03d}/file-{i % CHUNKS_SIZE:03d}.parquet"
 
 
-def _write_shard(source: _Source, fmt: str, partial: Path, i: int, n: int, shard_rows: int,
+def _write_shard(source: Iterator[dict], fmt: str, partial: Path, i: int, n: int, shard_rows: int,
                  episode0: int, frame0: int, bar) -> dict:  # fmt: skip
-    """Write shard i (attempts [i * shard_rows, ...)) to a .tmp file, then rename it; its manifest entry."""
+    """Write shard i (the next ``shard_rows`` attempts of ``source``) to a .tmp file, then rename it; its manifest
+    entry."""
     path = partial / _shard_name(fmt, i, n)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
@@ -415,8 +438,10 @@ def _write_shard(source: _Source, fmt: str, partial: Path, i: int, n: int, shard
     images = _ImageStats()
     vectors: list[dict] = []
     entry: dict = {}
+    successes = 0
     with pq.ParquetWriter(tmp, schema, **_WRITER) as writer:
-        for docs in source.slice(i * shard_rows, shard_rows):
+        while rows < shard_rows and (docs := list(itertools.islice(source, min(BATCH, shard_rows - rows)))):
+            entry["last"] = [docs[-1]["item_index"], docs[-1]["attempt_key"]]
             if fmt == "parquet":
                 table = pa.Table.from_pylist(parquet_rows(docs), schema=schema)
             else:
@@ -438,9 +463,15 @@ def _write_shard(source: _Source, fmt: str, partial: Path, i: int, n: int, shard
                 frames += len(fr)
             writer.write_table(table, row_group_size=len(table))
             rows += len(docs)
+            successes += sum(bool(d.get("success")) for d in docs)
             bar.update(len(docs))
     os.replace(tmp, path)
-    entry.update(rows=rows, frames=frames if fmt == "lerobot" else rows, file=_shard_name(fmt, i, n))
+    entry.update(
+        rows=rows,
+        successes=successes,
+        frames=frames if fmt == "lerobot" else rows,
+        file=_shard_name(fmt, i, n),
+    )
     if fmt == "lerobot":
         entry["stats"] = {
             "image": images.acc,
@@ -473,7 +504,8 @@ def _finish_parquet(partial: Path, out: Path, campaign: str, shards: list[dict],
     text = (
         "---\n" + yaml.safe_dump(card, sort_keys=False, width=120) + "---\n\n"
         f"# Myriad grasp dataset: campaign `{campaign}`\n\n"
-        f"{total} grasp attempts in {len(shards)} Parquet shard(s) under `data/`, one row per attempt.\n\n"
+        f"{total} grasp attempts ({sum(s['successes'] for s in shards)} successful) in {len(shards)} Parquet "
+        "shard(s) under `data/`, one row per attempt.\n\n"
         "- `rgb`, `depth`: the pre-grasp camera images as PNG (`depth`: 16-bit, millimetres, 0 = no reading).\n"
         "- `camera_k`: 3x3 intrinsics, row-major; `camera_position`/`camera_orientation`: the optical frame in the\n"
         "  world (x right, y down, z forward; quaternion xyzw) when the attempt recorded it, else null.\n"
