@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -47,7 +48,7 @@ def fill(store: Store, name: str, n: int, size: int, distinct: int) -> None:
             "item_index": i, "attempt_index": 0, "backend": "b0", "seed": i, "params": {"seed": i},
             "grasp": {"x": 0.6, "y": 0.0, "z": 0.05, "yaw": 0.1 * (i % 30)}, "success": i % 3 != 0,
             "camera": {"width": size, "height": size, "k": k}, "images": sets[i % distinct],
-            "extra": {"outcome": "lifted"}, "objects": [],
+            "extra": {"outcome": "lifted"}, "objects": [], "created_at": datetime.now(UTC),
         }
         for i in range(n)
     ]  # fmt: skip
@@ -91,7 +92,10 @@ def main() -> None:
                 for fmt in ("parquet", "lerobot"):
                     out = Path(tmp) / f"{name}-{fmt}"
                     cmd = [sys.executable, __file__, "--child", uri, name, fmt, str(out)]
-                    res = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout)
+                    proc = subprocess.run(cmd, capture_output=True, text=True)
+                    if proc.returncode:
+                        sys.exit(f"export {fmt} failed: {proc.stderr[-2000:]}")
+                    res = json.loads(proc.stdout)
                     mb = sum(p.stat().st_size for p in out.rglob("*") if p.is_file()) / 2**20
                     print(f"  {fmt:8s} {res['attempts']} attempts in {res['seconds']:.1f} s = "
                           f"{res['attempts'] / res['seconds']:.0f} attempts/s, peak RSS {res['peak_rss_mb']:.0f} MB, "

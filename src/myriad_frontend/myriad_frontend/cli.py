@@ -1,4 +1,4 @@
-"""The `myriad` command: collect grasps with parallel back ends, show campaign status, serve the dashboard.
+"""The `myriad` command: collect grasps with parallel back ends, show status, export datasets, serve the dashboard.
 
 Exit codes: 0 done, 1 run failure (a back end crash-looping, an internal error), 2 usage or bad input (options,
 campaign/description/world files, ports), 3 storage unavailable or credentials refused, 130 interrupted.

@@ -333,8 +333,11 @@ def _query(campaign: str, only_success: bool, since: datetime | None) -> dict:
     return q
 
 
-def _until(query: dict, until: datetime) -> dict:
-    return {**query, "created_at": {**query.get("created_at", {}), "$lte": until}}
+def _until(query: dict, until: str | None) -> dict:
+    """``query`` restricted to attempts created at or before ``until`` (ISO time; None: no restriction)."""
+    if until is None:
+        return query
+    return {**query, "created_at": {**query.get("created_at", {}), "$lte": datetime.fromisoformat(until)}}
 
 
 def export(
@@ -379,13 +382,14 @@ def export(
     if (
         manifest.get("fingerprint") == fingerprint
     ):  # resume: the attempts stored up to the first start's newest
-        query = _until(query, datetime.fromisoformat(manifest["until"]))
+        query = _until(query, manifest["until"])
     if manifest.get("fingerprint") != fingerprint or store.count_attempts(query) != manifest["total"]:
         shutil.rmtree(partial)  # another export's leftovers, or attempts deleted since: start afresh
         partial.mkdir()
-        until = newest[0]["created_at"]  # attempts stored while exporting wait for the next export
+        newest_at = newest[0].get("created_at")  # attempts stored while exporting wait for the next export
+        until = newest_at.isoformat() if newest_at else None
         query = _until(_query(campaign, only_success, since), until)
-        manifest = {"fingerprint": fingerprint, "until": until.isoformat(), "total": 0, "shards": {}}
+        manifest = {"fingerprint": fingerprint, "until": until, "total": 0, "shards": {}}
         manifest["total"] = store.count_attempts(query)
     total = manifest["total"]
     n_shards = math.ceil(total / shard_rows)
