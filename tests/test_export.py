@@ -72,6 +72,10 @@ def test_parquet_loads_with_datasets(filled, tmp_path):
     assert isinstance(ds.features["rgb"], datasets.Image) and isinstance(ds.features["depth"], datasets.Image)
     card = yaml.safe_load((out / "README.md").read_text().split("---\n")[1])
     assert datasets.Features._from_yaml_list(card["dataset_info"]["features"]) == ds.features
+    by_card = datasets.load_dataset(
+        str(out), split="train", cache_dir=str(tmp_path / "c")
+    )  # the card's configs
+    assert by_card["attempt_key"] == ds["attempt_key"]
     row = ds[2]
     doc = filled.attempt(row["attempt_key"])
     want = decode_png(filled.image(doc["images"]["pre_rgb"]))

@@ -1,4 +1,4 @@
-"""Export a campaign's attempts as a dataset: a Parquet grasp dataset (Hugging Face `datasets` layout) or LeRobot v3.0.
+"""A campaign's attempts as a dataset: Parquet grasp dataset (Hugging Face `datasets` layout) or LeRobot v3.0.
 
 Reads only (attempts and GridFS images, never changed). Streams: one shard (a Parquet file) at a time, written in
 row groups of BATCH attempts, so memory is bounded whatever the campaign size. Everything is written under
@@ -379,9 +379,7 @@ def export(
     fingerprint = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
     manifest_path = partial / "manifest.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
-    if (
-        manifest.get("fingerprint") == fingerprint
-    ):  # resume: the attempts stored up to the first start's newest
+    if manifest.get("fingerprint") == fingerprint:  # resume: the attempts up to the first start's newest
         query = _until(query, manifest["until"])
     if manifest.get("fingerprint") != fingerprint or store.count_attempts(query) != manifest["total"]:
         shutil.rmtree(partial)  # another export's leftovers, or attempts deleted since: start afresh
@@ -496,10 +494,13 @@ def _move_into(partial: Path, out: Path, names: list[str]) -> None:
 def _finish_parquet(partial: Path, out: Path, campaign: str, shards: list[dict], total: int) -> None:
     features = [{"name": n, **_yaml_feature(t)} for n, t in PARQUET_FIELDS]
     size = sum((partial / s["file"]).stat().st_size for s in shards)
+    metas = [pq.read_metadata(partial / s["file"]) for s in shards]
+    raw = sum(m.row_group(g).total_byte_size for m in metas for g in range(m.num_row_groups))
     card = {
         "configs": [{"config_name": "default", "data_files": [{"split": "train", "path": "data/train-*.parquet"}]}],
-        "dataset_info": {"features": features, "splits": [{"name": "train", "num_examples": total}],
-                         "download_size": size},
+        "dataset_info": {"features": features,
+                         "splits": [{"name": "train", "num_bytes": raw, "num_examples": total}],
+                         "download_size": size, "dataset_size": raw},
         "tags": ["robotics", "grasping", "myriad"],
         "task_categories": ["robotics"],
     }  # fmt: skip
