@@ -297,3 +297,12 @@ def test_attempts_stored_during_an_export_wait_for_the_next(filled, dashboard_at
     assert (r.attempts, r.resumed_shards) == (7, 1) and files(out) == files(clean)
     again = export(filled, CAMPAIGN, "parquet", tmp_path / "again", progress=False)
     assert again.attempts == 10
+
+
+def test_store_images_reads_several_and_names_a_missing_one(filled):
+    docs = filled.attempts({"campaign": CAMPAIGN}, limit=2)
+    ids = [d["images"][n] for d in docs for n in ("pre_rgb", "pre_depth")]
+    assert filled.images(ids) == {fid: filled.image(fid) for fid in ids}
+    filled.bucket.delete(ids[1])
+    with pytest.raises(KeyError, match=str(ids[1])):
+        filled.images(ids)
