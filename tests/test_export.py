@@ -135,6 +135,15 @@ def test_lerobot_layout_and_consistency(filled, tmp_path):
         assert {"min", "max", "mean", "std", "count"} <= stats[key].keys()
     assert np.array(stats["observation.images.rgb"]["mean"]).shape == (3, 1, 1)
     assert stats["next.reward"]["max"] == [1.0] and stats["index"]["count"] == [14]
+    for key in ("observation.state", "action", "next.reward", "timestamp", "frame_index", "index"):
+        qs = [np.array(stats[key][q]) for q in ("q01", "q10", "q50", "q90", "q99")]
+        assert all((a <= b + 1e-9).all() for a, b in zip(qs, qs[1:], strict=False))
+        assert (np.array(stats[key]["min"]) - 1e-9 <= qs[0]).all() and (qs[-1] <= stats[key]["max"]).all()
+    # episodes 0, 2, 4, 6 succeed: 4 of 14 frames have reward 1; the grasp yaw is 0.3 * (index % 4)
+    assert stats["next.reward"]["q50"][0] == pytest.approx(0.0, abs=1e-3)  # a histogram's bin: within 1/5000
+    assert stats["next.reward"]["q90"][0] == pytest.approx(1.0, abs=1e-3)
+    assert 6.0 <= stats["index"]["q50"][0] <= 7.0  # frames 0..13: the median lies between 6 and 7
+    assert stats["observation.state"]["q99"][3] == pytest.approx(0.9, abs=1e-3)
 
 
 @pytest.mark.skipif(importlib.util.find_spec("datasets") is None, reason="datasets not installed")

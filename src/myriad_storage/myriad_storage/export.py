@@ -264,6 +264,32 @@ def _stats(acc: dict, frames: int, image: bool) -> dict:
     return {**out, "count": [frames]}
 
 
+def _quantiles(paths: list[Path], column: str, lo: list, hi: list, bins: int = 5000) -> dict:
+    """LeRobot's quantiles (q01, q10, q50, q90, q99) of a numeric column per dimension, from a histogram of
+    ``bins`` bins over [lo, hi] filled one data file at a time (linear within a bin)."""
+    lo_a, hi_a = np.asarray(lo, float), np.maximum(np.asarray(hi, float), np.asarray(lo, float) + 1e-12)
+    counts = np.zeros((len(lo_a), bins))
+    for path in paths:
+        col = pq.read_table(path, columns=[column]).column(0).combine_chunks()
+        values = (col.flatten() if pa.types.is_fixed_size_list(col.type) else col).to_numpy(
+            zero_copy_only=False
+        )
+        values = values.astype(float).reshape(len(col), -1)
+        for j in range(len(lo_a)):
+            counts[j] += np.histogram(values[:, j], bins, (lo_a[j], hi_a[j]))[0]
+    out = {}
+    for q in (0.01, 0.10, 0.50, 0.90, 0.99):
+        row = []
+        for j, c in enumerate(counts):
+            cum = np.cumsum(c)
+            k = int(np.searchsorted(cum, q * cum[-1]))
+            before = cum[k - 1] if k else 0.0
+            frac = (q * cum[-1] - before) / c[k] if c[k] else 0.0
+            row.append(round(float(lo_a[j] + (k + frac) * (hi_a[j] - lo_a[j]) / bins), 12))
+        out[f"q{round(q * 100):02d}"] = row
+    return out
+
+
 def lerobot_rows(docs: list[dict], first_episode: int, first_frame: int) -> tuple[list[dict], list[dict]]:
     """(frame rows, episode rows) of LeRobot episodes: frame 0 before the grasp, frame 1 after it (if a post-grasp
     image was stored); state and action the grasp pose (x, y, z, yaw); the outcome as reward on the last frame."""
@@ -569,6 +595,9 @@ def _finish_lerobot(partial: Path, out: Path, shards: list[dict], total: int, fr
         "frame_index": _stats(pick(scalars, 2), frames, image=False),
         "index": _stats({**indexes, "n": frames}, frames, image=False),
     }
+    paths = [partial / s["file"] for s in shards]
+    for name in ("observation.state", "action", "next.reward", "timestamp", "frame_index", "index"):
+        stats[name].update(_quantiles(paths, name, stats[name]["min"], stats[name]["max"]))
     (meta / "stats.json").write_bytes(_json(stats))
     width, height = shards[0]["image_size"]
     if any(s["image_size"] != [width, height] for s in shards):
