@@ -1,4 +1,4 @@
-"""The `myriad` command: collect grasps with parallel back ends, show campaign status, serve the dashboard.
+"""The `myriad` command: collect grasps with parallel back ends, show status, export datasets, serve the dashboard.
 
 Exit codes: 0 done, 1 run failure (a back end crash-looping, an internal error), 2 usage or bad input (options,
 campaign/description/world files, ports), 3 storage unavailable or credentials refused, 130 interrupted.
@@ -13,6 +13,7 @@ import signal
 import sys
 import time
 import traceback
+from datetime import UTC, datetime
 from pathlib import Path
 
 from myriad_frontend.campaign import CampaignSpec, parse_assignments, spec_from_options
@@ -133,6 +134,29 @@ def cmd_wait(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    from myriad_storage.export import export
+
+    since = None
+    if args.since:
+        try:
+            since = datetime.fromisoformat(args.since)
+        except ValueError:
+            raise ValueError(
+                f"--since: expected an ISO time like 2026-12-01T18:00:00+00:00, got {args.since!r}"
+            ) from None
+        since = since if since.tzinfo else since.replace(tzinfo=UTC)
+    store, _ = _store(args)
+    r = export(store, args.campaign, args.format, args.out, only_success=args.only_success, since=since,
+               overwrite=args.overwrite, shard_rows=args.shard_size, progress=not args.quiet)  # fmt: skip
+    print(
+        f"exported {r.attempts} attempts ({r.frames} rows/frames, {r.shards} file(s)"
+        + (f", {r.resumed_shards} resumed" if r.resumed_shards else "")
+        + f") as {args.format} to {r.out}"
+    )
+    return 0
+
+
 def cmd_dashboard(args) -> int:
     from myriad_frontend.dashboard import main as dashboard_main
 
@@ -190,6 +214,18 @@ def parser() -> argparse.ArgumentParser:
     w.add_argument("campaign")
     w.add_argument("--quiet", action="store_true", help="no progress bar")
     w.set_defaults(func=cmd_wait)
+    e = sub.add_parser("export", parents=[common], help="export a campaign as a LeRobot or Parquet dataset")
+    e.add_argument("campaign")
+    e.add_argument("--format", required=True, choices=["lerobot", "parquet"])
+    e.add_argument("--out", required=True, type=Path, metavar="DIR")
+    e.add_argument("--only-success", action="store_true", help="successful attempts only")
+    e.add_argument(
+        "--since", metavar="ISO-TIME", help="attempts stored at or after this time (UTC if no zone)"
+    )
+    e.add_argument("--overwrite", action="store_true", help="replace a non-empty output directory")
+    e.add_argument("--shard-size", type=int, default=500, help="attempts per Parquet file (default 500)")
+    e.add_argument("--quiet", action="store_true", help="no progress bar")
+    e.set_defaults(func=cmd_export)
     d = sub.add_parser("dashboard", parents=[common], help="web dashboard and database browser")
     d.add_argument("--host", default="127.0.0.1", help="bind address; anything but loopback needs --token")
     d.add_argument("--port", type=int, default=8765)

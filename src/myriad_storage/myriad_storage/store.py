@@ -487,6 +487,26 @@ class Store:
             raise KeyError(f"no image with file id {fid} in bucket {IMAGE_BUCKET!r}") from None
 
     @_guarded
+    def images(self, file_ids: Sequence[ObjectId]) -> dict[ObjectId, bytes]:
+        """The bytes of several stored images in two queries (files, then their chunks); KeyError if one is missing
+        or incomplete."""
+        ids = list(dict.fromkeys(file_ids))
+        files = {
+            f["_id"]: f
+            for f in self.db[f"{IMAGE_BUCKET}.files"].find({"_id": {"$in": ids}}, {"length": True})
+        }
+        parts: dict[ObjectId, list] = {fid: [] for fid in ids}
+        for c in self.db[f"{IMAGE_BUCKET}.chunks"].find({"files_id": {"$in": ids}}, {"_id": False}):
+            parts[c["files_id"]].append((c["n"], c["data"]))
+        out = {}
+        for fid in ids:
+            data = b"".join(d for _n, d in sorted(parts[fid], key=lambda p: p[0]))
+            if fid not in files or len(data) != files[fid]["length"]:
+                raise KeyError(f"no complete image with file id {fid} in bucket {IMAGE_BUCKET!r}")
+            out[fid] = data
+        return out
+
+    @_guarded
     def delete_orphan_images(self, older_than_s: float = 3600.0) -> int:
         """Delete image files no attempt references (left by a crash between upload and insert)."""
         cutoff = _now() - timedelta(seconds=older_than_s)
