@@ -196,30 +196,47 @@ def test_markers_name_existing_frames_and_mesh_files(sim):
     assert {m.header.frame_id for m in markers} <= frames
 
 
-def test_grasp_and_path_markers_during_a_collection(tmp_path, ros_client):
+@pytest.mark.timeout(400)
+def test_two_backends_during_a_collection_in_their_own_namespaces_and_frames(tmp_path, ros_client):
+    """A real 2-back-end collection: each namespace gets its robot_description, markers (grasps coloured by
+    outcome, planned paths) and point clouds, every frame id prefixed with its own back end and in the TF tree."""
     from myriad_storage.server import LocalServer
 
     server = LocalServer(tmp_path / "db", port=free_port())
     uri = server.ensure_running()
-    client = ros_client("/myriad/b0")
-    tree, arrays, descriptions = Tree(client.node), [], []
-    client.node.create_subscription(MarkerArray, "markers", arrays.append, LATCHED)
-    client.node.create_subscription(String, "robot_description", descriptions.append, LATCHED)
+    got = {}
+    for b in ("b0", "b1"):
+        client = ros_client(f"/myriad/{b}")
+        got[b] = {"tree": Tree(client.node), "markers": [], "description": [], "points": []}
+        client.node.create_subscription(MarkerArray, "markers", got[b]["markers"].append, LATCHED)
+        client.node.create_subscription(String, "robot_description", got[b]["description"].append, LATCHED)
+        client.node.create_subscription(PointCloud2, "camera/points", got[b]["points"].append, 10)
     try:
-        cmd = collect_command(uri, "--attempts", "2", "--seed", "3", "--name", "viz", "--quiet")
-        out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+        cmd = collect_command(
+            uri, "--attempts", "4", "--backends", "2", "--seed", "3", "--name", "viz", "--quiet"
+        )
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=360)
     finally:
         server.stop()
     assert out.returncode == 0, out.stderr[-3000:]
-    assert descriptions and "iiwa_wsg50" in descriptions[0].data
-    markers = [m for a in list(arrays) for m in a.markers if m.action == Marker.ADD]
-    grasps = [m for m in markers if m.ns == "grasp"]
-    paths = [m for m in markers if m.ns == "path"]
-    assert len(grasps) >= 2 * 3 and paths and all(len(m.points) >= 2 for m in paths)
-    assert {m.header.frame_id for m in grasps + paths} == {"b0/world"}
-    colours = {(round(m.color.r, 2), round(m.color.g, 2)) for m in grasps}
-    assert colours <= {(0.1, 0.8), (0.9, 0.15)}  # green success / red failure
-    assert {m.header.frame_id for m in markers} <= tree.frames()
+    for b, g in got.items():
+        assert g["description"] and "iiwa_wsg50" in g["description"][0].data
+        markers = [m for a in list(g["markers"]) for m in a.markers if m.action == Marker.ADD]
+        grasps = [m for m in markers if m.ns == "grasp"]
+        paths = [m for m in markers if m.ns == "path"]
+        assert grasps and paths and all(len(m.points) >= 2 for m in paths)
+        assert {m.header.frame_id for m in grasps + paths} == {f"{b}/world"}
+        colours = {(round(m.color.r, 2), round(m.color.g, 2)) for m in grasps}
+        assert colours <= {(0.1, 0.8), (0.9, 0.15)}  # green success / red failure
+        assert all(m.header.frame_id.startswith(f"{b}/") for m in markers)
+        assert {m.header.frame_id for m in markers} <= g["tree"].frames()
+        assert g["points"] and {pc.header.frame_id for pc in g["points"]} == {f"{b}/camera_optical"}
+    # one RViz, both back ends: every frame on /tf is prefixed, and each back end's frames hang off its own world
+    tree = got["b0"]["tree"]
+    assert all(f.split("/")[0] in ("b0", "b1") for f in tree.frames()), sorted(tree.frames())
+    for b in ("b0", "b1"):
+        mine = {f for f in tree.frames() if f.startswith(f"{b}/")}
+        assert len(mine) > 15 and all(tree.lookup(f"{b}/world", f) is not None for f in mine)
 
 
 def test_rviz_config_shows_back_end_b0_and_colcon_meta_is_valid():
