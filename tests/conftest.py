@@ -274,3 +274,33 @@ def dashboard_serve(mongo_uri):
     yield start
     for s in servers:
         s.stop()
+
+
+@pytest.fixture(scope="session")
+def world_capture():
+    """One real capture of the tray world (seed 3, three objects), rendered once per session: a dict with the
+    PNGs `images` (pre_rgb, pre_depth, pre_segmentation), the `frame` arrays, `objects` {name: (body, xyz)},
+    the `camera` and the `world` file."""
+    from myriad_sim.camera import Camera
+    from myriad_sim.spec import load_world
+    from myriad_sim.world import World
+    from myriad_storage.codec import depth_to_png, encode_png, seg_to_png
+
+    path = WS / "worlds" / "tray.yaml"
+    world = World(load_world(path), renderer="tiny")
+    try:
+        states = world.reset(3, 3)
+        frame = world.capture()
+    finally:
+        world.close()
+    return {
+        "images": {
+            "pre_rgb": encode_png(frame.rgb),
+            "pre_depth": depth_to_png(frame.depth),
+            "pre_segmentation": seg_to_png(frame.segmentation),
+        },
+        "frame": frame,
+        "objects": {s.name: (s.body, s.position) for s in states},
+        "camera": Camera(load_world(path).camera),
+        "world": path,
+    }
