@@ -123,6 +123,7 @@ def storage_attempt_factory():
 import os  # noqa: E402
 import random  # noqa: E402
 import threading  # noqa: E402
+import time  # noqa: E402
 
 # One DDS domain per test session, so a developer's running back ends never answer a test.
 os.environ.setdefault("ROS_DOMAIN_ID", str(random.Random(os.getpid()).randint(1, 100)))
@@ -190,6 +191,30 @@ class RosClient:
         handle = self._wait(client.send_goal_async(goal), timeout)
         assert handle.accepted, f"goal of {name} rejected"
         return self._wait(handle.get_result_async(), timeout).result
+
+    def wait_message(
+        self, msg_type, topic: str, predicate=lambda _m: True, timeout: float = 60.0, trigger=None
+    ):
+        """The first message on `topic` for which predicate(msg) holds. `trigger()`, if given, is called once
+        subscribed and again every 2 s while none came (a publisher may not have matched the first time)."""
+        got, done = [], threading.Event()
+
+        def on_message(msg):
+            if not done.is_set() and predicate(msg):
+                got.append(msg)
+                done.set()
+
+        sub = self.node.create_subscription(msg_type, topic, on_message, 10)
+        try:
+            deadline = time.monotonic() + timeout
+            while not done.is_set() and time.monotonic() < deadline:
+                if trigger is not None:
+                    trigger()
+                done.wait(min(2.0, max(0.0, deadline - time.monotonic())))
+            assert done.is_set(), f"no matching message on {topic} in {timeout} s"
+        finally:
+            self.node.destroy_subscription(sub)
+        return got[0]
 
     @staticmethod
     def _wait(future, timeout):

@@ -54,11 +54,19 @@ def pose(x, y, z) -> Pose:
     return p
 
 
+def full_state(o) -> tuple:
+    """Name, source, body id, full pose and twist of an EntityState message."""
+    p, q, v, w = o.pose.position, o.pose.orientation, o.twist.linear, o.twist.angular
+    return (o.name, o.source, o.body_id, p.x, p.y, p.z, q.x, q.y, q.z, q.w, v.x, v.y, v.z, w.x, w.y, w.z)
+
+
 def test_reset_spawn_state_delete_round_trip(sim):
     res = sim.call(ResetWorld, "reset_world", ResetWorld.Request(seed=5, object_count=3))
     assert res.success and len(res.objects) == 3
     again = sim.call(ResetWorld, "reset_world", ResetWorld.Request(seed=5, object_count=3))
-    assert [o.pose.position.x for o in again.objects] == [o.pose.position.x for o in res.objects]
+    assert [full_state(o) for o in again.objects] == [full_state(o) for o in res.objects]
+    other = sim.call(ResetWorld, "reset_world", ResetWorld.Request(seed=6, object_count=3))
+    assert [full_state(o) for o in other.objects] != [full_state(o) for o in res.objects]
     spawned = sim.call(
         SpawnEntity,
         "spawn_entity",
@@ -85,13 +93,65 @@ def test_spawn_errors_are_clear(sim):
     assert not far.success and far.message.startswith("pose:")
 
 
-def test_capture_images_and_camera_info(sim):
+def frames(res) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    return imgmsg_to_cv2(res.rgb), imgmsg_to_cv2(res.depth), imgmsg_to_cv2(res.segmentation)
+
+
+def test_capture_images_and_camera_info(sim, world_capture):
+    """The node's images are the world's: identical to an in-process capture of the same seed, and a spawned
+    object's body id is where its position projects."""
+    sim.call(ResetWorld, "reset_world", ResetWorld.Request(seed=3, object_count=3))
     res = sim.call(CaptureImages, "capture_images", CaptureImages.Request())
-    rgb, depth, seg = imgmsg_to_cv2(res.rgb), imgmsg_to_cv2(res.depth), imgmsg_to_cv2(res.segmentation)
+    rgb, depth, seg = frames(res)
     assert rgb.shape == (472, 472, 3) and depth.shape == (472, 472) and seg.shape == (472, 472)
     assert depth.dtype == np.float32 and 0.1 < float(np.median(depth)) < 2.0
+    local = world_capture["frame"]
+    assert np.array_equal(seg, local.segmentation) and np.array_equal(rgb, local.rgb)
+    np.testing.assert_allclose(depth, local.depth, atol=1e-6)
     k = np.array(res.camera_info.k).reshape(3, 3)
     assert k[0, 2] == 236 and k[1, 2] == 236 and k[0, 0] > 0
+    # A free spot on the tray floor: the corner farthest from every object.
+    corners = [(x, y, 0.08) for x in (0.6, 0.75) for y in (-0.15, 0.15)]
+    where = max(
+        corners,
+        key=lambda c: min(np.hypot(c[0] - p[0], c[1] - p[1]) for _, p in world_capture["objects"].values()),
+    )
+    spawned = sim.call(
+        SpawnEntity,
+        "spawn_entity",
+        SpawnEntity.Request(name="probe", source="object:42", pose=pose(*where), fixed=True),
+    )
+    assert spawned.success, spawned.message
+    rgb2, _, seg2 = frames(sim.call(CaptureImages, "capture_images", CaptureImages.Request()))
+    u, v = (int(c) for c in world_capture["camera"].project(where))
+    assert spawned.body_id not in set(np.unique(seg)) and seg2[v, u] == spawned.body_id
+    assert np.any(rgb2[v - 2 : v + 3, u - 2 : u + 3] != rgb[v - 2 : v + 3, u - 2 : u + 3])
+    assert sim.call(DeleteEntity, "delete_entity", DeleteEntity.Request(name="probe")).success
+
+
+def test_camera_and_clock_topics(sim):
+    """capture_images also publishes on camera/*; stepping publishes the sim time on clock."""
+    from rosgraph_msgs.msg import Clock
+    from sensor_msgs.msg import CameraInfo, Image
+
+    sim.call(ResetWorld, "reset_world", ResetWorld.Request(seed=4, object_count=2))
+    res = sim.call(CaptureImages, "capture_images", CaptureImages.Request())
+    capture = lambda: sim.call(CaptureImages, "capture_images", CaptureImages.Request())  # noqa: E731
+    for topic, expected in (("rgb", res.rgb), ("depth", res.depth), ("segmentation", res.segmentation)):
+        msg = sim.wait_message(Image, f"camera/{topic}/image", trigger=capture)
+        assert (msg.encoding, msg.height, msg.width) == (expected.encoding, 472, 472)
+        assert bytes(msg.data) == bytes(expected.data), topic
+    info = sim.wait_message(CameraInfo, "camera/camera_info", trigger=capture)
+    assert list(info.k) == list(res.camera_info.k)
+    stepped = sim.call(StepSimulation, "step_simulation", StepSimulation.Request(steps=240))
+    t = stepped.sim_time.sec + stepped.sim_time.nanosec * 1e-9
+    assert t == pytest.approx(1.0 + 240 / 240, abs=1e-6)  # settle_steps (240) after reset, then 240 more
+    clock = sim.wait_message(
+        Clock,
+        "clock",
+        lambda m: (m.clock.sec, m.clock.nanosec) == (stepped.sim_time.sec, stepped.sim_time.nanosec),
+    )
+    assert clock.clock.sec == 2
 
 
 def test_trajectory_goal_reached_within_tolerance(sim):
