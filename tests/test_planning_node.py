@@ -160,6 +160,14 @@ def test_plan_and_execute_around_wall_never_touches_it(client, wall):
             )
         world.robot.reset_joints(arm[-1])
         assert np.linalg.norm(world.robot.tool_pose()[0] - [0.6, -0.2, 0.2]) < 0.01
+        # The wall is in the way: the straight joint-space line from start to goal runs through it.
+        blocked = []
+        for t in np.linspace(0.0, 1.0, 50):
+            world.robot.reset_joints((1 - t) * np.array(arm[0]) + t * np.array(arm[-1]))
+            blocked.append(
+                bool(pb.getClosestPoints(world.robot.body, wall_body, 0.0, physicsClientId=world.client))
+            )
+        assert any(blocked), "the direct path does not touch the wall: the test shows no detour"
     finally:
         world.close()
 
@@ -172,7 +180,6 @@ def test_plan_service_joint_goal_and_unreachable_pose(client):
     assert traj.joint_names == [f"J{i}" for i in range(7)]
     times = [p.time_from_start.sec + p.time_from_start.nanosec * 1e-9 for p in traj.points]
     assert np.all(np.diff(times) > 0) and np.allclose(traj.points[-1].positions, home)
-    t0 = time.monotonic()
     far = PlanMotion.Request(goal_type="pose", pose_goal=pose_msg((1.6, 0.0, 0.2)))
-    res = done(client, client.plan.call_async(far), 5.0)
-    assert res.error_code == -31 and time.monotonic() - t0 < 3.0
+    res = done(client, client.plan.call_async(far), 60.0)  # refused by IK, not by a planning timeout (bench/)
+    assert res.error_code == -31 and "no IK solution" in res.message and not res.trajectory.points
