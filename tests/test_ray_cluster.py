@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -172,19 +173,28 @@ def test_ray_campaign_on_two_nodes(ray_cluster, db):
     assert psutil.wait_procs(_backend_procs(ray_cluster["root"]), timeout=5)[1] == []  # no orphans
 
 
-def test_ray_killed_actor_is_restarted(ray_cluster, db):
+def _working_on(store: Store, campaign: str, backend: str) -> str:
+    """The item `backend` holds a lease on now ("" if none)."""
+    return next(
+        (i["item_id"] for i in store.work_items(campaign, state="leased") if i["lease_owner"] == backend), ""
+    )
+
+
+def test_ray_killed_actor_is_restarted(ray_cluster, db, capsys):
     uri, store = db
     spec = make_spec(f"raykill{uuid.uuid4().hex[:6]}", 1, 8, {})
     killed: dict = {}
 
-    def kill_b1() -> None:  # kill -9 the worker process of b1's actor once attempts are being stored
+    def kill_b1() -> None:  # kill -9 the worker process of b1's actor while it holds a lease
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
             info = _actor_info(ray_cluster["root"], spec.name, "b1")
             if info.get("procs") and store.count_attempts({"campaign": spec.name}) >= 1:
-                os.kill(info["pid"], signal.SIGKILL)
-                killed.update(info)
-                return
+                item = _working_on(store, spec.name, "b1")
+                if item:
+                    os.kill(info["pid"], signal.SIGKILL)
+                    killed.update(info, item=item)
+                    return
             time.sleep(0.2)
 
     t0 = time.monotonic()
@@ -201,3 +211,75 @@ def test_ray_killed_actor_is_restarted(ray_cluster, db):
     # The killed worker's back-end processes died with it (not orphaned), and nothing is left now.
     assert not any(_alive(p["pid"]) for p in killed["procs"])
     assert psutil.wait_procs(_backend_procs(ray_cluster["root"]), timeout=5)[1] == []
+    # Its lease was released by the front end at once (not left to expire): the item was claimed again.
+    out = capsys.readouterr()
+    assert re.search(r"back end b1: .*, [1-9]\d* lease\(s\) released", out.out + out.err), out.out + out.err
+    assert next(i for i in store.work_items(spec.name) if i["item_id"] == killed["item"])["claims"] == 2
+
+
+@pytest.mark.timeout(400)
+def test_ray_actor_restarts_are_capped(ray_cluster, db, monkeypatch):
+    """With max_restarts 1, b1's actor killed twice stays dead; b0 completes the campaign."""
+    from myriad_frontend import ray_runner
+
+    monkeypatch.setattr(ray_runner, "MAX_RESTARTS", 1)
+    uri, store = db
+    spec = make_spec(f"raycap{uuid.uuid4().hex[:6]}", 2, 8, {})
+    kills: list[dict] = []
+
+    def kill_b1_twice() -> None:
+        deadline = time.monotonic() + 150
+        while len(kills) < 2 and time.monotonic() < deadline:
+            info = _actor_info(ray_cluster["root"], spec.name, "b1")
+            fresh = info.get("procs") and all(info["incarnation"] != k["incarnation"] for k in kills)
+            if fresh and _alive(info["pid"]):
+                os.kill(info["pid"], signal.SIGKILL)
+                kills.append(info)
+            time.sleep(0.2)
+
+    killer = threading.Thread(target=kill_b1_twice, daemon=True)
+    killer.start()
+    result = run_ray(
+        store, spec, uri, store.db.name, 2, WS / "config" / "backend.yaml", ray_cluster["address"]
+    )
+    killer.join(timeout=5)
+    assert len(kills) == 2, "the test did not get to kill b1's actor twice"
+    assert not result.interrupted and result.done == 8
+    _check_campaign(store, spec.name, 8)
+    assert result.restarts["b1"] == 1  # one new incarnation, none after the second kill
+    assert _actor_info(ray_cluster["root"], spec.name, "b1")["incarnation"] == kills[1]["incarnation"]
+    assert psutil.wait_procs(_backend_procs(ray_cluster["root"]), timeout=5)[1] == []
+
+
+@pytest.mark.timeout(300)
+def test_cli_ray_auto_starts_a_local_cluster_on_loopback(db, tmp_path):
+    """`myriad collect --ray auto` with no cluster to find starts one on 127.0.0.1 and leaves nothing behind."""
+    uri, store = db
+    ray_tmp = Path(f"/tmp/myrayauto-{secrets.token_hex(3)}")  # short: Ray's socket paths stay < 108 chars
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    env.update(RAY_TMPDIR=str(ray_tmp), MYRIAD_RUN_DIR=str(tmp_path / "runs"), RAY_DISABLE_USAGE_STATS="1")
+    name = f"rayauto{uuid.uuid4().hex[:6]}"
+    cmd = ["python", "-m", "myriad_frontend.cli", "collect", "--mongo-uri", uri, "--database", store.db.name,
+           "--attempts", "2", "--backends", "1", "--name", name, "--ray", "auto", "--quiet"]  # fmt: skip
+    try:
+        out = subprocess.run(
+            cmd, env=env, capture_output=True, text=True, timeout=240, start_new_session=True
+        )
+        assert out.returncode == 0, (out.stdout + out.stderr)[-3000:]
+        assert "done: 2/2 attempts" in out.stdout
+        _check_campaign(store, name, 2)
+        info = _actor_info(tmp_path, name, "b0")
+        assert info["node_ip"] == "127.0.0.1", info
+        sessions = list(ray_tmp.glob("ray/session_*/")) + list(ray_tmp.glob("session_*/"))
+        assert sessions, f"no Ray session under {ray_tmp}"
+        leftovers = [
+            p
+            for p in psutil.process_iter(["cmdline"])
+            if any(str(ray_tmp) in a for a in p.info["cmdline"] or [])
+        ]
+        assert psutil.wait_procs(leftovers, timeout=30)[1] == []
+    finally:
+        for p in psutil.process_iter(["cmdline"]):
+            if any(str(ray_tmp) in a for a in p.info["cmdline"] or []):
+                p.kill()
+        shutil.rmtree(ray_tmp, ignore_errors=True)
