@@ -184,13 +184,19 @@ class RosClient:
         return future.result()
 
     def action(self, action_type, name: str, goal, timeout: float = 60.0):
+        return self._wait(
+            self.send_goal(action_type, name, goal, timeout=timeout).get_result_async(), timeout
+        ).result
+
+    def send_goal(self, action_type, name: str, goal, feedback=None, timeout: float = 60.0):
+        """Send an action goal; returns its accepted goal handle (get_result_async, cancel_goal_async)."""
         from rclpy.action import ActionClient
 
         client = ActionClient(self.node, action_type, name)
         assert client.wait_for_server(timeout_sec=timeout), f"action {name} not available"
-        handle = self._wait(client.send_goal_async(goal), timeout)
+        handle = self._wait(client.send_goal_async(goal, feedback_callback=feedback), timeout)
         assert handle.accepted, f"goal of {name} rejected"
-        return self._wait(handle.get_result_async(), timeout).result
+        return handle
 
     def wait_message(
         self, msg_type, topic: str, predicate=lambda _m: True, timeout: float = 60.0, trigger=None
@@ -215,6 +221,11 @@ class RosClient:
         finally:
             self.node.destroy_subscription(sub)
         return got[0]
+
+    @staticmethod
+    def wait(future, timeout: float = 60.0):
+        """The result of an rclpy future, waited for up to `timeout` s."""
+        return RosClient._wait(future, timeout)
 
     @staticmethod
     def _wait(future, timeout):

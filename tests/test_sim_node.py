@@ -178,3 +178,35 @@ def test_bad_trajectory_and_gripper(sim):
     assert result.error_code == -1 and "unknown joints ['elbow']" in result.message
     closed = sim.action(GripperCommand, "gripper_command", GripperCommand.Goal(position=0.0, max_effort=10.0))
     assert closed.reached_goal and closed.position < 0.05
+
+
+def test_trajectory_cancel_and_path_tolerance_abort(sim):
+    """A long trajectory cancelled after its first feedback stops short (CANCELED, -4); a path tolerance the
+    arm cannot keep aborts the goal (ABORTED, -2)."""
+    import threading
+
+    from action_msgs.msg import GoalStatus
+
+    sim.call(ResetWorld, "reset_world", ResetWorld.Request(seed=1, object_count=0))
+    target = [0.3, 0.1, 0.0, -1.4, 0.0, 1.5, 0.2]
+    goal = ExecuteTrajectory.Goal()
+    goal.trajectory.joint_names = JOINTS
+    point = JointTrajectoryPoint(positions=target)
+    point.time_from_start.sec = 120
+    goal.trajectory.points = [point]
+    moving = threading.Event()
+    handle = sim.send_goal(ExecuteTrajectory, "execute_trajectory", goal, feedback=lambda _fb: moving.set())
+    assert moving.wait(60), "no feedback"
+    sim.wait(handle.cancel_goal_async())
+    done = sim.wait(handle.get_result_async())
+    assert done.status == GoalStatus.STATUS_CANCELED and done.result.error_code == -4, done.result.message
+    now = sim.call(StepSimulation, "step_simulation", StepSimulation.Request(steps=0))
+    t = now.sim_time.sec + now.sim_time.nanosec * 1e-9
+    assert t < 1.0 + 120.0  # stopped before the trajectory's end (reset settles for 1 s)
+    q = [now.joint_state.position[list(now.joint_state.name).index(j)] for j in JOINTS]
+    assert np.max(np.abs(np.array(q) - target)) > 0.05
+    point.time_from_start.sec = 1
+    strict = ExecuteTrajectory.Goal(trajectory=goal.trajectory, path_tolerance=1e-4)
+    done = sim.wait(sim.send_goal(ExecuteTrajectory, "execute_trajectory", strict).get_result_async())
+    assert done.status == GoalStatus.STATUS_ABORTED and done.result.error_code == -2
+    assert "path tolerance 0.0001 rad violated" in done.result.message
