@@ -74,6 +74,7 @@ def server(tmp_path):
     s.stop()
 
 
+@pytest.mark.timeout(600)  # its waits: 120 s for the first attempts + 300 s for the run
 def test_three_backends_thirty_attempts_survive_kill_9(server, tmp_path):
     log = tmp_path / "collect.log"
     proc = start_collect(server.uri, log, "--backends", "3", "--attempts", "30", "--name", "c30", "--quiet")
@@ -88,6 +89,7 @@ def test_three_backends_thirty_attempts_survive_kill_9(server, tmp_path):
     assert {d["backend"] for d in store.attempts({"campaign": "c30"})} == {"b0", "b1", "b2"}
 
 
+@pytest.mark.timeout(900)  # its waits: 4 x 120 s around the outage + 300 s for the run
 def test_database_outage_loses_nothing(server, tmp_path):
     """Attempts finished while the database is down go through the loggers' spools, and are stored once
     the database is back: no work item is claimed twice (a dropped attempt would be redone after its

@@ -180,6 +180,7 @@ def _working_on(store: Store, campaign: str, backend: str) -> str:
     )
 
 
+@pytest.mark.timeout(400)
 def test_ray_killed_actor_is_restarted(ray_cluster, db, capsys):
     uri, store = db
     spec = make_spec(f"raykill{uuid.uuid4().hex[:6]}", 1, 8, {})
