@@ -131,17 +131,22 @@ os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
 os.environ.setdefault("MYRIAD_WS", str(WS))
 
 
-@pytest.fixture
-def node_procs(tmp_path):
-    """start(classes, namespace, params={node: {...}}) -> Popen; every process group is stopped afterwards."""
-    import yaml
+class NodeProcs:
+    """Node processes started as the front end starts them: `myriad_runtime.container` in its own process group,
+    ROS environment of the front end, parameters from a file. Calling it starts one; stop() ends them all."""
 
-    from myriad_frontend.processes import clean_shared_memory, ros_env, start_group, stop_groups
+    def __init__(self, directory: Path):
+        self.directory, self.procs = directory, []
 
-    procs = []
+    def __call__(
+        self, classes: list[str], namespace: str, params: dict | None = None, log: str | None = None
+    ):
+        """start(classes, namespace, params={node: {...}}, log=file name) -> Popen."""
+        import yaml
 
-    def start(classes: list[str], namespace: str, params: dict | None = None, log: str | None = None):
-        pfile = tmp_path / f"params_{len(procs)}.yaml"
+        from myriad_frontend.processes import ros_env, start_group
+
+        pfile = self.directory / f"params_{len(self.procs)}.yaml"
         pfile.write_text(
             yaml.safe_dump({f"{namespace}/{n}": {"ros__parameters": p} for n, p in (params or {}).items()})
             if params
@@ -150,13 +155,32 @@ def node_procs(tmp_path):
         cmd = [sys.executable, "-m", "myriad_runtime.container", "--nodes", *classes]
         cmd += ["--ros-args", "-r", f"__ns:={namespace}", "-r", f"/clock:={namespace}/clock"]
         cmd += ["--params-file", str(pfile)] if params else []
-        proc = start_group(cmd, tmp_path / (log or f"proc_{len(procs)}.log"), ros_env())
-        procs.append(proc)
+        proc = start_group(cmd, self.directory / (log or f"proc_{len(self.procs)}.log"), ros_env())
+        self.procs.append(proc)
         return proc
 
-    yield start
-    stop_groups(procs)
-    clean_shared_memory()
+    def stop(self) -> None:
+        from myriad_frontend.processes import clean_shared_memory, stop_groups
+
+        stop_groups(self.procs)
+        clean_shared_memory()
+
+
+@pytest.fixture
+def node_procs(tmp_path):
+    """start(classes, namespace, params={node: {...}}, log=None) -> Popen; every process group is stopped
+    afterwards (SIGINT, then SIGKILL)."""
+    procs = NodeProcs(tmp_path)
+    yield procs
+    procs.stop()
+
+
+@pytest.fixture(scope="module")
+def module_node_procs(tmp_path_factory):
+    """node_procs for a whole test module (processes shared by its tests)."""
+    procs = NodeProcs(tmp_path_factory.mktemp("nodes"))
+    yield procs
+    procs.stop()
 
 
 class RosClient:
@@ -197,6 +221,12 @@ class RosClient:
         handle = self._wait(client.send_goal_async(goal, feedback_callback=feedback), timeout)
         assert handle.accepted, f"goal of {name} rejected"
         return handle
+
+    def subscribe(self, msg_type, topic: str, depth: int = 100) -> list:
+        """A list that receives every message on `topic` from now on."""
+        received: list = []
+        self.node.create_subscription(msg_type, topic, received.append, depth)
+        return received
 
     def wait_message(
         self, msg_type, topic: str, predicate=lambda _m: True, timeout: float = 60.0, trigger=None

@@ -25,26 +25,17 @@ JOINTS = [f"J{i}" for i in range(7)]
 
 
 @pytest.fixture(scope="module")
-def sim(tmp_path_factory):
-    import yaml
+def sim(module_node_procs):
     from conftest import RosClient
 
-    from myriad_frontend.processes import clean_shared_memory, ros_env, start_group, stop_groups
-
-    d = tmp_path_factory.mktemp("sim")
-    (d / "p.yaml").write_text(yaml.safe_dump({f"{NS}/sim_server": {"ros__parameters": {"renderer": "tiny"}}}))
-    cmd = ["python", "-m", "myriad_runtime.container", "--nodes", "myriad_sim.sim_server_node:SimServerNode"]
-    proc = start_group(
-        cmd + ["--ros-args", "-r", f"__ns:={NS}", "--params-file", str(d / "p.yaml")],
-        d / "sim.log",
-        ros_env(),
+    proc = module_node_procs(
+        ["myriad_sim.sim_server_node:SimServerNode"], NS, {"sim_server": {"renderer": "tiny"}}, log="sim.log"
     )
     client = RosClient(NS)
     yield client
     client.close()
-    stop_groups([proc])
-    clean_shared_memory()
-    assert proc.returncode == 0, (d / "sim.log").read_text()[-2000:]
+    module_node_procs.stop()
+    assert proc.returncode == 0, (module_node_procs.directory / "sim.log").read_text()[-2000:]
 
 
 def pose(x, y, z) -> Pose:
