@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -90,13 +91,15 @@ def wait_for(predicate, timeout: float, what: str):
 def test_same_seed_same_attempts_whichever_back_ends_run_them(db, tmp_path):
     """A campaign file run by one back end and by two (with the dashboard on): by work item, the same seeds,
     parameters, objects and poses, grasps, labels and image bytes; another seed differs."""
+    tag = uuid.uuid4().hex[:6]  # fresh names: log/runs/<name> (logs, spools) outlives a test session
+    name_a, name_b, name_c = f"seed_a-{tag}", f"seed_b-{tag}", f"seed_c-{tag}"
     sweep = tmp_path / "sweep.yaml"
     sweep.write_text("name: sweep\nseed: 11\nattempts: 4\nsweep:\n  object_count: [3, 4]\n")
-    out = collect(db, "--campaign", str(sweep), "--name", "seed_a", "--backends", "1", "--quiet")
+    out = collect(db, "--campaign", str(sweep), "--name", name_a, "--backends", "1", "--quiet")
     assert out.returncode == 0, out.stderr[-3000:]
     log, port = tmp_path / "b.log", free_port()
     proc = start(log, "collect", "--mongo-uri", db, "--database", "t", "--campaign", str(sweep), "--name",
-                 "seed_b", "--backends", "2", "--quiet", "--dashboard", "--dashboard-port", str(port))  # fmt: skip
+                 name_b, "--backends", "2", "--quiet", "--dashboard", "--dashboard-port", str(port))  # fmt: skip
     try:
         url = f"http://127.0.0.1:{port}/api/overview"
         wait_for(lambda: f"dashboard: http://127.0.0.1:{port}/" in log.read_text(), 120, "the dashboard")
@@ -104,9 +107,9 @@ def test_same_seed_same_attempts_whichever_back_ends_run_them(db, tmp_path):
         def overview_has_b():
             with urllib.request.urlopen(url, timeout=10) as r:
                 body = json.loads(r.read())
-            return any(c["name"] == "seed_b" for c in body["campaigns"]) and body["backends"]
+            return any(c["name"] == name_b for c in body["campaigns"]) and body["backends"]
 
-        wait_for(overview_has_b, 120, "the dashboard to show campaign seed_b and its back ends")
+        wait_for(overview_has_b, 120, "the dashboard to show the campaign and its back ends")
         assert proc.wait(timeout=240) == 0, log.read_text()[-3000:]
     finally:
         if proc.poll() is None:
@@ -123,15 +126,15 @@ def test_same_seed_same_attempts_whichever_back_ends_run_them(db, tmp_path):
             for d in docs
         ]  # fmt: skip
 
-    a, b = by_item("seed_a"), by_item("seed_b")
+    a, b = by_item(name_a), by_item(name_b)
     assert len(a) == 4 and a == b
-    assert {d["backend"] for d in store.attempts({"campaign": "seed_b"})} == {"b0", "b1"}
+    assert {d["backend"] for d in store.attempts({"campaign": name_b})} == {"b0", "b1"}
     assert sorted(p["object_count"] for _, _, p, *_ in a) == [3, 3, 4, 4]
     out = collect(
-        db, "--campaign", str(sweep), "--name", "seed_c", "--seed", "12", "--attempts", "2", "--quiet"
+        db, "--campaign", str(sweep), "--name", name_c, "--seed", "12", "--attempts", "2", "--quiet"
     )
     assert out.returncode == 0
-    assert [x[1:] for x in by_item("seed_c")] != [x[1:] for x in a[:2]]
+    assert [x[1:] for x in by_item(name_c)] != [x[1:] for x in a[:2]]
 
 
 @pytest.mark.timeout(600)
@@ -139,31 +142,32 @@ def test_interrupted_campaign_resumes_by_name(db, tmp_path):
     """Interrupted after its first attempt, the same command with the same --name completes the campaign
     without redoing what was stored; `myriad status` (database from $MYRIAD_MONGO_URI) reports it."""
     env = {**os.environ, "MYRIAD_MONGO_URI": db}
-    args = ("collect", "--database", "t", "--attempts", "5", "--seed", "4", "--name", "resumed", "--quiet")
+    name = f"resumed-{uuid.uuid4().hex[:6]}"  # fresh: log/runs/<name> (logs, spools) outlives a test session
+    args = ("collect", "--database", "t", "--attempts", "5", "--seed", "4", "--name", name, "--quiet")
     proc = start(tmp_path / "first.log", *args, env=env)
     store = Store(db, "t")
     try:
-        wait_for(lambda: store.attempts({"campaign": "resumed"}), 180, "the first attempt")
+        wait_for(lambda: store.attempts({"campaign": name}), 180, "the first attempt")
     finally:
         os.killpg(proc.pid, signal.SIGINT)
         proc.wait(timeout=60)
-    before = {d["attempt_key"]: d["created_at"] for d in store.attempts({"campaign": "resumed"})}
+    before = {d["attempt_key"]: d["created_at"] for d in store.attempts({"campaign": name})}
     assert 1 <= len(before) < 5, (tmp_path / "first.log").read_text()[-2000:]
     proc = start(tmp_path / "second.log", *args, env=env)
     assert proc.wait(timeout=240) == 0, (tmp_path / "second.log").read_text()[-3000:]
     assert "done: 5/5 attempts" in (tmp_path / "second.log").read_text()
-    docs = store.attempts({"campaign": "resumed"})
+    docs = store.attempts({"campaign": name})
     assert (
         sorted(d["item_index"] for d in docs) == list(range(5)) and len({d["attempt_key"] for d in docs}) == 5
     )
     assert {k: d["created_at"] for d in docs if (k := d["attempt_key"]) in before} == before  # not redone
     successes = sum(d["success"] for d in docs)
     status = subprocess.run(
-        [sys.executable, "-m", "myriad_frontend.cli", "status", "--database", "t", "resumed"],
+        [sys.executable, "-m", "myriad_frontend.cli", "status", "--database", "t", name],
         capture_output=True, text=True, timeout=60, env=env,
     )  # fmt: skip
     assert status.returncode == 0, status.stderr
-    assert f"resumed: 5/5 done, 0 leased, 0 pending, {successes} successes" in status.stdout
+    assert f"{name}: 5/5 done, 0 leased, 0 pending, {successes} successes" in status.stdout
     assert {line.split(":")[0].strip() for line in status.stdout.splitlines()[1:]} <= {"b0"}
 
 
