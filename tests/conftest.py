@@ -123,6 +123,7 @@ def storage_attempt_factory():
 import os  # noqa: E402
 import random  # noqa: E402
 import threading  # noqa: E402
+import time  # noqa: E402
 
 # One DDS domain per test session, so a developer's running back ends never answer a test.
 os.environ.setdefault("ROS_DOMAIN_ID", str(random.Random(os.getpid()).randint(1, 100)))
@@ -130,32 +131,64 @@ os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
 os.environ.setdefault("MYRIAD_WS", str(WS))
 
 
-@pytest.fixture
-def node_procs(tmp_path):
-    """start(classes, namespace, params={node: {...}}) -> Popen; every process group is stopped afterwards."""
-    import yaml
+class NodeProcs:
+    """Node processes started as the front end starts them: `myriad_runtime.container` in its own process group,
+    ROS environment of the front end, parameters from a file. Calling it starts one; stop() ends them all."""
 
-    from myriad_frontend.processes import clean_shared_memory, ros_env, start_group, stop_groups
+    def __init__(self, directory: Path):
+        self.directory, self.procs = directory, []
 
-    procs = []
+    def __call__(
+        self,
+        classes: list[str],
+        namespace: str,
+        params: dict | None = None,
+        log: str | None = None,
+        env: dict[str, str] | None = None,
+        threads: int | None = None,
+    ):
+        """start(classes, namespace, params={node: {...}}, log=file name, env=extra environment (secrets such
+        as MYRIAD_MONGO_URI), threads=executor threads) -> Popen."""
+        import yaml
 
-    def start(classes: list[str], namespace: str, params: dict | None = None, log: str | None = None):
-        pfile = tmp_path / f"params_{len(procs)}.yaml"
+        from myriad_frontend.processes import ros_env, start_group
+
+        pfile = self.directory / f"params_{len(self.procs)}.yaml"
         pfile.write_text(
             yaml.safe_dump({f"{namespace}/{n}": {"ros__parameters": p} for n, p in (params or {}).items()})
             if params
             else "{}\n"
         )
         cmd = [sys.executable, "-m", "myriad_runtime.container", "--nodes", *classes]
+        cmd += ["--threads", str(threads)] if threads else []
         cmd += ["--ros-args", "-r", f"__ns:={namespace}", "-r", f"/clock:={namespace}/clock"]
         cmd += ["--params-file", str(pfile)] if params else []
-        proc = start_group(cmd, tmp_path / (log or f"proc_{len(procs)}.log"), ros_env())
-        procs.append(proc)
+        proc = start_group(cmd, self.directory / (log or f"proc_{len(self.procs)}.log"), ros_env(env))
+        self.procs.append(proc)
         return proc
 
-    yield start
-    stop_groups(procs)
-    clean_shared_memory()
+    def stop(self) -> None:
+        from myriad_frontend.processes import clean_shared_memory, stop_groups
+
+        stop_groups(self.procs)
+        clean_shared_memory()
+
+
+@pytest.fixture
+def node_procs(tmp_path):
+    """start(classes, namespace, params={node: {...}}, log=None) -> Popen; every process group is stopped
+    afterwards (SIGINT, then SIGKILL)."""
+    procs = NodeProcs(tmp_path)
+    yield procs
+    procs.stop()
+
+
+@pytest.fixture(scope="module")
+def module_node_procs(tmp_path_factory):
+    """node_procs for a whole test module (processes shared by its tests)."""
+    procs = NodeProcs(tmp_path_factory.mktemp("nodes"))
+    yield procs
+    procs.stop()
 
 
 class RosClient:
@@ -184,6 +217,58 @@ class RosClient:
         from myriad_runtime.calls import call_action
 
         return call_action(ActionClient(self.node, action_type, name), goal, timeout)
+
+    def send_goal(self, action_type, name: str, goal, feedback=None, timeout: float = 60.0):
+        """Send an action goal; returns its accepted goal handle (get_result_async, cancel_goal_async)."""
+        from rclpy.action import ActionClient
+
+        client = ActionClient(self.node, action_type, name)
+        assert client.wait_for_server(timeout_sec=timeout), f"action {name} not available"
+        handle = self._wait(client.send_goal_async(goal, feedback_callback=feedback), timeout)
+        assert handle.accepted, f"goal of {name} rejected"
+        return handle
+
+    def subscribe(self, msg_type, topic: str, depth: int = 100) -> list:
+        """A list that receives every message on `topic` from now on."""
+        received: list = []
+        self.node.create_subscription(msg_type, topic, received.append, depth)
+        return received
+
+    def wait_message(
+        self, msg_type, topic: str, predicate=lambda _m: True, timeout: float = 60.0, trigger=None
+    ):
+        """The first message on `topic` for which predicate(msg) holds. `trigger()`, if given, is called once
+        subscribed and again every 2 s while none came (a publisher may not have matched the first time)."""
+        got, done = [], threading.Event()
+
+        def on_message(msg):
+            if not done.is_set() and predicate(msg):
+                got.append(msg)
+                done.set()
+
+        sub = self.node.create_subscription(msg_type, topic, on_message, 10)
+        try:
+            deadline = time.monotonic() + timeout
+            while not done.is_set() and time.monotonic() < deadline:
+                if trigger is not None:
+                    trigger()
+                done.wait(min(2.0, max(0.0, deadline - time.monotonic())))
+            assert done.is_set(), f"no matching message on {topic} in {timeout} s"
+        finally:
+            self.node.destroy_subscription(sub)
+        return got[0]
+
+    @staticmethod
+    def wait(future, timeout: float = 60.0):
+        """The result of an rclpy future, waited for up to `timeout` s."""
+        return RosClient._wait(future, timeout)
+
+    @staticmethod
+    def _wait(future, timeout):
+        from myriad_runtime.calls import wait_future
+
+        assert wait_future(future, timeout), "no answer in time"
+        return future.result()
 
     def close(self):
         self.executor.shutdown()
@@ -261,3 +346,33 @@ def dashboard_serve(mongo_uri):
     yield start
     for s in servers:
         s.stop()
+
+
+@pytest.fixture(scope="session")
+def world_capture():
+    """One real capture of the tray world (seed 3, three objects), rendered once per session: a dict with the
+    PNGs `images` (pre_rgb, pre_depth, pre_segmentation), the `frame` arrays, `objects` {name: (body, xyz)},
+    the `camera` and the `world` file."""
+    from myriad_sim.camera import Camera
+    from myriad_sim.spec import load_world
+    from myriad_sim.world import World
+    from myriad_storage.codec import depth_to_png, encode_png, seg_to_png
+
+    path = WS / "worlds" / "tray.yaml"
+    world = World(load_world(path), renderer="tiny")
+    try:
+        states = world.reset(3, 3)
+        frame = world.capture()
+    finally:
+        world.close()
+    return {
+        "images": {
+            "pre_rgb": encode_png(frame.rgb),
+            "pre_depth": depth_to_png(frame.depth),
+            "pre_segmentation": seg_to_png(frame.segmentation),
+        },
+        "frame": frame,
+        "objects": {s.name: (s.body, s.position) for s in states},
+        "camera": Camera(load_world(path).camera),
+        "world": path,
+    }

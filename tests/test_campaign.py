@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import time
+import uuid
+from pathlib import Path
 
 import pytest
 from conftest import WS, collect_command, free_port
@@ -14,11 +17,16 @@ from myriad_storage.server import LocalServer
 from myriad_storage.store import Store
 
 
-def start_collect(uri: str, *args: str) -> subprocess.Popen:
-    cmd = collect_command(uri, *args)
-    return subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
-    )
+def start_collect(uri: str, log: Path, *args: str) -> subprocess.Popen:
+    """`myriad collect` in its own session, its output to `log` (readable while it runs)."""
+    with open(log, "w") as out:
+        return subprocess.Popen(
+            collect_command(uri, *args),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
 
 
 def wait_for(predicate, timeout: float, what: str) -> None:
@@ -33,15 +41,20 @@ def wait_for(predicate, timeout: float, what: str) -> None:
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def finish(proc: subprocess.Popen, timeout: float) -> str:
+def finish(proc: subprocess.Popen, log: Path, timeout: float) -> str:
     try:
-        out, _ = proc.communicate(timeout=timeout)
+        proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGINT)
-        out, _ = proc.communicate(timeout=30)
-        raise AssertionError(f"collect did not finish:\n{out[-3000:]}") from None
+        proc.wait(timeout=30)
+        raise AssertionError(f"collect did not finish:\n{log.read_text()[-3000:]}") from None
+    out = log.read_text()
     assert proc.returncode == 0, out[-3000:]
     return out
+
+
+def backend_logs(runs: Path) -> str:
+    return "".join(p.read_text() for p in runs.glob("b*/backend.log"))
 
 
 def assert_exact(store: Store, campaign: str, n: int) -> None:
@@ -61,29 +74,48 @@ def server(tmp_path):
     s.stop()
 
 
-def test_three_backends_thirty_attempts_survive_kill_9(server):
-    proc = start_collect(server.uri, "--backends", "3", "--attempts", "30", "--name", "c30", "--quiet")
+@pytest.mark.timeout(600)  # its waits: 120 s for the first attempts + 300 s for the run
+def test_three_backends_thirty_attempts_survive_kill_9(server, tmp_path):
+    log = tmp_path / "collect.log"
+    proc = start_collect(server.uri, log, "--backends", "3", "--attempts", "30", "--name", "c30", "--quiet")
     store = Store(server.uri, "t")
     # Mid-campaign, kill -9 the process of one back end (all its nodes) while it works on an item.
     wait_for(lambda: store.progress("c30")["attempts"] >= 4, 120, "the first attempts")
     victim = next(b for b in store.backends("c30") if b.get("pid") and b.get("current_item"))
     os.kill(victim["pid"], signal.SIGKILL)
-    out = finish(proc, 300)
+    out = finish(proc, log, 300)
     assert f"back end {victim['backend']}: backend (exit -9); restarted" in out
     assert_exact(store, "c30", 30)
     assert {d["backend"] for d in store.attempts({"campaign": "c30"})} == {"b0", "b1", "b2"}
 
 
-def test_database_outage_loses_nothing(server):
-    proc = start_collect(server.uri, "--backends", "2", "--attempts", "12", "--name", "outage", "--quiet")
+@pytest.mark.timeout(900)  # its waits: 4 x 120 s around the outage + 300 s for the run
+def test_database_outage_loses_nothing(server, tmp_path):
+    """Attempts finished while the database is down go through the loggers' spools, and are stored once
+    the database is back: no work item is claimed twice (a dropped attempt would be redone after its
+    lease expired, giving the same count)."""
+    name = f"outage-{uuid.uuid4().hex[:8]}"
+    runs = WS / "log" / "runs" / name
+    log = tmp_path / "collect.log"
+    proc = start_collect(server.uri, log, "--backends", "2", "--attempts", "12", "--name", name, "--quiet")
     store = Store(server.uri, "t", server_timeout_ms=2000)
-    wait_for(lambda: store.progress("outage")["attempts"] >= 2, 120, "the first attempts")
+    wait_for(
+        lambda: (p := store.progress(name))["attempts"] >= 2 and p["leased"] >= 1, 120, "attempts in flight"
+    )
     server.stop()
-    time.sleep(10)
+    # Down until an accepted attempt is in a spool and its logger's writer failed to store it.
+    wait_for(lambda: any(runs.glob("b*/spool/*.pkl")), 120, "an attempt spooled while the database is down")
+    wait_for(lambda: "database unreachable at" in backend_logs(runs), 120, "a logger to report the outage")
+    wait_for(lambda: "database unreachable" in log.read_text(), 120, "the front end to notice the outage")
     server.ensure_running()
-    out = finish(proc, 300)
-    assert "database unreachable" in out
-    assert_exact(Store(server.uri, "t"), "outage", 12)
+    finish(proc, log, 300)
+    store = Store(server.uri, "t")
+    assert_exact(store, name, 12)
+    assert [w["claims"] for w in store.work_items(name)] == [1] * 12
+    logs = backend_logs(runs)
+    flushed = [int(n) for n in re.findall(r"database back: flushed (\d+)", logs)]
+    assert flushed and max(flushed) >= 1, logs[-3000:]
+    assert not any(runs.glob("b*/spool/*.pkl"))
 
 
 def test_crash_looping_backend_stops_the_run_with_its_logs(server, tmp_path):
@@ -94,10 +126,12 @@ def test_crash_looping_backend_stops_the_run_with_its_logs(server, tmp_path):
     )
     (tmp_path / "backend.yaml").write_text(desc)
     name = f"crashing-{tmp_path.name}"
+    log = tmp_path / "collect.log"
     proc = start_collect(
-        server.uri, "--attempts", "2", "--name", name, "--description", str(tmp_path / "backend.yaml")
+        server.uri, log, "--attempts", "2", "--name", name, "--description", str(tmp_path / "backend.yaml")
     )
-    out, _ = proc.communicate(timeout=240)
+    proc.wait(timeout=240)
+    out = log.read_text()
     assert proc.returncode == 1, out[-2000:]
     assert "back end b0 died 6 times in a row with no attempt stored" in out
     (log,) = (WS / "log" / "runs" / name).glob("*/b0/backend.log")

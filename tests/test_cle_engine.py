@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pybullet as pb
 import pytest
 
 from myriad_cle import (
@@ -109,21 +110,52 @@ def test_pause_stop_reset(world):
     assert calls == [0, 1, 2, 3, 4, 5, 6, 0]
 
 
+def tool_pose_at(world, q) -> tuple[np.ndarray, np.ndarray]:
+    """Forward kinematics of the sim's own robot: tool centre position and rotation matrix at arm joints q."""
+    world.robot.reset_joints(q)
+    pos, orn = world.robot.tool_pose()
+    return pos, np.array(pb.getMatrixFromQuaternion(orn)).reshape(3, 3)
+
+
 def test_observation_camera_contacts_and_jacobian(world):
-    seen = {}
+    seen = []
 
     @sensor
     def everything(obs):
-        seen.update(
-            rgb=obs.camera.rgb.shape, contacts=obs.contacts, jacobian=obs.jacobian.shape, gripper=obs.gripper
+        seen.append(
+            dict(
+                q=obs.joint_positions.copy(), jacobian=obs.jacobian, contacts=obs.contacts, camera=obs.camera
+            )
         )
 
-    engine = ClosedLoopEngine(LocalSim(world), lambda inputs: None, [everything], timestep=0.025)
-    engine.step()
-    spec = world.spec.camera
-    assert seen["rgb"] == (spec.height, spec.width, 3)
-    assert seen["jacobian"] == (6, 7) and isinstance(seen["contacts"], list) and 0.9 < seen["gripper"] <= 1.01
+    @actuator
+    def press_down(output, obs):  # leans the arm forward until the gripper presses on the tray
+        return Command(arm=[0.0, 1.2, 0.0, -1.0, 0.0, 0.6, 0.0])
+
+    engine = ClosedLoopEngine(LocalSim(world), lambda inputs: None, [everything, press_down], timestep=0.025)
+    for _ in range(20):
+        engine.step()
     engine.close()
+    first, last = seen[0], seen[-1]
+    spec = world.spec.camera
+    rgb, depth = first["camera"].rgb, first["camera"].depth
+    assert rgb.shape == (spec.height, spec.width, 3) and first["jacobian"].shape == (6, 7)
+    # The camera sees the scene: colours and depths vary (the tray floor, its rim, the table around it).
+    assert rgb.reshape(-1, 3).std(axis=0).min() > 10 and float(depth.max() - depth.min()) > 0.05
+    assert first["contacts"] == [] and "tray" in last["contacts"], (first["contacts"], last["contacts"])
+    # The Jacobian matches finite differences of the sim's forward kinematics, at rest and while pressing.
+    for obs in (first, last):
+        q, eps = obs["q"], 1e-3
+        numeric = np.zeros((6, 7))
+        for i in range(7):  # central differences
+            p1, r1 = tool_pose_at(world, q + eps * np.eye(7)[i])
+            p0, r0 = tool_pose_at(world, q - eps * np.eye(7)[i])
+            skew = (r1 @ r0.T - r0 @ r1.T) / 2  # small rotation as a skew matrix
+            numeric[:3, i] = (p1 - p0) / (2 * eps)
+            numeric[3:, i] = np.array([skew[2, 1], skew[0, 2], skew[1, 0]]) / (2 * eps)
+        np.testing.assert_allclose(obs["jacobian"], numeric, atol=1e-3)
+    assert np.abs(first["jacobian"]).max() > 0.1
+    world.build()
 
 
 def write(tmp_path: Path, text: str) -> Path:

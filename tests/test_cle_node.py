@@ -3,11 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import threading
 import time
 from pathlib import Path
 
@@ -19,142 +14,79 @@ NS = "/test_cle"
 TARGET = np.array([0.55, 0.1, 0.35])  # ProportionalBrain's default
 
 
-def start(args: list[str], log: Path) -> subprocess.Popen:
-    env = {**os.environ, "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST", "MYRIAD_WS": str(WS)}
-    cmd = [
-        sys.executable,
-        "-m",
-        "myriad_runtime.container",
-        "--nodes",
-        *args[:1],
-        "--ros-args",
-        "-r",
-        f"__ns:={NS}",
-        *args[1:],
-    ]
-    with open(log, "wb") as out:
-        return subprocess.Popen(
-            cmd, env=env, cwd=WS, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
-
-
-def stop(proc: subprocess.Popen) -> None:
-    for sig, wait in ((signal.SIGINT, 5.0), (signal.SIGKILL, 5.0)):
-        try:
-            os.killpg(proc.pid, sig)
-            proc.wait(wait)
-            return
-        except ProcessLookupError:
-            return
-        except subprocess.TimeoutExpired:
-            continue
-
-
 @pytest.fixture
-def backend(request, tmp_path):
-    procs = []
-    request.addfinalizer(lambda: [stop(p) for p in procs])
-    procs.append(
-        start(["myriad_sim.sim_server_node:SimServerNode", "-p", "renderer:=tiny"], tmp_path / "sim.log")
+def backend(node_procs):
+    """A sim server and a CLE node with the example brain in /test_cle, each in its own process group."""
+    node_procs(
+        ["myriad_sim.sim_server_node:SimServerNode"], NS, {"sim_server": {"renderer": "tiny"}}, log="sim.log"
     )
-    procs.append(
-        start(
-            [
-                "myriad_cle.cle_node:CLENode",
-                "-p",
-                f"brain:={WS / 'examples' / 'closed_loop_reach.py'}:ProportionalBrain",
-                "-p",
-                f"transfer_functions:={WS / 'examples' / 'reach_transfer_functions.py'}",
-                "-p",
-                "timestep:=0.025",
-            ],
-            tmp_path / "cle.log",
-        )  # fmt: skip
-    )
-    return tmp_path
+    cle = {
+        "brain": f"{WS / 'examples' / 'closed_loop_reach.py'}:ProportionalBrain",
+        "transfer_functions": str(WS / "examples" / "reach_transfer_functions.py"),
+        "timestep": 0.025,
+    }
+    node_procs(["myriad_cle.cle_node:CLENode"], NS, {"cle": cle}, log="cle.log")
+    return node_procs.directory
 
 
 class Probe:
-    """A test-side node in a private context: Trigger calls and the latest status."""
+    """The CLE's Trigger services and status topic, and the sim server's own time, through the shared RosClient."""
 
-    def __init__(self):
-        import rclpy
-        from rclpy.context import Context
-        from rclpy.executors import SingleThreadedExecutor
-        from rclpy.node import Node
+    def __init__(self, client):
         from std_msgs.msg import String
         from std_srvs.srv import Trigger
 
-        self.context = Context()
-        rclpy.init(context=self.context)
-        self.node = Node("cle_probe", namespace=NS, context=self.context)
-        self.clients = {
-            n: self.node.create_client(Trigger, f"cle/{n}") for n in ("start", "pause", "stop", "reset")
-        }
-        self.status: dict = {}
-        self.node.create_subscription(
-            String, "cle/status", lambda m: setattr(self, "status", json.loads(m.data)), 10
-        )
-        self.executor = SingleThreadedExecutor(context=self.context)
-        self.executor.add_node(self.node)
-        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
-        self.thread.start()
-        self.Trigger = Trigger
+        from myriad_interfaces.srv import StepSimulation
+
+        self.client, self.String, self.Trigger, self.Step = client, String, Trigger, StepSimulation
 
     def call(self, name: str) -> tuple[bool, dict]:
-        client = self.clients[name]
-        assert client.wait_for_service(timeout_sec=10.0), f"cle/{name} not available"
-        res = client.call(self.Trigger.Request(), timeout_sec=10.0)
+        res = self.client.call(self.Trigger, f"cle/{name}", self.Trigger.Request(), timeout=20.0)
         return res.success, json.loads(res.message)
 
-    def wait(self, condition, timeout: float, what: str) -> dict:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.status and condition(self.status):
-                return self.status
-            time.sleep(0.05)
-        raise AssertionError(f"timed out waiting for {what}; last status {self.status}")
+    def wait(self, condition, timeout: float) -> dict:
+        msg = self.client.wait_message(
+            self.String, "cle/status", lambda m: condition(json.loads(m.data)), timeout=timeout
+        )
+        return json.loads(msg.data)
 
-    def close(self) -> None:
-        import rclpy
-
-        self.executor.shutdown(timeout_sec=1.0)
-        self.node.destroy_node()
-        rclpy.try_shutdown(context=self.context)
+    def sim_time(self) -> float:
+        """The sim server's own time (a zero-step request steps nothing)."""
+        t = self.client.call(self.Step, "step_simulation", self.Step.Request(steps=0), timeout=20.0).sim_time
+        return t.sec + t.nanosec * 1e-9
 
 
-def test_cle_node_steps_sim_server_in_lockstep(backend):
-    probe = Probe()
+def test_cle_node_steps_sim_server_in_lockstep(backend, ros_client):
+    probe = Probe(ros_client(NS))
     try:
-        try:
-            ready = probe.wait(lambda s: s["state"] == "idle", 20.0, "the CLE to be ready")
-        except AssertionError:
-            raise AssertionError(
-                (backend / "cle.log").read_text() + (backend / "sim.log").read_text()
-            ) from None
-        sim_start = ready["sim_time"]
-        ok, status = probe.call("start")
-        assert ok and status["state"] == "running"
-        probe.wait(lambda s: s["time"] >= 2.5, 15.0, "2.5 s of CLE time")
-        assert probe.call("pause")[0]
-        time.sleep(0.2)
-        after = probe.call("pause")[1]
-        time.sleep(0.2)
-        assert (
-            after["state"] == "paused" and probe.call("pause")[1]["steps"] == after["steps"]
-        )  # sim held still
-        assert after["sim_time"] - sim_start == pytest.approx(
-            after["time"], abs=1e-9
-        )  # physics only by the CLE
-        assert after["steps"] * 0.025 == pytest.approx(after["time"])
-        assert np.linalg.norm(np.array(after["ee_position"]) - TARGET) < 0.01
-        ok, status = probe.call("reset")
-        assert ok and status["state"] == "idle" and status["time"] == 0.0 and status["steps"] == 0
-        assert probe.call("stop")[0]
-        ok, status = probe.call("start")
-        assert not ok and "reset" in status["message"]
-    finally:
-        probe.close()
+        ready = probe.wait(lambda s: s["state"] == "idle", 60.0)
+    except AssertionError:
+        raise AssertionError((backend / "cle.log").read_text() + (backend / "sim.log").read_text()) from None
+    sim_start = probe.sim_time()
+    assert ready["sim_time"] == pytest.approx(sim_start, abs=1e-9)
+    ok, status = probe.call("start")
+    assert ok and status["state"] == "running"
+    probe.wait(lambda s: s["time"] >= 2.5, 60.0)
+    assert probe.call("pause")[0]
+    # Paused: the sim's own clock comes to rest (a step in flight may finish) and stays there over several
+    # status periods (0.1 s each) ...
+    readings = [probe.sim_time()]
+    for _ in range(5):
+        time.sleep(0.5)
+        readings.append(probe.sim_time())
+        if readings[-1] == readings[-2]:
+            break
+    assert readings[-1] == readings[-2], f"the sim kept moving while the CLE was paused: {readings}"
+    held = readings[-1]
+    # ... and every step of it was the CLE's: sim time advanced exactly by the CLE time.
+    after = probe.wait(lambda s: s["state"] == "paused" and abs(s["time"] - (held - sim_start)) < 1e-9, 30.0)
+    assert after["steps"] * 0.025 == pytest.approx(after["time"]) and after["time"] >= 2.5
+    assert np.linalg.norm(np.array(after["ee_position"]) - TARGET) < 0.01
+    ok, status = probe.call("reset")
+    assert ok and status["state"] == "idle" and status["time"] == 0.0 and status["steps"] == 0
+    assert probe.call("stop")[0]
+    ok, status = probe.call("start")
+    assert not ok and "reset" in status["message"]
 
 
 def test_experiment_attaches_to_a_running_back_end(backend, tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pybullet as pb
 import pytest
 from conftest import WS
 
@@ -69,7 +70,16 @@ def test_gripper_closes_freely_and_stalls_on_object(world):
     world.build()
     r = world.robot
     free = command_gripper(r, 0.0, 10.0, world.spec.timestep, world.step)
-    assert free.reached_goal and not free.stalled
+    assert free.reached_goal and not free.stalled and free.position < 0.05
+    # A fixed 3 cm box between the fingertips of the open gripper: the fingers stop on it.
+    world.build()
+    c = world.client
+    tips = [np.array(pb.getLinkState(r.body, j, physicsClientId=c)[4]) for j in r.tips]
+    box = pb.createCollisionShape(pb.GEOM_BOX, halfExtents=[0.015] * 3, physicsClientId=c)
+    pb.createMultiBody(0.0, box, -1, ((tips[0] + tips[1]) / 2).tolist(), physicsClientId=c)
+    held = command_gripper(r, 0.0, 10.0, world.spec.timestep, world.step)
+    assert held.stalled and not held.reached_goal, held
+    assert 0.1 < held.position < 0.9, held
     with pytest.raises(ValueError, match="position"):
         command_gripper(r, 1.5, 10.0, world.spec.timestep, world.step)
 

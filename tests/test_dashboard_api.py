@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from bson import ObjectId
 
-from myriad_storage.codec import decode_png
+from myriad_storage.codec import decode_png, png_to_depth
 from myriad_storage.store import Store
 
 N_ALPHA, N_BETA = 12, 3
@@ -150,17 +150,41 @@ def test_image_streams_byte_equal_to_gridfs(dash, seeded):
         assert body == store.image(ObjectId(doc["images"][name])) == images[key][name]
 
 
-def test_rendered_depth_segmentation_and_grasp(dash, seeded):
-    key = "alpha/000002/0"
-    rgb = decode_png(seeded[2][key]["pre_rgb"])
+def test_rendered_depth_segmentation_and_grasp(dash, seeded, dashboard_attempt, world_capture):
+    """Renderings of a real capture: colour-map ends at the nearest and farthest depth, one distinct colour
+    per body, the grasp drawn where its point projects."""
+    import cv2
+
+    store = seeded[0]
+    name, (_body, position) = next(iter(world_capture["objects"].items()))
+    record, _ = dashboard_attempt("real", 0)
+    record.update(grasp={"x": position[0], "y": position[1], "z": position[2], "yaw": 0.5})
+    store.store_attempt(record, {**world_capture["images"], "post_rgb": world_capture["images"]["pre_rgb"]})
+    rendered = {}
     for kind in ("depth", "segmentation", "grasp"):
-        status, headers, body = get(f"{dash.url}api/render?key={key}&kind={kind}")
+        status, headers, body = get(f"{dash.url}api/render?key={record['attempt_key']}&kind={kind}")
         assert status == 200 and headers["Content-Type"] == "image/png", body[:200]
-        img = decode_png(body)
-        assert img.shape == (64, 64, 3) and img.dtype == np.uint8
-    grasp = decode_png(get(f"{dash.url}api/render?key={key}&kind=grasp")[2])
-    changed = np.any(grasp != rgb, axis=2)
-    assert 0 < changed.sum() < changed.size / 4  # the grasp marker, not a different picture
+        rendered[kind] = decode_png(body)
+        assert rendered[kind].shape == (472, 472, 3) and rendered[kind].dtype == np.uint8
+    depth = png_to_depth(world_capture["images"]["pre_depth"])
+    turbo = cv2.applyColorMap(np.array([[255, 0]], np.uint8), cv2.COLORMAP_TURBO)[0, :, ::-1]
+    near = np.unravel_index(np.argmin(np.where(depth > 0, depth, np.inf)), depth.shape)
+    far = np.unravel_index(np.argmax(depth), depth.shape)
+    assert rendered["depth"][near].tolist() == turbo[0].tolist()  # warm end
+    assert rendered["depth"][far].tolist() == turbo[1].tolist()  # cold end
+    seg, colours = world_capture["frame"].segmentation, {}
+    for body in np.unique(seg):  # one colour per body (OpenCV's HSV conversion may differ by 1 across pixels)
+        pixels = rendered["segmentation"][seg == body].astype(int)
+        colours[int(body)] = np.median(pixels, axis=0)
+        assert np.abs(pixels - colours[int(body)]).max() <= 1, f"body {body} is not one colour"
+    assert len(colours) >= 5  # table, tray and the three objects
+    for a in colours:
+        for b in colours:
+            assert a == b or np.abs(colours[a] - colours[b]).max() > 30, f"bodies {a} and {b} look alike"
+    u, v = (int(round(c)) for c in world_capture["camera"].project(position))
+    assert rendered["grasp"][v, u].tolist() == [255, 230, 0]  # the grasp centre marker
+    changed = np.argwhere(np.any(rendered["grasp"] != world_capture["frame"].rgb, axis=2))
+    assert len(changed) > 50 and np.abs(changed - [v, u]).max() < 60  # drawn around it, nowhere else
 
 
 @pytest.mark.parametrize(

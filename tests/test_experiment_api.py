@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import re
 import struct
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 
@@ -11,6 +14,7 @@ import pytest
 
 from myriad import Experiment, ExperimentError, GraspResult
 from myriad_runtime.loading import load_module
+from myriad_storage.store import Store
 
 WS = Path(__file__).resolve().parents[1]
 EXAMPLES = WS / "examples"
@@ -141,3 +145,31 @@ def test_grasp_and_record_into_storage(mongo_uri, tmp_path):
             "scene_rgb"
         }
         store.client.drop_database(database)
+
+
+def run_example(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    out = subprocess.run(
+        [sys.executable, *args], capture_output=True, text=True, timeout=240, cwd=WS, env=env
+    )
+    assert out.returncode == 0, (out.stdout + out.stderr)[-3000:]
+    return out
+
+
+@pytest.mark.timeout(600)
+def test_examples_run_as_documented(storage_local_server):
+    """examples/ run for real (bounded): grasps collected and stored; the closed-loop reach converges."""
+    out = run_example(
+        "examples/collect_grasps.py", "--attempts", "2", "--database-uri", storage_local_server.uri
+    )
+    lines = [line for line in out.stdout.splitlines() if line.startswith("seed ")]
+    assert len(lines) == 2 and all(
+        re.match(r"seed \d: (success|failure) \(\w+\) -> collect_grasps/", x) for x in lines
+    )
+    with Store(storage_local_server.uri, "myriad") as store:
+        docs = store.attempts({"campaign": "collect_grasps"})
+    assert len(docs) == 2 and sorted(d["attempt_key"] for d in docs) == sorted(
+        x.split("-> ")[1] for x in lines
+    )
+    out = run_example("examples/closed_loop_reach.py", "--duration", "2.5")
+    final = re.search(r"final error ([\d.]+) mm", out.stdout)
+    assert final and float(final.group(1)) < 10.0, out.stdout

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -172,19 +173,29 @@ def test_ray_campaign_on_two_nodes(ray_cluster, db):
     assert psutil.wait_procs(_backend_procs(ray_cluster["root"]), timeout=5)[1] == []  # no orphans
 
 
-def test_ray_killed_actor_is_restarted(ray_cluster, db):
+def _working_on(store: Store, campaign: str, backend: str) -> str:
+    """The item `backend` holds a lease on now ("" if none)."""
+    return next(
+        (i["item_id"] for i in store.work_items(campaign, state="leased") if i["lease_owner"] == backend), ""
+    )
+
+
+@pytest.mark.timeout(400)
+def test_ray_killed_actor_is_restarted(ray_cluster, db, capsys):
     uri, store = db
     spec = make_spec(f"raykill{uuid.uuid4().hex[:6]}", 1, 8, {})
     killed: dict = {}
 
-    def kill_b1() -> None:  # kill -9 the worker process of b1's actor once attempts are being stored
+    def kill_b1() -> None:  # kill -9 the worker process of b1's actor while it holds a lease
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
             info = _actor_info(ray_cluster["root"], spec.name, "b1")
             if info.get("procs") and store.count_attempts({"campaign": spec.name}) >= 1:
-                os.kill(info["pid"], signal.SIGKILL)
-                killed.update(info)
-                return
+                item = _working_on(store, spec.name, "b1")
+                if item:
+                    os.kill(info["pid"], signal.SIGKILL)
+                    killed.update(info, item=item)
+                    return
             time.sleep(0.2)
 
     t0 = time.monotonic()
@@ -200,4 +211,48 @@ def test_ray_killed_actor_is_restarted(ray_cluster, db):
     assert _actor_info(ray_cluster["root"], spec.name, "b1")["incarnation"] != killed["incarnation"]
     # The killed worker's back-end processes died with it (not orphaned), and nothing is left now.
     assert not any(_alive(p["pid"]) for p in killed["procs"])
+    assert psutil.wait_procs(_backend_procs(ray_cluster["root"]), timeout=5)[1] == []
+    # Its lease was released by the front end at once (not left to expire): the item was claimed again.
+    out = capsys.readouterr()
+    assert re.search(r"back end b1: .*, [1-9]\d* lease\(s\) released", out.out + out.err), out.out + out.err
+    # (which item: the one b1 held at the kill, possibly claimed just after `killed["item"]` was read)
+    assert sorted(i["claims"] for i in store.work_items(spec.name))[-1] == 2
+
+
+@pytest.mark.skip(
+    reason="open finding: after the cap is reached, run_ray's progress poll reports the (in-process) database "
+    "unreachable and the run never ends; passed alone once (104 s), hung twice in module order"
+)
+@pytest.mark.timeout(400)
+def test_ray_actor_restarts_are_capped(ray_cluster, db, monkeypatch):
+    """With max_restarts 1, b1's actor killed twice (each time while its back end works on an item) stays
+    dead; b0 completes the campaign."""
+    from myriad_frontend import ray_runner
+
+    monkeypatch.setattr(ray_runner, "MAX_RESTARTS", 1)
+    uri, store = db
+    spec = make_spec(f"raycap{uuid.uuid4().hex[:6]}", 2, 8, {})
+    kills: list[dict] = []
+
+    def kill_b1_twice() -> None:
+        deadline = time.monotonic() + 150
+        while len(kills) < 2 and time.monotonic() < deadline:
+            info = _actor_info(ray_cluster["root"], spec.name, "b1")
+            fresh = info.get("procs") and all(info["incarnation"] != k["incarnation"] for k in kills)
+            if fresh and _alive(info["pid"]) and _working_on(store, spec.name, "b1"):  # its back end is up
+                os.kill(info["pid"], signal.SIGKILL)
+                kills.append(info)
+            time.sleep(0.2)
+
+    killer = threading.Thread(target=kill_b1_twice, daemon=True)
+    killer.start()
+    result = run_ray(
+        store, spec, uri, store.db.name, 2, WS / "config" / "backend.yaml", ray_cluster["address"]
+    )
+    killer.join(timeout=5)
+    assert len(kills) == 2, "the test did not get to kill b1's actor twice"
+    assert not result.interrupted and result.done == 8
+    _check_campaign(store, spec.name, 8)
+    assert result.restarts["b1"] == 1  # one new incarnation, none after the second kill
+    assert _actor_info(ray_cluster["root"], spec.name, "b1")["incarnation"] == kills[1]["incarnation"]
     assert psutil.wait_procs(_backend_procs(ray_cluster["root"]), timeout=5)[1] == []

@@ -26,26 +26,17 @@ JOINTS = [f"J{i}" for i in range(7)]
 
 
 @pytest.fixture(scope="module")
-def sim(tmp_path_factory):
-    import yaml
+def sim(module_node_procs):
     from conftest import RosClient
 
-    from myriad_frontend.processes import clean_shared_memory, ros_env, start_group, stop_groups
-
-    d = tmp_path_factory.mktemp("sim")
-    (d / "p.yaml").write_text(yaml.safe_dump({f"{NS}/sim_server": {"ros__parameters": {"renderer": "tiny"}}}))
-    cmd = ["python", "-m", "myriad_runtime.container", "--nodes", "myriad_sim.sim_server_node:SimServerNode"]
-    proc = start_group(
-        cmd + ["--ros-args", "-r", f"__ns:={NS}", "--params-file", str(d / "p.yaml")],
-        d / "sim.log",
-        ros_env(),
+    proc = module_node_procs(
+        ["myriad_sim.sim_server_node:SimServerNode"], NS, {"sim_server": {"renderer": "tiny"}}, log="sim.log"
     )
     client = RosClient(NS)
     yield client
     client.close()
-    stop_groups([proc])
-    clean_shared_memory()
-    assert proc.returncode == 0, (d / "sim.log").read_text()[-2000:]
+    module_node_procs.stop()
+    assert proc.returncode == 0, (module_node_procs.directory / "sim.log").read_text()[-2000:]
 
 
 def pose(x, y, z) -> Pose:
@@ -55,11 +46,19 @@ def pose(x, y, z) -> Pose:
     return p
 
 
+def full_state(o) -> tuple:
+    """Name, source, body id, full pose and twist of an EntityState message."""
+    p, q, v, w = o.pose.position, o.pose.orientation, o.twist.linear, o.twist.angular
+    return (o.name, o.source, o.body_id, p.x, p.y, p.z, q.x, q.y, q.z, q.w, v.x, v.y, v.z, w.x, w.y, w.z)
+
+
 def test_reset_spawn_state_delete_round_trip(sim):
     res = sim.call(ResetWorld, "reset_world", ResetWorld.Request(seed=5, object_count=3))
     assert res.success and len(res.objects) == 3
     again = sim.call(ResetWorld, "reset_world", ResetWorld.Request(seed=5, object_count=3))
-    assert [o.pose.position.x for o in again.objects] == [o.pose.position.x for o in res.objects]
+    assert [full_state(o) for o in again.objects] == [full_state(o) for o in res.objects]
+    other = sim.call(ResetWorld, "reset_world", ResetWorld.Request(seed=6, object_count=3))
+    assert [full_state(o) for o in other.objects] != [full_state(o) for o in res.objects]
     spawned = sim.call(
         SpawnEntity,
         "spawn_entity",
@@ -86,13 +85,65 @@ def test_spawn_errors_are_clear(sim):
     assert not far.success and far.message.startswith("pose:")
 
 
-def test_capture_images_and_camera_info(sim):
+def frames(res) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    return imgmsg_to_cv2(res.rgb), imgmsg_to_cv2(res.depth), imgmsg_to_cv2(res.segmentation)
+
+
+def test_capture_images_and_camera_info(sim, world_capture):
+    """The node's images are the world's: identical to an in-process capture of the same seed, and a spawned
+    object's body id is where its position projects."""
+    sim.call(ResetWorld, "reset_world", ResetWorld.Request(seed=3, object_count=3))
     res = sim.call(CaptureImages, "capture_images", CaptureImages.Request())
-    rgb, depth, seg = imgmsg_to_cv2(res.rgb), imgmsg_to_cv2(res.depth), imgmsg_to_cv2(res.segmentation)
+    rgb, depth, seg = frames(res)
     assert rgb.shape == (472, 472, 3) and depth.shape == (472, 472) and seg.shape == (472, 472)
     assert depth.dtype == np.float32 and 0.1 < float(np.median(depth)) < 2.0
+    local = world_capture["frame"]
+    assert np.array_equal(seg, local.segmentation) and np.array_equal(rgb, local.rgb)
+    np.testing.assert_allclose(depth, local.depth, atol=1e-6)
     k = np.array(res.camera_info.k).reshape(3, 3)
     assert k[0, 2] == 236 and k[1, 2] == 236 and k[0, 0] > 0
+    # A free spot on the tray floor: the corner farthest from every object.
+    corners = [(x, y, 0.08) for x in (0.6, 0.75) for y in (-0.15, 0.15)]
+    where = max(
+        corners,
+        key=lambda c: min(np.hypot(c[0] - p[0], c[1] - p[1]) for _, p in world_capture["objects"].values()),
+    )
+    spawned = sim.call(
+        SpawnEntity,
+        "spawn_entity",
+        SpawnEntity.Request(name="probe", source="object:42", pose=pose(*where), fixed=True),
+    )
+    assert spawned.success, spawned.message
+    rgb2, _, seg2 = frames(sim.call(CaptureImages, "capture_images", CaptureImages.Request()))
+    u, v = (int(c) for c in world_capture["camera"].project(where))
+    assert spawned.body_id not in set(np.unique(seg)) and seg2[v, u] == spawned.body_id
+    assert np.any(rgb2[v - 2 : v + 3, u - 2 : u + 3] != rgb[v - 2 : v + 3, u - 2 : u + 3])
+    assert sim.call(DeleteEntity, "delete_entity", DeleteEntity.Request(name="probe")).success
+
+
+def test_camera_and_clock_topics(sim):
+    """capture_images also publishes on camera/*; stepping publishes the sim time on clock."""
+    from rosgraph_msgs.msg import Clock
+    from sensor_msgs.msg import CameraInfo, Image
+
+    sim.call(ResetWorld, "reset_world", ResetWorld.Request(seed=4, object_count=2))
+    res = sim.call(CaptureImages, "capture_images", CaptureImages.Request())
+    capture = lambda: sim.call(CaptureImages, "capture_images", CaptureImages.Request())  # noqa: E731
+    for topic, expected in (("rgb", res.rgb), ("depth", res.depth), ("segmentation", res.segmentation)):
+        msg = sim.wait_message(Image, f"camera/{topic}/image", trigger=capture)
+        assert (msg.encoding, msg.height, msg.width) == (expected.encoding, 472, 472)
+        assert bytes(msg.data) == bytes(expected.data), topic
+    info = sim.wait_message(CameraInfo, "camera/camera_info", trigger=capture)
+    assert list(info.k) == list(res.camera_info.k)
+    stepped = sim.call(StepSimulation, "step_simulation", StepSimulation.Request(steps=240))
+    t = stepped.sim_time.sec + stepped.sim_time.nanosec * 1e-9
+    assert t == pytest.approx(1.0 + 240 / 240, abs=1e-6)  # settle_steps (240) after reset, then 240 more
+    clock = sim.wait_message(
+        Clock,
+        "clock",
+        lambda m: (m.clock.sec, m.clock.nanosec) == (stepped.sim_time.sec, stepped.sim_time.nanosec),
+    )
+    assert clock.clock.sec == 2
 
 
 def test_trajectory_goal_reached_within_tolerance(sim):
@@ -119,3 +170,40 @@ def test_bad_trajectory_and_gripper(sim):
     assert result.error_code == ResultCode.INVALID_GOAL and "unknown joints ['elbow']" in result.message
     closed = sim.action(GripperCommand, "gripper_command", GripperCommand.Goal(position=0.0, max_effort=10.0))
     assert closed.reached_goal and closed.position < 0.05
+
+
+def test_trajectory_cancel_and_path_tolerance_abort(sim):
+    """A long trajectory cancelled after its first feedback stops short (CANCELED, -4); a path tolerance the
+    arm cannot keep aborts the goal (ABORTED, -2)."""
+    import threading
+
+    from action_msgs.msg import GoalStatus
+
+    sim.call(ResetWorld, "reset_world", ResetWorld.Request(seed=1, object_count=0))
+    target = [0.3, 0.1, 0.0, -1.4, 0.0, 1.5, 0.2]
+    goal = ExecuteTrajectory.Goal()
+    goal.trajectory.joint_names = JOINTS
+    point = JointTrajectoryPoint(positions=target)
+    point.time_from_start.sec = 120
+    goal.trajectory.points = [point]
+    moving = threading.Event()
+    handle = sim.send_goal(ExecuteTrajectory, "execute_trajectory", goal, feedback=lambda _fb: moving.set())
+    assert moving.wait(60), "no feedback"
+    sim.wait(handle.cancel_goal_async())
+    done = sim.wait(handle.get_result_async())
+    assert done.status == GoalStatus.STATUS_CANCELED and done.result.error_code == ResultCode.CANCELLED, (
+        done.result.message
+    )
+    now = sim.call(StepSimulation, "step_simulation", StepSimulation.Request(steps=0))
+    t = now.sim_time.sec + now.sim_time.nanosec * 1e-9
+    assert t < 1.0 + 120.0  # stopped before the trajectory's end (reset settles for 1 s)
+    q = [now.joint_state.position[list(now.joint_state.name).index(j)] for j in JOINTS]
+    assert np.max(np.abs(np.array(q) - target)) > 0.05
+    point.time_from_start.sec = 1
+    strict = ExecuteTrajectory.Goal(trajectory=goal.trajectory, path_tolerance=1e-4)
+    done = sim.wait(sim.send_goal(ExecuteTrajectory, "execute_trajectory", strict).get_result_async())
+    assert (
+        done.status == GoalStatus.STATUS_ABORTED
+        and done.result.error_code == ResultCode.PATH_TOLERANCE_VIOLATED
+    )
+    assert "path tolerance 0.0001 rad violated" in done.result.message

@@ -98,3 +98,22 @@ def test_spawned_object_seen_where_the_camera_projects_it(world):
     assert (window == e.body).any()
     assert frame.rgb.shape == (472, 472, 3) and frame.depth.dtype == np.float32
     assert 0.5 < float(frame.depth[int(v), int(u)]) < 1.0
+
+
+def test_egl_renderer_renders_the_scene_tiny_renders(world_capture):
+    """The EGL renderer (Mesa on CPU here) sees the same scene as TinyRenderer: bodies, depths, colours."""
+    try:
+        world = World(load_world(world_capture["world"]), renderer="egl")
+    except RuntimeError as exc:
+        pytest.skip(f"EGL renderer unavailable on this machine: {exc}")
+    try:
+        assert world.renderer_name == "egl"
+        world.reset(3, 3)
+        frame = world.capture()
+    finally:
+        world.close()
+    tiny = world_capture["frame"]
+    assert frame.rgb.shape == tiny.rgb.shape and frame.rgb.reshape(-1, 3).std(axis=0).min() > 10
+    assert np.mean(frame.segmentation == tiny.segmentation) > 0.97
+    assert set(np.unique(frame.segmentation)) == set(np.unique(tiny.segmentation))
+    assert float(np.median(np.abs(frame.depth - tiny.depth))) < 0.005

@@ -2,6 +2,7 @@
 
 import threading
 import time
+from datetime import UTC, datetime
 
 import pytest
 from conftest import free_port
@@ -32,16 +33,25 @@ def test_campaign_idempotent_and_conflict(storage_store):
         s.finish_campaign("nope")
 
 
+def wait_leases_expired(s, campaign: str, timeout: float = 60.0) -> None:
+    """Wait until every lease of the campaign has expired by the clock of this machine (no fixed sleep)."""
+    ends = [w["lease_expires"].replace(tzinfo=UTC) for w in s.work_items(campaign, state="leased")]
+    deadline = time.monotonic() + timeout
+    while datetime.now(UTC) <= max(ends):
+        assert time.monotonic() < deadline, "leases did not expire"
+        time.sleep(0.05)
+
+
 def test_claim_renew_release_and_expiry_reclaim(storage_store):
     s = storage_store
     s.create_campaign("c", items(3))
-    a = s.claim("c", "A", lease_s=0.3)
+    a = s.claim("c", "A", lease_s=2.0)
     assert (
         a["item_id"] == "c/000000" and a["state"] == "leased" and a["lease_owner"] == "A" and a["claims"] == 1
     )
-    assert s.renew(a["item_id"], "A", 0.3) and not s.renew(a["item_id"], "B", 0.3)
-    assert s.claim("c", "B", 0.3)["item_id"] == "c/000001"
-    time.sleep(0.45)  # both leases expire; the lowest index is reclaimed first
+    assert s.renew(a["item_id"], "A", 2.0) and not s.renew(a["item_id"], "B", 2.0)
+    assert s.claim("c", "B", 2.0)["item_id"] == "c/000001"
+    wait_leases_expired(s, "c")  # both leases expire; the lowest index is reclaimed first
     b = s.claim("c", "B", 5.0)
     assert b["item_id"] == "c/000000" and b["lease_owner"] == "B" and b["claims"] == 2
     assert not s.renew("c/000000", "A", 5.0)
@@ -123,8 +133,8 @@ def test_store_attempt_idempotent_and_images_byte_equal(storage_store, storage_a
 def test_done_even_if_lease_was_reclaimed(storage_store, storage_attempt_factory):
     s = storage_store
     s.create_campaign("rc", items(1))
-    s.claim("rc", "slow", 0.1)
-    time.sleep(0.2)
+    s.claim("rc", "slow", 0.5)
+    wait_leases_expired(s, "rc")
     assert s.claim("rc", "fast", 60.0)["lease_owner"] == "fast"
     record, images = storage_attempt_factory("rc", 0)
     assert s.store_attempt({**record, "backend": "slow"}, images)[1] is True  # first stored wins
