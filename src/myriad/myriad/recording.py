@@ -19,16 +19,17 @@ class GraspResult:
     y: float
     z: float
     angle: float
-    success: bool
+    success: bool | None  # grasped and lifted; None when no grasp was executed
     lifted_object: str
     lift_height: float
-    outcome: str  # "lifted" (the sequence ran; see success) or "<phase>_failed"
+    outcome: str  # one of myriad_grasping.episode.OUTCOMES
     objects: list[ObjectInfo]
     params: dict[str, Any]
     pre: CameraImage
     post: CameraImage
     sim_time: float = 0.0
     timings: dict[str, float] = field(default_factory=dict)
+    grasp_executed: bool = True
 
 
 def image_pngs(images: CameraImage | Mapping[str, Any] | None, prefix: str = "pre") -> dict[str, bytes]:
@@ -56,6 +57,7 @@ def grasp_record(g: GraspResult) -> tuple[dict[str, Any], dict[str, bytes]]:
     record = {
         "params": g.params,
         "extra": {"outcome": g.outcome, "source": "experiment"},
+        "grasp_executed": g.grasp_executed,
         "grasp": {"x": g.x, "y": g.y, "z": g.z, "yaw": g.angle},
         "objects": [
             {

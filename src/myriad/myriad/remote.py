@@ -17,6 +17,7 @@ from myriad.types import CameraImage, MotionError, ObjectInfo, Quat, Vec3
 from myriad_cle.remote import RemoteSim
 from myriad_interfaces.action import GripperCommand, PlanAndExecute
 from myriad_interfaces.srv import CaptureImages, DeleteEntity, GetEntityState, ResetWorld, SpawnEntity
+from myriad_planning.planner_node import EXECUTION_FAILED
 from myriad_sim.camera import Camera
 from myriad_sim.image_codec import imgmsg_to_cv2
 from myriad_sim.spec import WorldSpec
@@ -133,14 +134,25 @@ class RosBackend:
         return self._sim.observe()
 
     def move(
-        self, goal_type: str, joints: Any = (), pose: tuple[Vec3, Quat] | None = None, seed: int = 0
-    ) -> None:
-        goal = PlanAndExecute.Goal(goal_type=goal_type, joint_goal=[float(v) for v in joints])
+        self,
+        goal_type: str,
+        joints: Any = (),
+        pose: tuple[Vec3, Quat] | None = None,
+        seed: int = 0,
+        max_contact_force: float = 0.0,
+    ) -> bool:
+        goal = PlanAndExecute.Goal(
+            goal_type=goal_type, joint_goal=[float(v) for v in joints], max_contact_force=max_contact_force
+        )
         if pose is not None:
             goal.pose_goal = pose_msg(*pose)
         res = self._action("plan_and_execute", goal)
         if res.error_code != 1:
-            raise MotionError(f"{goal_type} motion: {res.message} (error code {res.error_code})")
+            raise MotionError(
+                f"{goal_type} motion: {res.message} (error code {res.error_code})",
+                planned=res.error_code == EXECUTION_FAILED,
+            )
+        return res.stopped_on_contact
 
     def gripper(self, opening: float, force: float) -> float:
         return self._action(

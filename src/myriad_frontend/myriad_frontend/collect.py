@@ -27,6 +27,7 @@ class CollectResult:
     first_attempt_s: float | None
     restarts: dict[str, int] = field(default_factory=dict)
     interrupted: bool = False
+    executed: int = 0  # attempts that executed a grasp (the label's denominator)
 
 
 MAX_CRASH_STREAK = 5
@@ -116,7 +117,7 @@ def watch(
             bar.update(p["done"] - bar.n)
             rate = p["attempts"] / max(1e-9, time.monotonic() - start)
             bar.set_postfix_str(_postfix(p, rate, backends, restarts()), refresh=False)
-            result.done, result.successes = p["done"], p["successes"]
+            result.done, result.successes, result.executed = p["done"], p["successes"], p["executed"]
             if p["done"] >= p["target"]:
                 return
             check(bar)
@@ -132,7 +133,7 @@ def finish(store: Store, result: CollectResult, start: float, restarts: dict[str
     if not result.interrupted:
         store.finish_campaign(result.campaign)
         p = store.progress(result.campaign)
-        result.done, result.successes = p["done"], p["successes"]
+        result.done, result.successes, result.executed = p["done"], p["successes"], p["executed"]
     return result
 
 
@@ -169,7 +170,7 @@ def _revive(b: LocalBackend, store: Store, campaign: str, bar: tqdm) -> None:
 
 
 def _postfix(p: dict, rate: float, backends: int, restarts: int) -> str:
-    succ = p["successes"] / p["attempts"] if p["attempts"] else 0.0
+    succ = p["successes"] / p["executed"] if p["executed"] else 0.0
     return f"success {succ:.0%} · {rate:.2f}/s · {backends} back end(s)" + (
         f" · {restarts} restarts" if restarts else ""
     )

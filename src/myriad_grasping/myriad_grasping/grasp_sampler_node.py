@@ -31,8 +31,11 @@ def attempt_msg(a: Attempt, work, backend: str) -> GraspAttempt:
         backend=backend,
         seed=a.seed,
         params_json=json.dumps(a.params.to_dict(), sort_keys=True),
-        extra_json=json.dumps({"outcome": a.outcome, "target": a.target, "moves": a.moves}, sort_keys=True),
-        success=a.success,
+        extra_json=json.dumps(
+            {"outcome": a.outcome, "grasp_executed": a.grasp_executed, "target": a.target, "moves": a.moves},
+            sort_keys=True,
+        ),
+        success=bool(a.success),  # the record keeps it only for executed grasps (extra.grasp_executed)
         lifted_object=a.lifted_object,
         lift_height=a.lift_height,
         timings_json=json.dumps(a.timings),
@@ -111,10 +114,7 @@ class GraspSamplerNode(Node):
         )
         if not res.accepted:
             raise BackendError(f"store_attempt refused {work.item_id}: {res.message}")
-        self.get_logger().info(
-            f"{work.item_id}: {'success' if attempt.success else 'failure'} ({attempt.outcome}) "
-            f"in {attempt.timings['total']:.2f} s"
-        )
+        self.get_logger().info(f"{work.item_id}: {attempt.outcome} in {attempt.timings['total']:.2f} s")
 
     def close(self) -> None:
         self.stopping.set()

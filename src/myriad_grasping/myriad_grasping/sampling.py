@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -18,7 +17,8 @@ class GraspParams:
 
     object_count: int = 5
     strategy: str = "object"
-    position_noise: float = 0.01
+    position_noise: float = 0.01  # m, standard deviation of the `object` strategy's aim
+    yaw_noise: float = 0.05  # rad, standard deviation of the `object` strategy's yaw
     approach_height: float = 0.15
     lift_height: float = 0.30
     success_height: float = 0.10
@@ -27,6 +27,8 @@ class GraspParams:
     # Lowest gripper-centre height: the finger pads reach 3 cm below it and must clear the tray floor (z 0.006)
     # by the planner's collision padding (config/planning.yaml).
     min_grasp_z: float = 0.04
+    # N: the descent (a guarded move) stops when the contact force pushing the gripper up exceeds this.
+    contact_force: float = 5.0
     planner: str = ""
 
     @classmethod
@@ -49,14 +51,16 @@ class GraspParams:
             raise ValueError(f"{where}.object_count: expected an integer 1..20, got {p.object_count!r}")
         if p.strategy not in STRATEGIES:
             raise ValueError(f"{where}.strategy: expected one of {STRATEGIES}, got {p.strategy!r}")
-        for name in ("approach_height", "lift_height", "success_height", "gripper_force", "min_grasp_z"):
+        for name in (
+            "approach_height", "lift_height", "success_height", "gripper_force", "min_grasp_z", "contact_force"
+        ):  # fmt: skip
             v = getattr(p, name)
             if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v) or v <= 0:
                 raise ValueError(f"{where}.{name}: expected a positive number, got {v!r}")
-        if not isinstance(p.position_noise, (int, float)) or p.position_noise < 0:
-            raise ValueError(
-                f"{where}.position_noise: expected a non-negative number, got {p.position_noise!r}"
-            )
+        for name in ("position_noise", "yaw_noise"):
+            v = getattr(p, name)
+            if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v) or v < 0:
+                raise ValueError(f"{where}.{name}: expected a non-negative number, got {v!r}")
         return p
 
     def to_dict(self) -> dict[str, Any]:
@@ -76,30 +80,60 @@ def attempt_rng(seed: int) -> np.random.Generator:
     return np.random.default_rng([seed, 0x6D79726961])
 
 
+class View(Protocol):
+    """What the camera saw before the attempt (myriad_sim.camera.DepthView)."""
+
+    def surface_height(self, x: float, y: float) -> float: ...
+    def object_points(self, name: str) -> np.ndarray: ...
+
+
+def grasp_height(params: GraspParams, surface: float) -> float:
+    """The grasp-height rule: grasp_depth below the surface the camera sees, never below min_grasp_z."""
+    return max(params.min_grasp_z, surface - params.grasp_depth)
+
+
+def narrow_axis(points: np.ndarray) -> tuple[float, float, float]:
+    """Centre (x, y) of an object's seen points (N x 2+) and the angle of its narrow horizontal axis.
+
+    The angle is that of the minor principal axis of the points' xy second moments, in (-pi/2, pi/2]."""
+    xy = np.asarray(points, float)[:, :2]
+    centre = xy.mean(axis=0)
+    cov = np.cov((xy - centre).T) if len(xy) > 1 else np.eye(2)
+    _, vecs = np.linalg.eigh(cov)  # eigenvalues ascending: the first eigenvector is the narrow axis
+    angle = math.atan2(vecs[1, 0], vecs[0, 0])
+    angle = angle - math.pi if angle > math.pi / 2 else angle + math.pi if angle <= -math.pi / 2 else angle
+    return float(centre[0]), float(centre[1]), angle
+
+
+MIN_SEEN_POINTS = 20  # an object with fewer visible pixels is not aimed at
+
+
 def sample_grasp(
     rng: np.random.Generator,
     params: GraspParams,
-    objects: list[tuple[str, tuple[float, float, float]]],
+    objects: list[str],
     region_x: tuple[float, float],
     region_y: tuple[float, float],
-    surface_height: Callable[[float, float], float] | None = None,
+    view: View,
 ) -> tuple[Grasp, str]:
-    """A top-down grasp: `object` aims at a random object's position (with noise), `uniform` anywhere in the region.
+    """A top-down grasp; the fingers close along the yaw direction (yaw 0: along world x).
 
-    The height is grasp_depth below the surface the camera sees there (`surface_height`), else below the
-    object's origin; never below min_grasp_z. Returns the grasp and the name of the object aimed at ("" for
-    uniform)."""
-    yaw = float(rng.uniform(-math.pi / 2, math.pi / 2))
-    name, z = "", params.min_grasp_z
-    if params.strategy == "object" and objects:
-        name, (x, y, z) = objects[int(rng.integers(len(objects)))]
+    `object`: a random object the camera sees, aimed at the centre of its seen points with the fingers across its
+    narrow axis, both with Gaussian noise (position_noise, yaw_noise); `uniform`: anywhere in the region, any yaw.
+    The height follows grasp_height at the aimed point. Returns the grasp and the object aimed at ("" uniform)."""
+    name, seen = "", []
+    if params.strategy == "object":
+        seen = [(n, pts) for n in objects if len(pts := view.object_points(n)) >= MIN_SEEN_POINTS]
+    if seen:
+        name, points = seen[int(rng.integers(len(seen)))]
+        x, y, yaw = narrow_axis(points)
         dx, dy = rng.normal(0.0, params.position_noise, size=2)
-        x, y, z = x + dx, y + dy, z - params.grasp_depth / 2
+        x, y, yaw = x + dx, y + dy, yaw + float(rng.normal(0.0, params.yaw_noise))
+        yaw = (yaw + math.pi / 2) % math.pi - math.pi / 2
     else:
         x, y = rng.uniform(*region_x), rng.uniform(*region_y)
-    if surface_height is not None:
-        z = surface_height(x, y) - params.grasp_depth
-    return Grasp(float(x), float(y), float(max(params.min_grasp_z, z)), yaw), name
+        yaw = float(rng.uniform(-math.pi / 2, math.pi / 2))
+    return Grasp(float(x), float(y), grasp_height(params, view.surface_height(x, y)), float(yaw)), name
 
 
 def label(

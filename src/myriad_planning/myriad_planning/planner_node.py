@@ -140,8 +140,9 @@ class PlannerNode(Node):
 
     def plan(self, request) -> tuple[PlanResult, JointTrajectory]:
         """Plan a PlanMotion / PlanAndExecute request on the freshly synced scene."""
-        pose = pose_of(request.pose_goal) if request.goal_type in ("pose", "cartesian") else None
-        if request.goal_type in ("pose", "cartesian") and pose is None:
+        posed = request.goal_type in ("pose", "cartesian", "cartesian_contact")
+        pose = pose_of(request.pose_goal) if posed else None
+        if posed and pose is None:
             return PlanResult(
                 INVALID_GOAL, "pose_goal: the orientation is a zero quaternion"
             ), JointTrajectory()
@@ -186,7 +187,9 @@ class PlannerNode(Node):
         out.planning_time, out.path_length = result.planning_time, result.path_length
         if result.success:
             goal_handle.publish_feedback(PlanAndExecute.Feedback(phase="executing"))
-            out.error_code, out.message, out.execution_time = self.execute(traj, goal_handle)
+            out.error_code, out.message, out.execution_time, out.stopped_on_contact = self.execute(
+                traj, goal_handle, goal_handle.request.max_contact_force
+            )
         if goal_handle.is_cancel_requested:
             goal_handle.canceled()
         elif out.error_code == SUCCESS:
@@ -195,22 +198,27 @@ class PlannerNode(Node):
             goal_handle.abort()
         return out
 
-    def execute(self, traj: JointTrajectory, goal_handle) -> tuple[int, str, float]:
-        """Run a trajectory on the controller; (code, message, execution time from the plan)."""
+    def execute(
+        self, traj: JointTrajectory, goal_handle, max_contact_force: float = 0.0
+    ) -> tuple[int, str, float, bool]:
+        """Run a trajectory on the controller (guarded when max_contact_force > 0);
+        (code, message, execution time from the plan, stopped on contact)."""
         if not traj.points:
-            return SUCCESS, "already at the goal", 0.0
+            return SUCCESS, "already at the goal", 0.0, False
         end = traj.points[-1].time_from_start
         duration = end.sec + end.nanosec * 1e-9
         try:
             if not self.execute_client.wait_for_server(timeout_sec=SERVICE_TIMEOUT):
                 raise CallError("execute_trajectory: action server not available")
             handle = wait(
-                self.execute_client.send_goal_async(ExecuteTrajectory.Goal(trajectory=traj)),
+                self.execute_client.send_goal_async(
+                    ExecuteTrajectory.Goal(trajectory=traj, max_contact_force=max_contact_force)
+                ),
                 SERVICE_TIMEOUT,
                 "execute_trajectory (goal)",
             )
             if not handle.accepted:
-                return EXECUTION_FAILED, "execute_trajectory rejected the trajectory", 0.0
+                return EXECUTION_FAILED, "execute_trajectory rejected the trajectory", 0.0, False
             future = handle.get_result_async()
             done = threading.Event()
             future.add_done_callback(lambda _f: done.set())
@@ -225,10 +233,10 @@ class PlannerNode(Node):
                     )
             res = future.result().result
         except CallError as exc:
-            return EXECUTION_FAILED, str(exc), 0.0
+            return EXECUTION_FAILED, str(exc), 0.0, False
         if res.error_code != 0:
-            return EXECUTION_FAILED, f"execution failed ({res.error_code}): {res.message}", duration
-        return SUCCESS, "", duration
+            return EXECUTION_FAILED, f"execution failed ({res.error_code}): {res.message}", duration, False
+        return SUCCESS, res.message if res.stopped_on_contact else "", duration, res.stopped_on_contact
 
     def close(self) -> None:
         self.scene.world.close()

@@ -112,6 +112,9 @@ def attempt_msg_to_record(msg: Any) -> tuple[dict, dict[str, bytes]]:
         "code_version": msg.code_version,
         "camera": {"width": int(ci.width), "height": int(ci.height), "k": [float(v) for v in ci.k]},
     }
+    if "grasp_executed" in record["extra"]:  # the label is kept only for attempts that executed a grasp
+        record["grasp_executed"] = bool(record["extra"]["grasp_executed"])
+        record["success"] = record["success"] if record["grasp_executed"] else None
     # seed is uint64 in the message; BSON has signed 64-bit ints only.
     if record["seed"] >= 2**63:
         raise ValueError(f"seed {record['seed']} does not fit a signed 64-bit integer (BSON)")

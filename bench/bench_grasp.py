@@ -1,0 +1,104 @@
+"""Grasp success per strategy on fixed seeds, with 95 % Wilson intervals and the failure taxonomy.
+
+    python bench/bench_grasp.py [--attempts 400] [--strategies object uniform] [--seed 1]
+
+Runs the attempts by direct in-process calls (myriad_grasping.episode.run_attempt over the Experiment API's
+in-process back end: the same attempt script, planner, controllers and physics as a back end's nodes, without
+DDS). Seeds are the items of a campaign with the given seed, so every strategy sees the same trays.
+Targets: `object` success >= 70 %, attempts without an executed grasp <= 3 %.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+from myriad_frontend.campaign import make_spec
+from myriad_grasping.episode import run_attempt
+from myriad_grasping.sampling import GraspParams
+from myriad_sim.spec import load_world
+
+WS = Path(os.environ.get("MYRIAD_WS", Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+
+def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95 % Wilson score interval of a proportion k/n."""
+    if n == 0:
+        return 0.0, 1.0
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def executed_and_class(a) -> tuple[bool, str]:
+    """Whether a physical grasp ran, and the attempt's outcome (derived from the phase, before the taxonomy)."""
+    if hasattr(a, "grasp_executed"):
+        return a.grasp_executed, a.outcome
+    executed = a.outcome in ("lifted", "lift_failed")  # before the taxonomy: the descent ran
+    return executed, ("lifted" if a.success else a.outcome if not executed else "not_lifted")
+
+
+def backend_for(renderer: str):
+    try:
+        from myriad.local import LocalGraspBackend
+    except (
+        ImportError
+    ):  # the code before LocalGraspBackend existed (for the before figures): bench_collect's copy
+        from bench_collect import DirectGraspBackend as LocalGraspBackend
+    from myriad.local import LocalBackend
+
+    return LocalGraspBackend(LocalBackend(load_world(WS / "worlds" / "tray.yaml"), renderer))
+
+
+def run(strategy: str, attempts: int, seed: int, renderer: str, extra: dict) -> None:
+    backend = backend_for(renderer)
+    region = backend.local.spec.objects
+    spec = make_spec("bench-grasp", seed, attempts, {"strategy": strategy, **extra})
+    classes: Counter[str] = Counter()
+    successes = executed_n = 0
+    t0 = time.perf_counter()
+    for i, item in enumerate(spec.items()):
+        a = run_attempt(backend, GraspParams.from_dict(item), item["seed"], region.region_x, region.region_y)
+        executed, cls = executed_and_class(a)
+        executed_n += executed
+        successes += bool(executed and a.success)
+        classes[cls] += 1
+        if (i + 1) % 50 == 0:
+            print(f"  {strategy}: {i + 1}/{attempts} ({successes} successes)", file=sys.stderr, flush=True)
+    backend.local.close()
+    n = attempts
+    lo, hi = wilson(successes, executed_n)
+    lo_all, hi_all = wilson(successes, n)
+    nlo, nhi = wilson(n - executed_n, n)
+    print(f"strategy {strategy}: {n} attempts (campaign seed {seed}), {time.perf_counter() - t0:.0f} s")
+    print(f"  success (of executed grasps): {successes}/{executed_n} = {successes / max(1, executed_n):.1%} "
+          f"[95 % CI {lo:.1%}-{hi:.1%}]")  # fmt: skip
+    print(
+        f"  success (of all attempts):    {successes}/{n} = {successes / n:.1%} [{lo_all:.1%}-{hi_all:.1%}]"
+    )
+    print(f"  without an executed grasp:    {n - executed_n}/{n} = {(n - executed_n) / n:.1%} "
+          f"[{nlo:.1%}-{nhi:.1%}]")  # fmt: skip
+    print("  taxonomy: " + ", ".join(f"{k} {v}" for k, v in classes.most_common()), flush=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--attempts", type=int, default=400)
+    ap.add_argument("--strategies", nargs="+", default=["object", "uniform"])
+    ap.add_argument("--seed", type=int, default=1, help="campaign seed the attempt seeds derive from")
+    ap.add_argument("--renderer", default="tiny", help="as config/backend.yaml's sim_server")
+    ap.add_argument("--object-count", type=int, default=5)
+    args = ap.parse_args()
+    for strategy in args.strategies:
+        run(strategy, args.attempts, args.seed, args.renderer, {"object_count": args.object_count})
+
+
+if __name__ == "__main__":
+    main()
