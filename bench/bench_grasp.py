@@ -1,6 +1,6 @@
 """Grasp success per strategy on fixed seeds, with 95 % Wilson intervals and the failure taxonomy.
 
-    python bench/bench_grasp.py [--attempts 400] [--strategies object uniform] [--seed 1]
+    python bench/bench_grasp.py [--attempts 400] [--strategies object uniform] [--seed 1] [--jobs 2]
 
 Runs the attempts by direct in-process calls (myriad_grasping.episode.run_attempt over the Experiment API's
 in-process back end: the same attempt script, planner, controllers and physics as a back end's nodes, without
@@ -11,7 +11,9 @@ Targets: `object` success >= 70 %, attempts without an executed grasp <= 3 %.
 from __future__ import annotations
 
 import argparse
+import json
 import math
+import multiprocessing
 import os
 import sys
 import time
@@ -57,33 +59,45 @@ def backend_for(renderer: str):
     return LocalGraspBackend(LocalBackend(load_world(WS / "worlds" / "tray.yaml"), renderer))
 
 
-def run(strategy: str, attempts: int, seed: int, renderer: str, extra: dict) -> None:
+def run_items(strategy: str, items: list[dict], renderer: str, log: str) -> list[tuple[int, bool, bool, str]]:
+    """(seed, grasp executed, success, outcome) of each item, each also appended to `log` as a JSON line."""
     backend = backend_for(renderer)
     region = backend.local.spec.objects
-    spec = make_spec("bench-grasp", seed, attempts, {"strategy": strategy, **extra})
-    classes: Counter[str] = Counter()
-    successes = executed_n = 0
-    t0 = time.perf_counter()
-    for i, item in enumerate(spec.items()):
+    out = []
+    for item in items:
         a = run_attempt(backend, GraspParams.from_dict(item), item["seed"], region.region_x, region.region_y)
         executed, cls = executed_and_class(a)
-        executed_n += executed
-        successes += bool(executed and a.success)
-        classes[cls] += 1
-        if (i + 1) % 50 == 0:
-            print(f"  {strategy}: {i + 1}/{attempts} ({successes} successes)", file=sys.stderr, flush=True)
+        out.append((item["seed"], bool(executed), bool(executed and a.success), cls))
+        if log:
+            with open(log, "a") as f:
+                f.write(json.dumps({"strategy": strategy, "result": out[-1]}) + "\n")
     backend.local.close()
-    n = attempts
+    return out
+
+
+def run(strategy: str, attempts: int, seed: int, renderer: str, extra: dict, jobs: int, log: str) -> None:
+    """Attempts split over `jobs` processes (each attempt depends on its seed only, so the split changes nothing)."""
+    items = make_spec("bench-grasp", seed, attempts, {"strategy": strategy, **extra}).items()
+    t0 = time.perf_counter()
+    chunks = [(strategy, items[k::jobs], renderer, log) for k in range(jobs)]
+    with multiprocessing.get_context("spawn").Pool(jobs) as pool:
+        results = [r for part in pool.starmap(run_items, chunks) for r in part]
+    report(strategy, results, f"campaign seed {seed}, {time.perf_counter() - t0:.0f} s")
+
+
+def report(strategy: str, results: list, note: str) -> None:
+    """Success rate with its 95 % interval, the share without an executed grasp, and the outcome counts."""
+    n, executed_n = len(results), sum(r[1] for r in results)
+    successes, classes = sum(r[2] for r in results), Counter(r[3] for r in results)
     lo, hi = wilson(successes, executed_n)
     lo_all, hi_all = wilson(successes, n)
     nlo, nhi = wilson(n - executed_n, n)
-    print(f"strategy {strategy}: {n} attempts (campaign seed {seed}), {time.perf_counter() - t0:.0f} s")
+    print(f"strategy {strategy}: {n} attempts ({note})")
     print(f"  success (of executed grasps): {successes}/{executed_n} = {successes / max(1, executed_n):.1%} "
           f"[95 % CI {lo:.1%}-{hi:.1%}]")  # fmt: skip
-    print(
-        f"  success (of all attempts):    {successes}/{n} = {successes / n:.1%} [{lo_all:.1%}-{hi_all:.1%}]"
-    )
-    print(f"  without an executed grasp:    {n - executed_n}/{n} = {(n - executed_n) / n:.1%} "
+    print(f"  success (of all attempts):    {successes}/{n} = {successes / max(1, n):.1%} "
+          f"[{lo_all:.1%}-{hi_all:.1%}]")  # fmt: skip
+    print(f"  without an executed grasp:    {n - executed_n}/{n} = {(n - executed_n) / max(1, n):.1%} "
           f"[{nlo:.1%}-{nhi:.1%}]")  # fmt: skip
     print("  taxonomy: " + ", ".join(f"{k} {v}" for k, v in classes.most_common()), flush=True)
 
@@ -95,9 +109,18 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=1, help="campaign seed the attempt seeds derive from")
     ap.add_argument("--renderer", default="tiny", help="as config/backend.yaml's sim_server")
     ap.add_argument("--object-count", type=int, default=5)
+    ap.add_argument("--jobs", type=int, default=1, help="worker processes per strategy")
+    ap.add_argument("--log", default="", help="append each attempt's result to this file as a JSON line")
+    ap.add_argument("--report", default="", help="only summarise the results in this --log file")
     args = ap.parse_args()
+    if args.report:
+        rows = [json.loads(line) for line in Path(args.report).read_text().splitlines() if line.strip()]
+        for strategy in dict.fromkeys(r["strategy"] for r in rows):
+            report(strategy, [r["result"] for r in rows if r["strategy"] == strategy], f"from {args.report}")
+        return
     for strategy in args.strategies:
-        run(strategy, args.attempts, args.seed, args.renderer, {"object_count": args.object_count})
+        extra = {"object_count": args.object_count}
+        run(strategy, args.attempts, args.seed, args.renderer, extra, args.jobs, args.log)
 
 
 if __name__ == "__main__":
