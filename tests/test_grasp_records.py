@@ -87,3 +87,45 @@ def test_refused_attempts_are_stored_without_a_label(db):
     assert status.returncode == 0, status.stderr
     assert "0 successes of 0 executed grasps" in status.stdout
     assert "outcomes: refused_before_descent 2" in status.stdout
+
+
+def test_dashboard_counts_outcomes_and_filters_unlabelled_attempts(
+    mongo_uri, dashboard_attempt, dashboard_serve
+):
+    import json
+    import time
+    import urllib.request
+    import uuid
+
+    database = f"test_outcomes_{uuid.uuid4().hex[:10]}"
+    store = Store(mongo_uri, database)
+    store.ensure_indexes()
+    store.create_campaign("tax", [{"seed": i} for i in range(3)])
+    for i, (outcome, executed, success) in enumerate(
+        [("lifted", True, True), ("missed", True, False), ("refused_before_descent", False, None)]
+    ):
+        record, images = dashboard_attempt("tax", i, success=bool(success))
+        record.update(extra={"outcome": outcome}, grasp_executed=executed, success=success)
+        store.store_attempt(record, images)
+    url = dashboard_serve(database).url
+
+    def get(path: str) -> dict:
+        with urllib.request.urlopen(url.rstrip("/") + path, timeout=20) as r:
+            return json.loads(r.read())
+
+    deadline, items = time.monotonic() + 60, {}
+    while time.monotonic() < deadline and "outcomes" not in items:
+        items = next((c["items"] or {} for c in get("/api/overview")["campaigns"] if c["name"] == "tax"), {})
+        time.sleep(0.2)
+    assert items["outcomes"] == {"lifted": 1, "missed": 1, "refused_before_descent": 1}
+    assert items["successes"] == 1 and items["executed"] == 2
+    labels = {
+        label: [
+            (s["outcome"], s["success"]) for s in get(f"/api/samples?campaign=tax&label={label}")["items"]
+        ]
+        for label in ("success", "failure", "none")
+    }
+    assert labels == {"success": [("lifted", True)], "failure": [("missed", False)],
+                      "none": [("refused_before_descent", None)]}  # fmt: skip
+    store.client.drop_database(database)
+    store.close()
