@@ -28,7 +28,7 @@ class GraspParams:
     # by the planner's collision padding (config/planning.yaml).
     min_grasp_z: float = 0.04
     # N: the descent (a guarded move) stops when the contact force pushing the gripper up exceeds this.
-    contact_force: float = 5.0
+    contact_force: float = 20.0
     planner: str = ""
 
     @classmethod
