@@ -78,11 +78,24 @@ def run_items(strategy: str, items: list[dict], renderer: str, log: str) -> list
 def run(strategy: str, attempts: int, seed: int, renderer: str, extra: dict, jobs: int, log: str) -> None:
     """Attempts split over `jobs` processes (each attempt depends on its seed only, so the split changes nothing)."""
     items = make_spec("bench-grasp", seed, attempts, {"strategy": strategy, **extra}).items()
+    done = {r[0]: r for r in logged(log, strategy)}  # a run resumes from its log
+    todo = [item for item in items if item["seed"] not in done]
     t0 = time.perf_counter()
-    chunks = [(strategy, items[k::jobs], renderer, log) for k in range(jobs)]
+    chunks = [(strategy, todo[k::jobs], renderer, log) for k in range(jobs)]
     with multiprocessing.get_context("spawn").Pool(jobs) as pool:
         results = [r for part in pool.starmap(run_items, chunks) for r in part]
+    results += [done[item["seed"]] for item in items if item["seed"] in done]
     report(strategy, results, f"campaign seed {seed}, {time.perf_counter() - t0:.0f} s")
+
+
+def logged(log: str, strategy: str | None = None) -> list:
+    """Results in a --log file (of one strategy, or all as (strategy, result) pairs)."""
+    if not log or not Path(log).is_file():
+        return []
+    rows = [json.loads(line) for line in Path(log).read_text().splitlines() if line.strip()]
+    if strategy is None:
+        return [(r["strategy"], r["result"]) for r in rows]
+    return [r["result"] for r in rows if r["strategy"] == strategy]
 
 
 def report(strategy: str, results: list, note: str) -> None:
@@ -114,9 +127,8 @@ def main() -> None:
     ap.add_argument("--report", default="", help="only summarise the results in this --log file")
     args = ap.parse_args()
     if args.report:
-        rows = [json.loads(line) for line in Path(args.report).read_text().splitlines() if line.strip()]
-        for strategy in dict.fromkeys(r["strategy"] for r in rows):
-            report(strategy, [r["result"] for r in rows if r["strategy"] == strategy], f"from {args.report}")
+        for strategy in dict.fromkeys(s for s, _ in logged(args.report)):
+            report(strategy, logged(args.report, strategy), f"from {args.report}")
         return
     for strategy in args.strategies:
         extra = {"object_count": args.object_count}
