@@ -12,7 +12,7 @@ from typing import Any
 import pybullet as pb
 
 from myriad.recording import GraspResult, grasp_record, image_pngs
-from myriad.types import Backend, CameraImage, ExperimentError, MotionError, ObjectInfo, Quat, Vec3
+from myriad.types import Backend, CameraImage, ExperimentError, ObjectInfo, Quat, Vec3
 from myriad_cle.engine import ClosedLoopEngine, Trace
 from myriad_cle.sim import RobotState
 from myriad_cle.transfer import TransferFunctions
@@ -203,7 +203,7 @@ class Experiment:
         surface, at least min_grasp_z), as the grasp sampler's; `params` override GraspParams fields. The motion
         sequence is the grasp sampler's own (myriad_grasping.episode.execute_grasp)."""
         from myriad_grasping.episode import classify, execute_grasp
-        from myriad_grasping.sampling import Grasp, GraspParams, grasp_height, label
+        from myriad_grasping.sampling import GraspParams, grasp_height, label
 
         p = GraspParams.from_dict({**GraspParams().to_dict(), **params}, "grasp params")
         timings, clock = {}, time.perf_counter()
@@ -303,8 +303,8 @@ class _Motions:
             contact = self.experiment.backend.move(
                 kind, pose=pose, seed=self.experiment.seed, max_contact_force=max_contact_force
             )
-        except MotionError as exc:
-            return MoveResult(False, str(exc), refused=not exc.planned)
+        except RuntimeError as exc:  # MotionError, or the back end not answering
+            return MoveResult(False, str(exc), refused=not getattr(exc, "planned", False))
         return MoveResult(True, contact=contact)
 
     def gripper(self, opening: float, force: float) -> tuple[float, bool]:
