@@ -82,6 +82,6 @@ def test_narrow_axis_of_points():
         along, across = rng.uniform(-0.06, 0.06, 500), rng.uniform(-0.01, 0.01, 500)
         c, s = math.cos(heading), math.sin(heading)
         pts = np.column_stack([0.7 + along * c - across * s, 0.1 + along * s + across * c])
-        x, y, yaw = narrow_axis(pts)
-        assert abs(x - 0.7) < 0.005 and abs(y - 0.1) < 0.005
+        x, y, yaw, width = narrow_axis(pts)
+        assert abs(x - 0.7) < 0.005 and abs(y - 0.1) < 0.005 and 0.018 < width <= 0.02 * math.sqrt(2)
         assert angle_between_axes(yaw, heading + math.pi / 2) < 0.05 and -math.pi / 2 < yaw <= math.pi / 2

@@ -19,6 +19,9 @@ class GraspParams:
     strategy: str = "object"
     position_noise: float = 0.01  # m, standard deviation of the `object` strategy's aim
     yaw_noise: float = 0.05  # rad, standard deviation of the `object` strategy's yaw
+    # m: `object` aims at objects whose seen narrow side is at most this wide (the open fingers' tips are ~10 cm
+    # apart and their bases slant inwards), when the camera sees any.
+    max_grasp_width: float = 0.08
     approach_height: float = 0.15
     lift_height: float = 0.30
     success_height: float = 0.10
@@ -52,7 +55,8 @@ class GraspParams:
         if p.strategy not in STRATEGIES:
             raise ValueError(f"{where}.strategy: expected one of {STRATEGIES}, got {p.strategy!r}")
         for name in (
-            "approach_height", "lift_height", "success_height", "gripper_force", "min_grasp_z", "contact_force"
+            "approach_height", "lift_height", "success_height", "gripper_force", "min_grasp_z", "contact_force",
+            "max_grasp_width",
         ):  # fmt: skip
             v = getattr(p, name)
             if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v) or v <= 0:
@@ -92,17 +96,19 @@ def grasp_height(params: GraspParams, surface: float) -> float:
     return max(params.min_grasp_z, surface - params.grasp_depth)
 
 
-def narrow_axis(points: np.ndarray) -> tuple[float, float, float]:
-    """Centre (x, y) of an object's seen points (N x 2+) and the angle of its narrow horizontal axis.
+def narrow_axis(points: np.ndarray) -> tuple[float, float, float, float]:
+    """Centre (x, y) of an object's seen points (N x 2+), the angle of its narrow horizontal axis and its width.
 
-    The angle is that of the minor principal axis of the points' xy second moments, in (-pi/2, pi/2]."""
+    The angle is that of the minor principal axis of the points' xy second moments, in (-pi/2, pi/2]; the width
+    is the points' extent along it."""
     xy = np.asarray(points, float)[:, :2]
     centre = xy.mean(axis=0)
     cov = np.cov((xy - centre).T) if len(xy) > 1 else np.eye(2)
     _, vecs = np.linalg.eigh(cov)  # eigenvalues ascending: the first eigenvector is the narrow axis
+    along = (xy - centre) @ vecs[:, 0]
     angle = math.atan2(vecs[1, 0], vecs[0, 0])
     angle = angle - math.pi if angle > math.pi / 2 else angle + math.pi if angle <= -math.pi / 2 else angle
-    return float(centre[0]), float(centre[1]), angle
+    return float(centre[0]), float(centre[1]), angle, float(along.max() - along.min())
 
 
 MIN_SEEN_POINTS = 20  # an object with fewer visible pixels is not aimed at
@@ -118,15 +124,18 @@ def sample_grasp(
 ) -> tuple[Grasp, str]:
     """A top-down grasp; the fingers close along the yaw direction (yaw 0: along world x).
 
-    `object`: a random object the camera sees, aimed at the centre of its seen points with the fingers across its
-    narrow axis, both with Gaussian noise (position_noise, yaw_noise); `uniform`: anywhere in the region, any yaw.
+    `object`: a random object the camera sees (one narrow enough for the fingers if there is one), aimed at the
+    centre of its seen points with the fingers across its narrow axis, both with Gaussian noise (position_noise,
+    yaw_noise); `uniform`: anywhere in the region, any yaw.
     The height follows grasp_height at the aimed point. Returns the grasp and the object aimed at ("" uniform)."""
     name, seen = "", []
     if params.strategy == "object":
-        seen = [(n, pts) for n in objects if len(pts := view.object_points(n)) >= MIN_SEEN_POINTS]
+        seen = [
+            (n, narrow_axis(pts)) for n in objects if len(pts := view.object_points(n)) >= MIN_SEEN_POINTS
+        ]
+        seen = [s for s in seen if s[1][3] <= params.max_grasp_width] or seen
     if seen:
-        name, points = seen[int(rng.integers(len(seen)))]
-        x, y, yaw = narrow_axis(points)
+        name, (x, y, yaw, _) = seen[int(rng.integers(len(seen)))]
         dx, dy = rng.normal(0.0, params.position_noise, size=2)
         x, y, yaw = x + dx, y + dy, yaw + float(rng.normal(0.0, params.yaw_noise))
         yaw = (yaw + math.pi / 2) % math.pi - math.pi / 2
