@@ -187,9 +187,7 @@ class PlannerNode(Node):
         out.planning_time, out.path_length = result.planning_time, result.path_length
         if result.success:
             goal_handle.publish_feedback(PlanAndExecute.Feedback(phase="executing"))
-            out.error_code, out.message, out.execution_time, out.stopped_on_contact = self.execute(
-                traj, goal_handle, goal_handle.request.max_contact_force
-            )
+            out.error_code, out.message, out.execution_time = self.execute(traj, goal_handle)
         if goal_handle.is_cancel_requested:
             goal_handle.canceled()
         elif out.error_code == SUCCESS:
@@ -198,27 +196,22 @@ class PlannerNode(Node):
             goal_handle.abort()
         return out
 
-    def execute(
-        self, traj: JointTrajectory, goal_handle, max_contact_force: float = 0.0
-    ) -> tuple[int, str, float, bool]:
-        """Run a trajectory on the controller (guarded when max_contact_force > 0);
-        (code, message, execution time from the plan, stopped on contact)."""
+    def execute(self, traj: JointTrajectory, goal_handle) -> tuple[int, str, float]:
+        """Run a trajectory on the controller; (code, message, execution time from the plan)."""
         if not traj.points:
-            return SUCCESS, "already at the goal", 0.0, False
+            return SUCCESS, "already at the goal", 0.0
         end = traj.points[-1].time_from_start
         duration = end.sec + end.nanosec * 1e-9
         try:
             if not self.execute_client.wait_for_server(timeout_sec=SERVICE_TIMEOUT):
                 raise CallError("execute_trajectory: action server not available")
             handle = wait(
-                self.execute_client.send_goal_async(
-                    ExecuteTrajectory.Goal(trajectory=traj, max_contact_force=max_contact_force)
-                ),
+                self.execute_client.send_goal_async(ExecuteTrajectory.Goal(trajectory=traj)),
                 SERVICE_TIMEOUT,
                 "execute_trajectory (goal)",
             )
             if not handle.accepted:
-                return EXECUTION_FAILED, "execute_trajectory rejected the trajectory", 0.0, False
+                return EXECUTION_FAILED, "execute_trajectory rejected the trajectory", 0.0
             future = handle.get_result_async()
             done = threading.Event()
             future.add_done_callback(lambda _f: done.set())
@@ -233,10 +226,10 @@ class PlannerNode(Node):
                     )
             res = future.result().result
         except CallError as exc:
-            return EXECUTION_FAILED, str(exc), 0.0, False
+            return EXECUTION_FAILED, str(exc), 0.0
         if res.error_code != 0:
-            return EXECUTION_FAILED, f"execution failed ({res.error_code}): {res.message}", duration, False
-        return SUCCESS, res.message if res.stopped_on_contact else "", duration, res.stopped_on_contact
+            return EXECUTION_FAILED, f"execution failed ({res.error_code}): {res.message}", duration
+        return SUCCESS, "", duration
 
     def close(self) -> None:
         self.scene.world.close()
