@@ -112,6 +112,29 @@ def narrow_axis(points: np.ndarray) -> tuple[float, float, float, float]:
 
 
 MIN_SEEN_POINTS = 20  # an object with fewer visible pixels is not aimed at
+FINGER_REACH = (
+    0.055,
+    0.065,
+    0.075,
+)  # m from the gripper centre along the yaw: where the open fingertips come down
+YAW_TURNS = (0.0, math.pi / 12, -math.pi / 12, math.pi / 6, -math.pi / 6, math.pi / 4, -math.pi / 4)
+
+
+def clear_yaw(view: View, x: float, y: float, yaw: float) -> float:
+    """The yaw nearest `yaw` (turns up to 45 degrees) whose fingertips come down where the seen surface is lowest
+    (within 1 cm of the lowest): the fingers go beside the object, not onto its neighbours."""
+
+    def tips_height(a: float) -> float:
+        c, s = math.cos(a), math.sin(a)
+        try:
+            return max(
+                view.surface_height(x + k * r * c, y + k * r * s) for r in FINGER_REACH for k in (1, -1)
+            )
+        except ValueError:  # a fingertip outside the camera's view
+            return math.inf
+
+    heights = [tips_height(yaw + turn) for turn in YAW_TURNS]
+    return yaw + next(t for t, h in zip(YAW_TURNS, heights) if h <= min(heights) + 0.01)
 
 
 def sample_grasp(
@@ -125,8 +148,9 @@ def sample_grasp(
     """A top-down grasp; the fingers close along the yaw direction (yaw 0: along world x).
 
     `object`: a random object the camera sees (one narrow enough for the fingers if there is one), aimed at the
-    centre of its seen points with the fingers across its narrow axis, both with Gaussian noise (position_noise,
-    yaw_noise); `uniform`: anywhere in the region, any yaw.
+    centre of its seen points with the fingers across its narrow axis (turned by up to 45 degrees where that keeps
+    the fingertips off its neighbours), both with Gaussian noise (position_noise, yaw_noise); `uniform`: anywhere
+    in the region, any yaw.
     The height follows grasp_height at the aimed point. Returns the grasp and the object aimed at ("" uniform)."""
     name, seen = "", []
     if params.strategy == "object":
@@ -137,7 +161,8 @@ def sample_grasp(
     if seen:
         name, (x, y, yaw, _) = seen[int(rng.integers(len(seen)))]
         dx, dy = rng.normal(0.0, params.position_noise, size=2)
-        x, y, yaw = x + dx, y + dy, yaw + float(rng.normal(0.0, params.yaw_noise))
+        x, y = x + dx, y + dy
+        yaw = clear_yaw(view, x, y, yaw) + float(rng.normal(0.0, params.yaw_noise))
         yaw = (yaw + math.pi / 2) % math.pi - math.pi / 2
     else:
         x, y = rng.uniform(*region_x), rng.uniform(*region_y)
