@@ -6,6 +6,9 @@ Runs the attempts by direct in-process calls (myriad_grasping.episode.run_attemp
 in-process back end: the same attempt script, planner, controllers and physics as a back end's nodes, without
 DDS). Seeds are the items of a campaign with the given seed, so every strategy sees the same trays.
 Targets: `object` success >= 70 %, attempts without an executed grasp <= 3 %.
+Measured (2026-12-01, campaign seed 1, 5 objects): `object` 217/400 lifted = 54.2 % [49.4-59.1], 1.2 % without
+an executed grasp; `uniform` 101/400 = 25.2 % [21.2-29.7], 0 %. The code before (same seeds, 200 attempts):
+`object` 56.5 % [49.6-63.2] of attempts, 19 % without an executed grasp (descent refused).
 """
 
 from __future__ import annotations
