@@ -19,12 +19,11 @@ from pathlib import Path
 
 import psutil
 
-from myriad.local import LocalBackend
-from myriad.types import MotionError
+from myriad.local import LocalBackend, LocalGraspBackend
 from myriad_frontend.campaign import make_spec
 from myriad_frontend.collect import run_local
 from myriad_frontend.description import load_description
-from myriad_grasping.episode import MoveResult, run_attempt
+from myriad_grasping.episode import run_attempt
 from myriad_grasping.sampling import GraspParams
 from myriad_sim.spec import load_world
 from myriad_storage.codec import depth_to_png, encode_png, seg_to_png
@@ -34,39 +33,10 @@ from myriad_storage.store import Store
 WS = Path(os.environ.get("MYRIAD_WS", Path(__file__).resolve().parents[1]))
 
 
-class DirectGraspBackend:
-    """run_attempt's backend protocol over in-process library calls."""
-
-    def __init__(self, local: LocalBackend):
-        self.local = local
-
-    def reset(self, seed, object_count):
-        return [(s.name, s.source, tuple(s.position)) for s in self.local.world.reset(seed, object_count)]
-
-    def capture(self):
-        return self.local.world.capture()
-
-    def surface_height(self, images, x, y):
-        return self.local.world.camera.surface_height(images.depth, x, y)
-
-    def move(self, kind, position, orientation, seed):
-        try:
-            self.local.move(kind, pose=(position, orientation), seed=seed)
-            return MoveResult(True)
-        except MotionError as exc:
-            return MoveResult(False, str(exc))
-
-    def gripper(self, opening, force):
-        return self.local.gripper(opening, force), False
-
-    def object_positions(self):
-        return {s.name: tuple(s.position) for s in self.local.world.object_states()}
-
-
 def run_direct(store: Store, spec, region, renderer: str) -> tuple[float, float]:
     """Attempts/s in one process, storing each attempt like the logger does; returns (steady, overall)."""
     local = LocalBackend(load_world(WS / "worlds" / "tray.yaml"), renderer)
-    backend = DirectGraspBackend(local)
+    backend = LocalGraspBackend(local)
     stamps, start = [], time.perf_counter()
     for i, item in enumerate(spec.items()):
         a = run_attempt(backend, GraspParams.from_dict(item), item["seed"], region.region_x, region.region_y)

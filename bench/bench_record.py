@@ -102,7 +102,7 @@ def run_node(tmp: Path, attempts: int, recorder: dict | None, label: str, compos
     from rclpy.executors import SingleThreadedExecutor
 
     from myriad_interfaces.srv import CaptureImages, ResetWorld, StepSimulation
-    from myriad_runtime import wait_future
+    from myriad_runtime.calls import wait_future
 
     ns = f"/bench_rec_{os.getpid()}"
     out = tmp / label

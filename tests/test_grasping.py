@@ -8,7 +8,27 @@ from myriad_frontend.campaign import item_seed, load_campaign, make_spec, parse_
 from myriad_grasping.episode import motion_seed, top_down
 from myriad_grasping.sampling import GraspParams, attempt_rng, label, sample_grasp
 
-OBJECTS = [("object_0", (0.55, 0.05, 0.03)), ("object_1", (0.65, -0.05, 0.04))]
+OBJECTS = ["object_0", "object_1", "object_2"]
+
+
+class SeenView:
+    """What a camera saw, as plain data: two objects' points (object_2 unseen) over a floor at 0.006 m."""
+
+    points = {"object_0": (0.55, 0.05, 0.03), "object_1": (0.65, -0.05, 0.04)}
+
+    def surface_height(self, x: float, y: float) -> float:
+        return max(
+            [z for px, py, z in self.points.values() if abs(px - x) < 0.03 and abs(py - y) < 0.03] + [0.006]
+        )
+
+    def object_points(self, name: str):
+        import numpy as np
+
+        if name not in self.points:
+            return np.zeros((0, 3))
+        x, y, z = self.points[name]
+        gx, gy = np.meshgrid(np.linspace(-0.02, 0.02, 9), np.linspace(-0.01, 0.01, 5))
+        return np.column_stack([x + gx.ravel(), y + gy.ravel(), np.full(gx.size, z)])
 
 
 def test_params_validation_names_the_field():
@@ -22,17 +42,18 @@ def test_params_validation_names_the_field():
 
 
 def test_sampling_is_seeded_and_strategies_differ():
-    p = GraspParams()
-    a = sample_grasp(attempt_rng(7), p, OBJECTS, (0.5, 0.7), (-0.1, 0.1))
-    b = sample_grasp(attempt_rng(7), p, OBJECTS, (0.5, 0.7), (-0.1, 0.1))
-    c = sample_grasp(attempt_rng(8), p, OBJECTS, (0.5, 0.7), (-0.1, 0.1))
+    p, view = GraspParams(), SeenView()
+    a = sample_grasp(attempt_rng(7), p, OBJECTS, (0.5, 0.7), (-0.1, 0.1), view)
+    b = sample_grasp(attempt_rng(7), p, OBJECTS, (0.5, 0.7), (-0.1, 0.1), view)
+    c = sample_grasp(attempt_rng(8), p, OBJECTS, (0.5, 0.7), (-0.1, 0.1), view)
     assert a == b and a != c
-    grasp, target = a
-    assert target in {"object_0", "object_1"} and grasp.z >= p.min_grasp_z
+    for grasp, target in (a, c):  # aimed at a seen object, across its narrow (y) axis, by the height rule
+        assert target in {"object_0", "object_1"} and abs(abs(grasp.yaw) - 1.5708) < 0.3
+        assert grasp.z == max(p.min_grasp_z, view.surface_height(grasp.x, grasp.y) - p.grasp_depth)
     u, target = sample_grasp(
-        attempt_rng(7), GraspParams(strategy="uniform"), OBJECTS, (0.5, 0.7), (-0.1, 0.1)
+        attempt_rng(7), GraspParams(strategy="uniform"), OBJECTS, (0.5, 0.7), (-0.1, 0.1), view
     )
-    assert target == "" and 0.5 <= u.x <= 0.7 and -0.1 <= u.y <= 0.1
+    assert target == "" and 0.5 <= u.x <= 0.7 and -0.1 <= u.y <= 0.1 and u.z == p.min_grasp_z
 
 
 def test_label_needs_a_real_rise():

@@ -16,7 +16,9 @@ from myriad.types import Backend, CameraImage, ExperimentError, ObjectInfo, Quat
 from myriad_cle.engine import ClosedLoopEngine, Trace
 from myriad_cle.sim import RobotState
 from myriad_cle.transfer import TransferFunctions
+from myriad_grasping.sampling import Grasp
 from myriad_runtime import workspace, workspace_path
+from myriad_sim.camera import DepthView
 from myriad_sim.spec import load_world
 from myriad_sim.world import MAX_MASS, MAX_OBJECTS, MAX_SCALE, MIN_MASS, MIN_SCALE, SpawnError
 
@@ -190,26 +192,43 @@ class Experiment:
         """Close the fingers with at most `force` newtons each; returns the opening reached."""
         return self.backend.gripper(0.0, force)
 
+    def _view(self, image: CameraImage) -> DepthView:
+        bodies = {name: o.body_id for name, o in self.objects().items()}
+        return DepthView(image.camera, image.depth, image.segmentation, bodies)
+
     def surface_height(self, x: float, y: float, image: CameraImage | None = None) -> float:
-        """Height of the topmost surface the camera sees at (x, y)."""
-        image = image or self.camera()
+        """Height of the topmost surface the camera sees at (x, y) (what the grasp-height rule grasps below)."""
         try:
-            return image.camera.surface_height(image.depth, x, y, radius_px=0)
+            return self._view(image or self.camera()).surface_height(x, y)
         except ValueError as exc:
             raise ExperimentError("x, y", str(exc)) from None
 
-    def grasp(self, x: float, y: float, angle: float, z: float | None = None, **params: Any) -> GraspResult:
-        """Top-down grasp at (x, y) turned by `angle` (rad): approach, descend, close, lift, and label.
+    def sample_grasp(self, image: CameraImage | None = None, **params: Any) -> Grasp:
+        """The grasp `myriad collect`'s sampler makes in this scene for this experiment's seed (strategy, noise and
+        heights from `params`, GraspParams fields): the same function on the same image."""
+        from myriad_grasping.sampling import GraspParams, attempt_rng, sample_grasp
 
-        z defaults to the seen surface height minus grasp_depth (at least min_grasp_z); `params` override GraspParams fields.
-        The motion sequence is the grasp sampler's own (myriad_grasping.episode.execute_grasp)."""
-        from myriad_grasping.episode import execute_grasp
-        from myriad_grasping.sampling import Grasp, GraspParams, label
+        p = GraspParams.from_dict({**GraspParams().to_dict(), **params}, "grasp params")
+        region = self.spec.objects
+        view = self._view(image or self.camera())
+        return sample_grasp(
+            attempt_rng(self.seed), p, list(self.objects()), region.region_x, region.region_y, view
+        )[0]
+
+    def grasp(self, x: float, y: float, angle: float, z: float | None = None, **params: Any) -> GraspResult:
+        """Top-down grasp at (x, y) turned by `angle` (rad; the fingers close along it): approach, descend to z or
+        until contact, close, lift, and label.
+
+        z defaults to the grasp-height rule (myriad_grasping.sampling.grasp_height: grasp_depth below the seen
+        surface, at least min_grasp_z), as the grasp sampler's; `params` override GraspParams fields. The motion
+        sequence is the grasp sampler's own (myriad_grasping.episode.execute_grasp)."""
+        from myriad_grasping.episode import classify, execute_grasp
+        from myriad_grasping.sampling import GraspParams, grasp_height, label
 
         p = GraspParams.from_dict({**GraspParams().to_dict(), **params}, "grasp params")
         timings, clock = {}, time.perf_counter()
         pre = self.camera()
-        z = max(p.min_grasp_z, self.surface_height(x, y, pre) - p.grasp_depth) if z is None else z
+        z = grasp_height(p, self.surface_height(x, y, pre)) if z is None else z
         before = self.objects()
 
         def lap(name: str) -> None:
@@ -217,13 +236,14 @@ class Experiment:
             timings[name] = round(time.perf_counter() - clock, 4)
             clock = time.perf_counter()
 
-        outcome, moves = execute_grasp(_Motions(self), Grasp(x, y, z, angle), p, self.seed, lap)
+        outcome, executed, moves = execute_grasp(_Motions(self), Grasp(x, y, z, angle), p, self.seed, lap)
         after = {n: o.position for n, o in self.objects().items()}
         success, lifted, rise = label({n: o.position for n, o in before.items()}, after, p.success_height)
+        outcome, labelled = classify(outcome, executed, success)
         post = self.camera()
         return GraspResult(
-            x, y, z, angle, success, lifted, rise, outcome, list(before.values()), p.to_dict(), pre, post,
-            self.robot_state().sim_time, timings, moves,
+            x, y, z, angle, labelled, lifted, rise, outcome, list(before.values()), p.to_dict(), pre, post,
+            self.robot_state().sim_time, timings, moves, executed,
         )  # fmt: skip
 
     # -- storage and closed loop -------------------------------------------------------------------------------------
@@ -307,14 +327,17 @@ class _Motions:
     def __init__(self, experiment: Experiment):
         self.experiment = experiment
 
-    def move(self, kind: str, position, orientation, seed: int):
+    def move(self, kind: str, position, orientation, seed: int, max_contact_force: float = 0.0):
         from myriad_grasping.episode import MoveResult
 
+        pose = parse_pose((position, orientation))
         try:
-            self.experiment.move_to((position, orientation), cartesian=kind == "cartesian")
-        except RuntimeError as exc:
-            return MoveResult(False, str(exc))
-        return MoveResult(True)
+            contact = self.experiment.backend.move(
+                kind, pose=pose, seed=self.experiment.seed, max_contact_force=max_contact_force
+            )
+        except RuntimeError as exc:  # MotionError, or the back end not answering
+            return MoveResult(False, str(exc), refused=not getattr(exc, "planned", False))
+        return MoveResult(True, contact=contact)
 
     def gripper(self, opening: float, force: float) -> tuple[float, bool]:
         return self.experiment.backend.gripper(opening, force), False

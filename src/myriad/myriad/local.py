@@ -8,8 +8,10 @@ from myriad.types import CameraImage, MotionError, ObjectInfo, Quat, Vec3
 from myriad_cle.sim import LocalSim, RobotState
 from myriad_control.gripper import command_gripper
 from myriad_control.trajectory import follow, make_trajectory
+from myriad_grasping.episode import MoveResult
 from myriad_interfaces.msg import ResultCode
 from myriad_runtime import workspace
+from myriad_sim.camera import DepthView
 from myriad_sim.spec import WorldSpec
 from myriad_sim.world import World
 
@@ -64,8 +66,14 @@ class LocalBackend:
         return self._planner
 
     def move(
-        self, goal_type: str, joints: Any = (), pose: tuple[Vec3, Quat] | None = None, seed: int = 0
-    ) -> None:
+        self,
+        goal_type: str,
+        joints: Any = (),
+        pose: tuple[Vec3, Quat] | None = None,
+        seed: int = 0,
+        max_contact_force: float = 0.0,
+    ) -> bool:
+        """Plan and execute (a guarded move when max_contact_force > 0); returns whether it stopped on contact."""
         from myriad_planning.scene import ObjectState
         from myriad_planning.timing import robot_trajectory
 
@@ -76,9 +84,10 @@ class LocalBackend:
             raise MotionError(f"{goal_type} motion: planning failed: {plan.message}")
         traj = robot_trajectory(plan.path, self.spec.robot, planner.config)
         goal = make_trajectory(robot, self.spec.robot.arm_joints, traj.times, traj.positions, traj.velocities)
-        out = follow(robot, goal, self.spec.timestep, self.world.step)
+        out = follow(robot, goal, self.spec.timestep, self.world.step, max_contact_force=max_contact_force)
         if out.error_code != ResultCode.SUCCESS:
-            raise MotionError(f"{goal_type} motion: execution failed: {out.message}")
+            raise MotionError(f"{goal_type} motion: execution failed: {out.message}", planned=True)
+        return out.contact
 
     def gripper(self, opening: float, force: float) -> float:
         return command_gripper(self.world.robot, opening, force, self.spec.timestep, self.world.step).position
@@ -90,3 +99,37 @@ class LocalBackend:
         if self._planner is not None:
             self._planner.scene.world.close()
         self.world.close()
+
+
+class LocalGraspBackend:
+    """The grasp sampler's backend protocol (myriad_grasping.episode.GraspBackend) over a LocalBackend: the same
+    attempt script as a back end's nodes run, by direct library calls in this process."""
+
+    def __init__(self, local: LocalBackend):
+        self.local = local
+
+    def reset(self, seed: int, object_count: int) -> list[tuple[str, str, Vec3]]:
+        return [(s.name, s.source, tuple(s.position)) for s in self.local.world.reset(seed, object_count)]
+
+    def capture(self) -> Any:
+        return self.local.world.capture()
+
+    def view(self, images: Any) -> DepthView:
+        bodies = {s.name: s.body for s in self.local.world.object_states()}
+        return DepthView(self.local.world.camera, images.depth, images.segmentation, bodies)
+
+    def move(
+        self, kind: str, position: Vec3, orientation: Quat, seed: int, max_contact_force: float = 0.0
+    ) -> MoveResult:
+        try:
+            contact = self.local.move(kind, pose=(position, orientation), seed=seed,
+                                      max_contact_force=max_contact_force)  # fmt: skip
+        except MotionError as exc:
+            return MoveResult(False, str(exc), refused=not exc.planned)
+        return MoveResult(True, contact=contact)
+
+    def gripper(self, opening: float, force: float) -> tuple[float, bool]:
+        return self.local.gripper(opening, force), False
+
+    def object_positions(self) -> dict[str, Vec3]:
+        return {s.name: tuple(s.position) for s in self.local.world.object_states()}

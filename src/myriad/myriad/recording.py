@@ -19,10 +19,10 @@ class GraspResult:
     y: float
     z: float
     angle: float
-    success: bool
+    success: bool | None  # grasped and lifted; None when no grasp was executed
     lifted_object: str
     lift_height: float
-    outcome: str  # "lifted" (the sequence ran; see success) or "<phase>_failed"
+    outcome: str  # one of myriad_grasping.episode.OUTCOMES
     objects: list[ObjectInfo]
     params: dict[str, Any]
     pre: CameraImage
@@ -30,6 +30,7 @@ class GraspResult:
     sim_time: float = 0.0
     timings: dict[str, float] = field(default_factory=dict)
     moves: dict[str, dict[str, Any]] = field(default_factory=dict)  # per motion: planner, times, ok, message
+    grasp_executed: bool = True
 
 
 def image_pngs(images: CameraImage | Mapping[str, Any] | None, prefix: str = "pre") -> dict[str, bytes]:
@@ -61,7 +62,13 @@ def grasp_record(g: GraspResult, **keys: Any) -> tuple[dict[str, Any], dict[str,
     record = attempt_record(
         **keys,
         params=g.params,
-        extra={"outcome": g.outcome, "target": "", "moves": g.moves, "source": "experiment"},
+        extra={
+            "outcome": g.outcome,
+            "grasp_executed": g.grasp_executed,
+            "target": "",
+            "moves": g.moves,
+            "source": "experiment",
+        },
         grasp={"x": g.x, "y": g.y, "z": g.z, "yaw": g.angle},
         objects=[object_record(o.name, o.source, o.body_id, o.position, o.orientation) for o in g.objects],
         success=g.success,

@@ -15,9 +15,16 @@ from rclpy.node import Node
 
 from myriad.types import CameraImage, MotionError, ObjectInfo, Quat, Vec3
 from myriad_cle.remote import RemoteSim
-from myriad_interfaces.action import GripperCommand, PlanAndExecute
+from myriad_interfaces.action import ExecuteTrajectory, GripperCommand, PlanAndExecute
 from myriad_interfaces.msg import ResultCode
-from myriad_interfaces.srv import CaptureImages, DeleteEntity, GetEntityState, ResetWorld, SpawnEntity
+from myriad_interfaces.srv import (
+    CaptureImages,
+    DeleteEntity,
+    GetEntityState,
+    PlanMotion,
+    ResetWorld,
+    SpawnEntity,
+)
 from myriad_runtime.calls import CallFailed, call_action, call_service
 from myriad_sim.camera import Camera
 from myriad_sim.image_codec import imgmsg_to_cv2
@@ -54,11 +61,13 @@ class RosBackend:
                 ("get_entity_state", GetEntityState),
                 ("reset_world", ResetWorld),
                 ("capture_images", CaptureImages),
+                ("plan", PlanMotion),
             )
         }
         self.actions = {
             "plan_and_execute": ActionClient(n, PlanAndExecute, "plan_and_execute"),
             "gripper_command": ActionClient(n, GripperCommand, "gripper_command"),
+            "execute_trajectory": ActionClient(n, ExecuteTrajectory, "execute_trajectory"),
         }
         self.fixed = {"robot"} | {m.name for m in spec.models}
         self.camera = Camera(spec.camera)
@@ -119,14 +128,39 @@ class RosBackend:
         return self._sim.observe()
 
     def move(
-        self, goal_type: str, joints: Any = (), pose: tuple[Vec3, Quat] | None = None, seed: int = 0
-    ) -> None:
+        self,
+        goal_type: str,
+        joints: Any = (),
+        pose: tuple[Vec3, Quat] | None = None,
+        seed: int = 0,
+        max_contact_force: float = 0.0,
+    ) -> bool:
+        """plan_and_execute, or for a guarded move (max_contact_force > 0) plan, then execute_trajectory with it."""
+        if max_contact_force > 0:
+            return self._guarded(goal_type, pose, seed, max_contact_force)
         goal = PlanAndExecute.Goal(goal_type=goal_type, joint_goal=[float(v) for v in joints])
         if pose is not None:
             goal.pose_goal = pose_msg(*pose)
         res = self._action("plan_and_execute", goal)
         if res.error_code != ResultCode.SUCCESS:
-            raise MotionError(f"{goal_type} motion: {res.message} (error code {res.error_code})")
+            raise MotionError(
+                f"{goal_type} motion: {res.message} (error code {res.error_code})",
+                planned=res.error_code == ResultCode.EXECUTION_FAILED,
+            )
+        return False
+
+    def _guarded(self, goal_type: str, pose: tuple[Vec3, Quat] | None, seed: int, force: float) -> bool:
+        req = PlanMotion.Request(goal_type=goal_type, planner="", seed=seed)
+        if pose is not None:
+            req.pose_goal = pose_msg(*pose)
+        plan = self._call("plan", req)
+        if plan.error_code != ResultCode.SUCCESS:
+            raise MotionError(f"{goal_type} motion: {plan.message} (error code {plan.error_code})")
+        goal = ExecuteTrajectory.Goal(trajectory=plan.trajectory, max_contact_force=force)
+        res = self._action("execute_trajectory", goal)
+        if res.error_code != ResultCode.SUCCESS:
+            raise MotionError(f"{goal_type} motion: execution failed: {res.message}", planned=True)
+        return res.stopped_on_contact
 
     def gripper(self, opening: float, force: float) -> float:
         return self._action(

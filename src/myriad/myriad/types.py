@@ -23,7 +23,11 @@ class ExperimentError(ValueError):
 
 
 class MotionError(RuntimeError):
-    """A motion could not be planned or executed."""
+    """A motion could not be planned (`planned` False) or executed."""
+
+    def __init__(self, message: str, planned: bool = False):
+        super().__init__(message)
+        self.planned = planned
 
 
 @dataclass(frozen=True)
@@ -67,8 +71,13 @@ class Backend(Protocol):
     def capture(self) -> CameraImage: ...
     def robot_state(self) -> RobotState: ...
     def move(
-        self, goal_type: str, joints: Any = (), pose: tuple[Vec3, Quat] | None = None, seed: int = 0
-    ) -> None: ...
+        self,
+        goal_type: str,
+        joints: Any = (),
+        pose: tuple[Vec3, Quat] | None = None,
+        seed: int = 0,
+        max_contact_force: float = 0.0,
+    ) -> bool: ...
     def gripper(self, opening: float, force: float) -> float: ...
     def sim(self, object_count: int) -> SimAdapter: ...
     def close(self) -> None: ...

@@ -67,8 +67,10 @@ class Controllers:
         out = await in_thread(self.node, lambda: sim.physics(
             follow, robot, traj, sim.world.spec.timestep, sim.advance, path_tol, goal_tol,
             on_feedback=feedback, cancelled=lambda: goal_handle.is_cancel_requested or sim.stopping,
+            max_contact_force=goal.max_contact_force,
         ))  # fmt: skip
         result.error_code, result.message = out.error_code, out.message
+        result.stopped_on_contact = out.contact
         result.max_tracking_error, result.final_error = out.max_tracking_error, out.final_error
         if goal_handle.is_cancel_requested:
             goal_handle.canceled()

@@ -35,6 +35,7 @@ class FollowResult:
     max_tracking_error: float
     final_error: float
     steps: int
+    contact: bool = False  # a guarded move stopped on contact (and holds where it stopped)
 
 
 def make_trajectory(robot: Robot, joint_names, times, positions, velocities=None) -> Trajectory:
@@ -118,8 +119,12 @@ def follow(
     on_feedback: Callable[[float, float, np.ndarray], None] | None = None,
     cancelled: Callable[[], bool] = lambda: False,
     feedback_every: int = 24,
+    max_contact_force: float = 0.0,
 ) -> FollowResult:
-    """Track `traj` with position targets, one physics step at a time, then settle to the goal."""
+    """Track `traj` with position targets, one physics step at a time, then settle to the goal.
+
+    max_contact_force > 0 makes it a guarded move, as an arm with a wrist force limit does: when the contact
+    force pushing the gripper up exceeds it, the arm stops and holds where it is (success, `contact` set)."""
     traj = with_start(traj, robot.joint_positions())
     n = int(np.ceil(traj.duration / dt))
     max_err, k = 0.0, 0
@@ -132,6 +137,11 @@ def follow(
         step(1)
         err = float(np.max(np.abs(robot.joint_positions() - target)))
         max_err = max(max_err, err)
+        if max_contact_force > 0 and robot.gripper_lift_force() > max_contact_force:
+            robot.set_arm_targets(robot.joint_positions())
+            return FollowResult(
+                ResultCode.SUCCESS, f"stopped on contact at t={t:.3f}s", max_err, err, k, True
+            )
         if err > path_tolerance:
             return FollowResult(
                 ResultCode.PATH_TOLERANCE_VIOLATED,

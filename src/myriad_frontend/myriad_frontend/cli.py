@@ -79,7 +79,8 @@ def cmd_collect(args) -> int:
     rate = result.done / result.seconds if result.seconds else 0.0
     print(
         f"\n{'interrupted' if result.interrupted else 'done'}: {result.done}/{result.target} attempts, "
-        f"{result.successes} successes ({result.successes / max(1, result.done):.0%}), "
+        f"{result.successes} successes ({result.successes / max(1, result.executed):.0%} of {result.executed} "
+        f"executed grasps), "
         f"{result.seconds:.1f} s, {rate:.2f} attempts/s"
         + (f", first attempt stored after {result.first_attempt_s:.1f} s" if result.first_attempt_s else "")
         + (f", restarts {result.restarts}" if any(result.restarts.values()) else "")
@@ -103,9 +104,11 @@ def cmd_status(args) -> int:
     if not names:
         print("no campaigns")
     for name in names:
-        p = store.progress(name)
+        p = store.progress(name, outcomes=True)
         print(f"{name}: {p['done']}/{p['target']} done, {p['leased']} leased, {p['pending']} pending, "
-              f"{p['successes']} successes")  # fmt: skip
+              f"{p['successes']} successes of {p['executed']} executed grasps")  # fmt: skip
+        if p["outcomes"]:
+            print("  outcomes: " + ", ".join(f"{k} {v}" for k, v in sorted(p["outcomes"].items())))
         for b in store.backends(name):
             print(f"  {b['backend']}: {b.get('state', '?')}, {b.get('attempts', 0)} attempts, "
                   f"item {b.get('current_item') or '-'}, updated {b.get('updated_at')}")  # fmt: skip

@@ -31,6 +31,7 @@ class CollectResult:
     restarts: dict[str, int] = field(default_factory=dict)
     interrupted: bool = False
     domain_id: int | None = None
+    executed: int = 0  # attempts that executed a grasp (the label's denominator)
 
 
 def run_local(
@@ -115,7 +116,7 @@ def watch(
             bar.update(p["done"] - bar.n)
             rate = p["attempts"] / max(1e-9, time.monotonic() - start)
             bar.set_postfix_str(_postfix(p, rate, backends, restarts()), refresh=False)
-            result.done, result.successes = p["done"], p["successes"]
+            result.done, result.successes, result.executed = p["done"], p["successes"], p["executed"]
             if p["done"] >= p["target"]:
                 return
             check(bar)
@@ -131,7 +132,7 @@ def finish(store: Store, result: CollectResult, start: float, restarts: dict[str
     if not result.interrupted:
         store.finish_campaign(result.campaign)
         p = store.progress(result.campaign)
-        result.done, result.successes = p["done"], p["successes"]
+        result.done, result.successes, result.executed = p["done"], p["successes"], p["executed"]
     return result
 
 
@@ -149,7 +150,7 @@ def _revive(b: BackendProcesses, run: Run, bar: tqdm) -> None:
 
 
 def _postfix(p: dict, rate: float, backends: int, restarts: int) -> str:
-    succ = p["successes"] / p["attempts"] if p["attempts"] else 0.0
+    succ = p["successes"] / p["executed"] if p["executed"] else 0.0
     return (
         f"success {succ:.0%} · {rate:.2f}/s"
         + (f" · {backends} back end(s)" if backends else "")

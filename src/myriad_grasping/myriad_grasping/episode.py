@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from myriad_grasping.sampling import Grasp, GraspParams, attempt_rng, label, sample_grasp
+from myriad_grasping.sampling import Grasp, GraspParams, View, attempt_rng, label, sample_grasp
 
 Vec3 = tuple[float, float, float]
 
@@ -20,6 +20,23 @@ class MoveResult:
     planning_time: float = 0.0
     path_length: float = 0.0
     planner: str = ""
+    contact: bool = False  # a guarded move stopped on contact
+    refused: bool = False  # not ok because it could not be planned (it never started)
+
+
+# What became of an attempt. Without a physical grasp: refused_before_descent (the reach above the grasp or the
+# descent could not be planned), collided_on_reach (the reach hit something). With one: lifted (the label's
+# success), missed (the fingers closed on nothing), slipped_during_lift (held something, lifted nothing),
+# lift_failed (the lift could not be planned or executed).
+OUTCOMES = (
+    "lifted",
+    "missed",
+    "slipped_during_lift",
+    "lift_failed",
+    "refused_before_descent",
+    "collided_on_reach",
+)
+MISSED_OPENING = 0.05  # fingers closed to within 5 % of their range of closed: nothing (< ~7 mm) between them
 
 
 class GraspBackend(Protocol):
@@ -27,9 +44,14 @@ class GraspBackend(Protocol):
 
     def reset(self, seed: int, object_count: int) -> list[tuple[str, str, Vec3]]: ...
     def capture(self) -> Any: ...
-    def surface_height(self, images: Any, x: float, y: float) -> float: ...
+    def view(self, images: Any) -> View: ...
     def move(
-        self, kind: str, position: Vec3, orientation: tuple[float, float, float, float], seed: int
+        self,
+        kind: str,
+        position: Vec3,
+        orientation: tuple[float, float, float, float],
+        seed: int,
+        max_contact_force: float = 0.0,
     ) -> MoveResult: ...
     def gripper(self, opening: float, force: float) -> tuple[float, bool]: ...
     def object_positions(self) -> dict[str, Vec3]: ...
@@ -42,7 +64,8 @@ class Attempt:
     grasp: Grasp
     target: str
     objects: list[tuple[str, str, Vec3]]
-    success: bool
+    success: bool | None  # grasped and lifted; None when no grasp was executed
+    grasp_executed: bool
     lifted_object: str
     lift_height: float
     outcome: str
@@ -68,33 +91,53 @@ def execute_grasp(
     params: GraspParams,
     seed: int,
     lap: Callable[[str], None] = lambda _n: None,
-) -> tuple[str, dict[str, dict[str, Any]]]:
-    """Open, reach above the grasp, descend, close, lift. Returns the outcome and each motion's record."""
+) -> tuple[str, bool, dict[str, dict[str, Any]]]:
+    """Open, reach above the grasp (collision-free), descend to the grasp or until contact (a guarded move that may
+    touch the tray and objects), close, lift. Returns (outcome so far, grasp executed, each motion's record): the
+    outcome is "closed_empty" or "closed_on_object" after a lift, for `classify` to finish with the label."""
     orientation = top_down(grasp.yaw)
     moves: dict[str, dict[str, Any]] = {}
+    guard = params.contact_force
     backend.gripper(1.0, params.gripper_force)
     steps = (
-        ("reach", "pose", (grasp.x, grasp.y, grasp.z + params.approach_height)),
-        ("descend", "cartesian", (grasp.x, grasp.y, grasp.z)),
-        ("close", None, None),
-        ("lift", "cartesian", (grasp.x, grasp.y, grasp.z + params.lift_height)),
+        ("reach", "pose", (grasp.x, grasp.y, grasp.z + params.approach_height), guard),
+        ("descend", "cartesian_contact", (grasp.x, grasp.y, grasp.z), guard),
+        ("close", None, None, 0.0),
+        ("lift", "cartesian_contact", (grasp.x, grasp.y, grasp.z + params.lift_height), 0.0),
     )
-    for k, (name, kind, position) in enumerate(steps):
+    closed = "closed_on_object"
+    for k, (name, kind, position, force) in enumerate(steps):
         if kind is None:
-            backend.gripper(0.0, params.gripper_force)
+            opening, _ = backend.gripper(0.0, params.gripper_force)
+            closed = "closed_empty" if opening <= MISSED_OPENING else closed
+            moves[name] = {"opening": round(float(opening), 4)}
         else:
-            result = backend.move(kind, position, orientation, motion_seed(seed, k))
+            result = backend.move(kind, position, orientation, motion_seed(seed, k), force)
             moves[name] = {
                 "ok": result.ok,
                 "message": result.message,
                 "planning_time": round(result.planning_time, 4),
                 "path_length": round(result.path_length, 4),
                 "planner": result.planner,
+                "contact": result.contact,
             }
-            if not result.ok:
-                return f"{name}_failed", moves
+            if name == "reach" and (result.contact or not result.ok):
+                return ("refused_before_descent" if result.refused else "collided_on_reach"), False, moves
+            if name == "descend" and result.refused:
+                return "refused_before_descent", False, moves
+            if name == "lift" and not result.ok:
+                return "lift_failed", True, moves
         lap(name)
-    return "lifted", moves
+    return closed, True, moves
+
+
+def classify(outcome: str, executed: bool, success: bool) -> tuple[str, bool | None]:
+    """The attempt's outcome (one of OUTCOMES) and label: success only for executed grasps, else None."""
+    if not executed:
+        return outcome, None
+    if outcome in ("closed_empty", "closed_on_object"):
+        outcome = "lifted" if success else "missed" if outcome == "closed_empty" else "slipped_during_lift"
+    return outcome, success
 
 
 def run_attempt(
@@ -104,7 +147,7 @@ def run_attempt(
     region_x: tuple[float, float],
     region_y: tuple[float, float],
 ) -> Attempt:
-    """Reset, look, sample a grasp, execute it, label, look again."""
+    """Reset, look, sample a grasp from what the camera sees, execute it, label, look again."""
     timings: dict[str, float] = {}
     clock = time.perf_counter()
 
@@ -119,13 +162,14 @@ def run_attempt(
     pre = backend.capture()
     lap("capture_pre")
     grasp, target = sample_grasp(
-        attempt_rng(seed), params, [(n, p) for n, _, p in objects], region_x, region_y
+        attempt_rng(seed), params, [n for n, _, _ in objects], region_x, region_y, backend.view(pre)
     )
-    outcome, moves = execute_grasp(backend, grasp, params, seed, lap)
+    outcome, executed, moves = execute_grasp(backend, grasp, params, seed, lap)
     after = backend.object_positions()
     success, lifted, rise = label({n: p for n, _, p in objects}, after, params.success_height)
+    outcome, labelled = classify(outcome, executed, success)
     post = backend.capture()
     lap("capture_post")
     return Attempt(
-        seed, params, grasp, target, objects, success, lifted, rise, outcome, pre, post, timings, moves
-    )
+        seed, params, grasp, target, objects, labelled, executed, lifted, rise, outcome, pre, post, timings, moves
+    )  # fmt: skip

@@ -37,9 +37,16 @@ def attempt_msg(a: Attempt, work, backend: str) -> GraspAttempt:
         seed=a.seed,
         params_json=json.dumps(a.params.to_dict(), sort_keys=True),
         extra_json=json.dumps(
-            {"outcome": a.outcome, "target": a.target, "moves": a.moves, "source": "collect"}, sort_keys=True
-        ),
-        success=a.success,
+            {
+                "outcome": a.outcome,
+                "grasp_executed": a.grasp_executed,
+                "target": a.target,
+                "moves": a.moves,
+                "source": "collect",
+            },
+            sort_keys=True,
+        ),  # fmt: skip
+        success=bool(a.success),  # the record keeps it only for executed grasps (extra.grasp_executed)
         lifted_object=a.lifted_object,
         lift_height=a.lift_height,
         timings_json=json.dumps(a.timings),
@@ -135,10 +142,7 @@ class GraspSamplerNode(Node):
         )
         if not res.accepted:
             raise CallFailed("store_attempt", f"refused {work.item_id}: {res.message}")
-        self.get_logger().info(
-            f"{work.item_id}: {'success' if attempt.success else 'failure'} ({attempt.outcome}) "
-            f"in {attempt.timings['total']:.2f} s"
-        )
+        self.get_logger().info(f"{work.item_id}: {attempt.outcome} in {attempt.timings['total']:.2f} s")
 
     def close(self) -> None:
         self.stopping.set()

@@ -13,7 +13,7 @@ from myriad_interfaces.action import ExecuteTrajectory, GripperCommand
 from myriad_interfaces.msg import ResultCode
 from myriad_interfaces.srv import CaptureImages, GetEntityState, PlanMotion, ResetWorld
 from myriad_runtime.calls import CallFailed, call_action, call_service
-from myriad_sim.camera import Camera
+from myriad_sim.camera import Camera, DepthView
 from myriad_sim.image_codec import imgmsg_to_cv2
 
 
@@ -48,12 +48,14 @@ class RosGraspBackend:
         self.execute = calls.action(ExecuteTrajectory, "execute_trajectory")
         self.gripper_action = calls.action(GripperCommand, "gripper_command")
         self.object_names: list[str] = []
+        self.object_bodies: dict[str, int] = {}
 
     def reset(self, seed: int, object_count: int) -> list[tuple[str, str, Vec3]]:
         res = self.calls.call(self.reset_cli, ResetWorld.Request(seed=seed, object_count=object_count))
         if not res.success:
             raise CallFailed("reset_world", res.message)
         self.object_names = [o.name for o in res.objects]
+        self.object_bodies = {o.name: o.body_id for o in res.objects}
         return [
             (o.name, o.source, (o.pose.position.x, o.pose.position.y, o.pose.position.z)) for o in res.objects
         ]
@@ -64,10 +66,13 @@ class RosGraspBackend:
             raise CallFailed("capture_images", res.message)
         return res
 
-    def surface_height(self, images: Any, x: float, y: float) -> float:
-        return self.camera.surface_height(imgmsg_to_cv2(images.depth), x, y)
+    def view(self, images: Any) -> DepthView:
+        depth, seg = imgmsg_to_cv2(images.depth), imgmsg_to_cv2(images.segmentation)
+        return DepthView(self.camera, depth, seg, self.object_bodies)
 
-    def move(self, kind: str, position: Vec3, orientation, seed: int) -> MoveResult:
+    def move(
+        self, kind: str, position: Vec3, orientation, seed: int, max_contact_force: float = 0.0
+    ) -> MoveResult:
         pose = Pose()
         pose.position.x, pose.position.y, pose.position.z = position
         o = pose.orientation
@@ -75,18 +80,16 @@ class RosGraspBackend:
         req = PlanMotion.Request(goal_type=kind, pose_goal=pose, planner=self.planner, seed=seed)
         plan = self.calls.call(self.plan_cli, req)
         result = MoveResult(
-            plan.error_code == ResultCode.SUCCESS,
-            plan.message,
-            plan.planning_time,
-            plan.path_length,
-            plan.planner,
-        )
+            plan.error_code == ResultCode.SUCCESS, plan.message, plan.planning_time, plan.path_length, plan.planner,
+            refused=plan.error_code != ResultCode.SUCCESS,
+        )  # fmt: skip
         if not result.ok:
             return result
-        goal = ExecuteTrajectory.Goal(trajectory=plan.trajectory)
+        goal = ExecuteTrajectory.Goal(trajectory=plan.trajectory, max_contact_force=max_contact_force)
         done = self.calls.run_action(self.execute, goal)
         if done.error_code != ResultCode.SUCCESS:
             result.ok, result.message = False, f"execution: {done.message}"
+        result.contact = done.stopped_on_contact
         return result
 
     def gripper(self, opening: float, force: float) -> tuple[float, bool]:

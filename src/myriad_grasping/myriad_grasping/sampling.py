@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -13,12 +12,15 @@ STRATEGIES = ("uniform", "object")
 # Closed ranges of the numeric fields (metres, newtons); every value must also be finite.
 _RANGES: dict[str, tuple[float, float]] = {
     "position_noise": (0.0, 0.5),
+    "yaw_noise": (0.0, math.pi),
+    "max_grasp_width": (0.005, 0.2),
     "approach_height": (0.01, 1.0),
     "lift_height": (0.01, 1.0),
     "success_height": (0.001, 1.0),
     "gripper_force": (0.1, 200.0),
     "grasp_depth": (0.0, 0.2),
     "min_grasp_z": (0.001, 1.0),
+    "contact_force": (0.1, 300.0),
 }
 
 
@@ -28,7 +30,11 @@ class GraspParams:
 
     object_count: int = 5
     strategy: str = "object"
-    position_noise: float = 0.01
+    position_noise: float = 0.01  # m, standard deviation of the `object` strategy's aim
+    yaw_noise: float = 0.05  # rad, standard deviation of the `object` strategy's yaw
+    # m: `object` aims at objects whose seen narrow side is at most this wide (the open fingers' tips are ~10 cm
+    # apart and their bases slant inwards), when the camera sees any.
+    max_grasp_width: float = 0.08
     approach_height: float = 0.15
     lift_height: float = 0.30
     success_height: float = 0.10
@@ -37,6 +43,8 @@ class GraspParams:
     # Lowest gripper-centre height: the finger pads reach 3 cm below it and must clear the tray floor (z 0.006)
     # by the planner's collision padding (config/planning.yaml).
     min_grasp_z: float = 0.04
+    # N: the descent (a guarded move) stops when the contact force pushing the gripper up exceeds this.
+    contact_force: float = 20.0
     planner: str = ""
 
     @classmethod
@@ -91,30 +99,90 @@ def attempt_rng(seed: int) -> np.random.Generator:
     return np.random.default_rng([seed, 0x6D79726961])
 
 
+class View(Protocol):
+    """What the camera saw before the attempt (myriad_sim.camera.DepthView)."""
+
+    def surface_height(self, x: float, y: float) -> float: ...
+    def object_points(self, name: str) -> np.ndarray: ...
+
+
+def grasp_height(params: GraspParams, surface: float) -> float:
+    """The grasp-height rule: grasp_depth below the surface the camera sees, never below min_grasp_z."""
+    return max(params.min_grasp_z, surface - params.grasp_depth)
+
+
+def narrow_axis(points: np.ndarray) -> tuple[float, float, float, float]:
+    """Centre (x, y) of an object's seen points (N x 2+), the angle of its narrow horizontal axis and its width.
+
+    The angle is that of the minor principal axis of the points' xy second moments, in (-pi/2, pi/2]; the width
+    is the points' extent along it."""
+    xy = np.asarray(points, float)[:, :2]
+    centre = xy.mean(axis=0)
+    cov = np.cov((xy - centre).T) if len(xy) > 1 else np.eye(2)
+    _, vecs = np.linalg.eigh(cov)  # eigenvalues ascending: the first eigenvector is the narrow axis
+    along = (xy - centre) @ vecs[:, 0]
+    angle = math.atan2(vecs[1, 0], vecs[0, 0])
+    angle = angle - math.pi if angle > math.pi / 2 else angle + math.pi if angle <= -math.pi / 2 else angle
+    return float(centre[0]), float(centre[1]), angle, float(along.max() - along.min())
+
+
+MIN_SEEN_POINTS = 20  # an object with fewer visible pixels is not aimed at
+FINGER_REACH = (
+    0.055,
+    0.065,
+    0.075,
+)  # m from the gripper centre along the yaw: where the open fingertips come down
+YAW_TURNS = (0.0, math.pi / 12, -math.pi / 12, math.pi / 6, -math.pi / 6, math.pi / 4, -math.pi / 4)
+
+
+def clear_yaw(view: View, x: float, y: float, yaw: float) -> float:
+    """The yaw nearest `yaw` (turns up to 45 degrees) whose fingertips come down where the seen surface is lowest
+    (within 1 cm of the lowest): the fingers go beside the object, not onto its neighbours."""
+
+    def tips_height(a: float) -> float:
+        c, s = math.cos(a), math.sin(a)
+        try:
+            return max(
+                view.surface_height(x + k * r * c, y + k * r * s) for r in FINGER_REACH for k in (1, -1)
+            )
+        except ValueError:  # a fingertip outside the camera's view
+            return math.inf
+
+    heights = [tips_height(yaw + turn) for turn in YAW_TURNS]
+    return yaw + next(t for t, h in zip(YAW_TURNS, heights) if h <= min(heights) + 0.01)
+
+
 def sample_grasp(
     rng: np.random.Generator,
     params: GraspParams,
-    objects: list[tuple[str, tuple[float, float, float]]],
+    objects: list[str],
     region_x: tuple[float, float],
     region_y: tuple[float, float],
-    surface_height: Callable[[float, float], float] | None = None,
+    view: View,
 ) -> tuple[Grasp, str]:
-    """A top-down grasp: `object` aims at a random object's position (with noise), `uniform` anywhere in the region.
+    """A top-down grasp; the fingers close along the yaw direction (yaw 0: along world x).
 
-    The height is grasp_depth below the surface the camera sees there (`surface_height`), else below the
-    object's origin; never below min_grasp_z. Returns the grasp and the name of the object aimed at ("" for
-    uniform)."""
-    yaw = float(rng.uniform(-math.pi / 2, math.pi / 2))
-    name, z = "", params.min_grasp_z
-    if params.strategy == "object" and objects:
-        name, (x, y, z) = objects[int(rng.integers(len(objects)))]
+    `object`: a random object the camera sees (one narrow enough for the fingers if there is one), aimed at the
+    centre of its seen points with the fingers across its narrow axis (turned by up to 45 degrees where that keeps
+    the fingertips off its neighbours), both with Gaussian noise (position_noise, yaw_noise); `uniform`: anywhere
+    in the region, any yaw.
+    The height follows grasp_height at the aimed point. Returns the grasp and the object aimed at ("" uniform)."""
+    name, seen = "", []
+    if params.strategy == "object":
+        seen = [
+            (n, narrow_axis(pts)) for n in objects if len(pts := view.object_points(n)) >= MIN_SEEN_POINTS
+        ]
+        seen = [s for s in seen if s[1][3] <= params.max_grasp_width] or seen
+    if seen:
+        name, (x, y, yaw, _) = seen[int(rng.integers(len(seen)))]
         dx, dy = rng.normal(0.0, params.position_noise, size=2)
-        x, y, z = x + dx, y + dy, z - params.grasp_depth / 2
+        x, y = x + dx, y + dy
+        yaw = clear_yaw(view, x, y, yaw) + float(rng.normal(0.0, params.yaw_noise))
+        yaw = (yaw + math.pi / 2) % math.pi - math.pi / 2
     else:
         x, y = rng.uniform(*region_x), rng.uniform(*region_y)
-    if surface_height is not None:
-        z = surface_height(x, y) - params.grasp_depth
-    return Grasp(float(x), float(y), float(max(params.min_grasp_z, z)), yaw), name
+        yaw = float(rng.uniform(-math.pi / 2, math.pi / 2))
+    return Grasp(float(x), float(y), grasp_height(params, view.surface_height(x, y)), float(yaw)), name
 
 
 def label(

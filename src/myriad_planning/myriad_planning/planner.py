@@ -90,20 +90,21 @@ class Planner:
         time_limit: float = 0.0,
         seed: int = 0,
     ) -> PlanResult:
-        """Dispatch on goal_type "joints" | "pose" | "cartesian" (as PlanMotion.srv)."""
+        """Dispatch on goal_type "joints" | "pose" | "cartesian" | "cartesian_contact" (as PlanMotion.srv)."""
         if goal_type == "joints":
             return self.plan_joints(start, joint_goal, planner, time_limit, seed)
-        if goal_type in ("pose", "cartesian") and pose is not None:
+        if goal_type in ("pose", "cartesian", "cartesian_contact") and pose is not None:
             if goal_type == "pose":
                 return self.plan_pose(start, pose[0], pose[1], planner, time_limit, seed)
-            return self.plan_cartesian(start, pose[0], pose[1])
+            return self.plan_cartesian(start, pose[0], pose[1], goal_type == "cartesian_contact")
         return PlanResult(
-            INVALID_GOAL, f"goal_type {goal_type!r}: expected joints, pose or cartesian (with a pose)"
+            INVALID_GOAL,
+            f"goal_type {goal_type!r}: expected joints, pose, cartesian or cartesian_contact (with a pose)",
         )
 
     # -- request checks ----------------------------------------------------------------------------------------------
 
-    def _start(self, start: Sequence[float]) -> tuple[np.ndarray | None, str]:
+    def _start(self, start: Sequence[float], gripper_contact: bool = False) -> tuple[np.ndarray | None, str]:
         q = np.asarray(start, float)
         lo, hi = self.robot.lower, self.robot.upper
         if q.shape != (self.dof,):
@@ -112,7 +113,7 @@ class Planner:
             return None, f"start: {np.round(q, 3).tolist()} is outside the joint limits"
         q = np.clip(q, lo, hi)
         self.scene.ignore_held(q)
-        why = self.scene.collision(q)
+        why = self.scene.collision(q, gripper_contact=gripper_contact)
         return (None, f"start state in collision ({why})") if why else (q, "")
 
     def _settings(self, planner: str, time_limit: float) -> tuple[str, float]:
@@ -182,12 +183,19 @@ class Planner:
 
     @_timed
     def plan_cartesian(
-        self, start: Sequence[float], position: Sequence[float], orientation: Sequence[float]
+        self,
+        start: Sequence[float],
+        position: Sequence[float],
+        orientation: Sequence[float],
+        gripper_contact: bool = False,
     ) -> PlanResult:
-        """Straight line of the gripper centre to a pose: IK every `cartesian.step` metres, no joint jumps."""
+        """Straight line of the gripper centre to a pose: IK every `cartesian.step` metres, no joint jumps.
+
+        gripper_contact: the gripper may touch the tray and objects (a grasp's descent and lift, executed as a
+        guarded move that stops on contact); the arm may not."""
         t0 = time.monotonic()
         cfg, kin = self.config, self.scene.kinematics
-        q, why = self._start(start)
+        q, why = self._start(start, gripper_contact)
         if q is None:
             return PlanResult(PLANNING_FAILED, why, planner="cartesian")
         p0, o0 = kin.fk(q)
@@ -212,7 +220,7 @@ class Planner:
                 return PlanResult(
                     PLANNING_FAILED, f"joint jump of {jump:.3f} rad {where}", planner="cartesian"
                 )
-            why = self.scene.collision(q, objects_vs_gripper=cfg.objects_vs_gripper)
+            why = self.scene.collision(q, cfg.objects_vs_gripper, gripper_contact)
             if why:
                 return PlanResult(PLANNING_FAILED, f"collision {where} ({why})", planner="cartesian")
             path.append(q)

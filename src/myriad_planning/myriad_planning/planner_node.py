@@ -140,8 +140,9 @@ class PlannerNode(Node):
 
     def plan(self, request) -> tuple[PlanResult, JointTrajectory]:
         """Plan a PlanMotion / PlanAndExecute request on the freshly synced scene."""
-        pose = pose_of(request.pose_goal) if request.goal_type in ("pose", "cartesian") else None
-        if request.goal_type in ("pose", "cartesian") and pose is None:
+        posed = request.goal_type in ("pose", "cartesian", "cartesian_contact")
+        pose = pose_of(request.pose_goal) if posed else None
+        if posed and pose is None:
             return PlanResult(
                 ResultCode.INVALID_GOAL, "pose_goal: the orientation is a zero quaternion"
             ), JointTrajectory()

@@ -250,8 +250,13 @@ class Scene:
                 held.append(name)
         return held
 
-    def collision(self, q: Sequence[float], objects_vs_gripper: bool = True) -> str | None:
-        """What the robot at q collides with (a short description), or None when q is free."""
+    def collision(
+        self, q: Sequence[float], objects_vs_gripper: bool = True, gripper_contact: bool = False
+    ) -> str | None:
+        """What the robot at q collides with (a short description), or None when q is free.
+
+        gripper_contact: the allowed-collision matrix of a grasp's descent, close and lift: the gripper may touch
+        anything but the robot itself (tray floor and walls, the target, objects around it); the arm may not."""
         b, c, pad = self.robot.body, self.client, self.config.padding
         self.kinematics.set_joints(q)
         for i, j in self.self_pairs:
@@ -266,12 +271,13 @@ class Scene:
             for p in pb.getClosestPoints(b, e.body, pad, physicsClientId=c):
                 if static and (p[3], name) in self.allowed_static:
                     continue
-                if is_object and not objects_vs_gripper and p[3] in self.gripper_links:
+                if (gripper_contact or (is_object and not objects_vs_gripper)) and p[3] in self.gripper_links:
                     continue
                 return f"link {p[3]} and {name}"
         for body in self.voxel_bodies:
-            if pb.getClosestPoints(b, body, pad, physicsClientId=c):
-                return "depth obstacle"
+            for p in pb.getClosestPoints(b, body, pad, physicsClientId=c):
+                if not (gripper_contact and p[3] in self.gripper_links):
+                    return "depth obstacle"
         return None
 
     def is_valid(self, q: Sequence[float], objects_vs_gripper: bool = True) -> bool:

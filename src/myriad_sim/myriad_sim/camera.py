@@ -78,3 +78,25 @@ class Camera:
         vs, us = np.mgrid[max(0, v0 - r) : min(h, v0 + r + 1), max(0, u0 - r) : min(w, u0 + r + 1)]
         vs, us = vs.ravel(), us.ravel()
         return float(self.deproject(us, vs, depth[vs, us])[2].max())
+
+
+@dataclass
+class DepthView:
+    """One capture's depth and segmentation with the camera that took it, and which body id each object has."""
+
+    camera: Camera
+    depth: np.ndarray  # HxW metres along the optical axis
+    segmentation: np.ndarray  # HxW body ids (-1 background)
+    bodies: dict[str, int]  # object name -> body id
+
+    def surface_height(self, x: float, y: float) -> float:
+        """Height of the highest surface seen near (x, y): the one the grasp-height rule grasps below."""
+        return self.camera.surface_height(self.depth, x, y)
+
+    def object_points(self, name: str) -> np.ndarray:
+        """World points (N x 3) of the object's pixels; empty when the camera does not see it."""
+        body = self.bodies.get(name)
+        vs, us = np.nonzero(self.segmentation == body) if body is not None else ((), ())
+        if len(vs) == 0:
+            return np.zeros((0, 3))
+        return self.camera.deproject(us, vs, self.depth[vs, us]).T

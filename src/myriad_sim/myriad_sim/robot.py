@@ -96,6 +96,14 @@ class Robot:
             )
         )
 
+    def gripper_lift_force(self) -> float:
+        """Upward contact force on the gripper (N) from anything but the robot: a wrist force sensor's Fz."""
+        total = 0.0
+        for p in pb.getContactPoints(bodyA=self.body, physicsClientId=self.client):
+            if p[2] != self.body and p[3] > self.ee:  # normal force times the normal's z (it points at us)
+                total += p[9] * p[7][2]
+        return total
+
     def joint_positions(self) -> np.ndarray:
         return np.array([s[0] for s in pb.getJointStates(self.body, self.arm, physicsClientId=self.client)])
 

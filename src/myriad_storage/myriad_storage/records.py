@@ -25,7 +25,8 @@ EXTRA_DEFAULTS = {"outcome": "", "target": "", "moves": {}, "source": ""}  # sou
 
 def attempt_record(**fields: Any) -> dict:
     """The stored attempt record, the one builder for both ways of storing an attempt (`myriad collect`'s logger
-    and Experiment.record): exactly RECORD_FIELDS, and `extra` with at least the keys of EXTRA_DEFAULTS."""
+    and Experiment.record): exactly RECORD_FIELDS, and `extra` with at least the keys of EXTRA_DEFAULTS; with
+    `extra.grasp_executed`, also `grasp_executed`, and `success` None when no grasp was executed."""
     missing = [f for f in RECORD_FIELDS if f not in fields]
     unknown = sorted(set(fields) - set(RECORD_FIELDS))
     if missing or unknown:
@@ -33,7 +34,11 @@ def attempt_record(**fields: Any) -> dict:
     # seed is uint64 in the message; BSON has signed 64-bit ints only.
     if fields["seed"] >= 2**63:
         raise ValueError(f"seed {fields['seed']} does not fit a signed 64-bit integer (BSON)")
-    return {**{f: fields[f] for f in RECORD_FIELDS}, "extra": {**EXTRA_DEFAULTS, **fields["extra"]}}
+    record = {**{f: fields[f] for f in RECORD_FIELDS}, "extra": {**EXTRA_DEFAULTS, **fields["extra"]}}
+    if "grasp_executed" in record["extra"]:  # the label is kept only for attempts that executed a grasp
+        record["grasp_executed"] = bool(record["extra"]["grasp_executed"])
+        record["success"] = record["success"] if record["grasp_executed"] else None
+    return record
 
 
 def object_record(name: str, source: str, body_id: int, position, orientation) -> dict:

@@ -371,8 +371,9 @@ class Store:
         return True
 
     @_guarded
-    def progress(self, campaign: str) -> dict:
-        """Counts: target, pending, leased (incl. expired), done, successes, attempts."""
+    def progress(self, campaign: str, outcomes: bool = False) -> dict:
+        """Counts: target, pending, leased (incl. expired), done, successes, attempts, executed (attempts that
+        executed a grasp: the label's denominator) and, if asked, outcomes (attempts by extra.outcome)."""
         c = self.campaign(campaign)
         out = {"target": c["target"] if c else 0, PENDING: 0, LEASED: 0, DONE: 0}
         for row in self.db.work_items.aggregate(
@@ -381,6 +382,12 @@ class Store:
             out[row["_id"]] = row["n"]
         out["successes"] = self.db.attempts.count_documents({"campaign": campaign, "success": True})
         out["attempts"] = self.db.attempts.count_documents({"campaign": campaign})
+        out["executed"] = self.db.attempts.count_documents(
+            {"campaign": campaign, "grasp_executed": {"$ne": False}}
+        )
+        if outcomes:
+            by = [{"$match": {"campaign": campaign}}, {"$group": {"_id": "$extra.outcome", "n": {"$sum": 1}}}]
+            out["outcomes"] = {str(row["_id"]): row["n"] for row in self.db.attempts.aggregate(by)}
         return out
 
     @_guarded

@@ -71,9 +71,13 @@ def attempt_filter(q: dict[str, str]) -> dict[str, Any]:
     if q.get("source"):
         f["objects.source"] = q["source"]
     label = q.get("label", "")
-    if label not in ("", "success", "failure"):
-        raise ApiError(400, f"label must be 'success' or 'failure', got {label!r}")
-    if label:
+    if label not in ("", "success", "failure", "none"):
+        raise ApiError(
+            400, f"label must be 'success', 'failure' or 'none' (no grasp executed), got {label!r}"
+        )
+    if label == "none":
+        f["grasp_executed"] = False
+    elif label:
         f["success"] = label == "success"
     return f
 
@@ -85,6 +89,7 @@ def _summary(doc: dict) -> dict:
         "item_id": doc.get("item_id"),
         "backend": doc.get("backend"),
         "success": doc.get("success"),
+        "grasp_executed": doc.get("grasp_executed"),
         "outcome": (doc.get("extra") or {}).get("outcome"),
         "objects": [o.get("name") for o in doc.get("objects") or []],
         "lift_height": doc.get("lift_height"),

@@ -193,7 +193,7 @@ class LivePoller:
 
     def _refresh_progress(self, state: CampaignState) -> None:
         started = time.monotonic()
-        progress = self.store.progress(state.doc["name"])
+        progress = self.store.progress(state.doc["name"], outcomes=True)
         state.progress_cost = time.monotonic() - started
         state.progress_at = time.monotonic()
         state.progress = {**progress, "as_of": datetime.now(UTC)}

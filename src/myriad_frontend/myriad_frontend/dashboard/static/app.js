@@ -77,6 +77,10 @@ function campaignCard(c) {
   const items = c.items
     ? `items: ${c.items.done} done · ${c.items.leased} leased · ${c.items.pending} pending (as of ${local(c.items.as_of)})`
     : "items: counting…";
+  const outcomes = c.items && c.items.outcomes && Object.keys(c.items.outcomes).length
+    ? "outcomes: " + Object.entries(c.items.outcomes).sort().map(([k, n]) => `${k} ${n}`).join(" · ")
+      + ` (${c.items.successes} successes of ${c.items.executed} executed grasps)`
+    : "";
   const card = el("div", { class: "card", "data-campaign": c.name },
     el("h3", {}, c.name, c.finished_at ? el("span", { class: "muted", text: " · finished" }) : ""),
     el("div", { class: "bar" }, el("div", { style: `width:${(100 * done).toFixed(1)}%` })),
@@ -88,6 +92,7 @@ function campaignCard(c) {
       el("a", { href: `#samples?${qs({ campaign: c.name })}` }, "samples"), " ",
       el("a", { href: `#work?${qs({ campaign: c.name })}` }, "work items")),
     el("p", { class: "muted", text: items }),
+    el("p", { class: "muted c-outcomes", text: outcomes }),
     el("div", { class: "plots" },
       plot(rates, tl.t0, step, { title: `attempts/s (per ${step}s)` }),
       plot(succ, tl.t0, step, { title: "success rate", max: 1 })));
