@@ -74,8 +74,8 @@ def test_sampler_and_experiment_api_make_the_same_grasp_from_the_same_seed(store
 
 
 def test_refused_attempts_are_stored_without_a_label(db):
-    # The approach pose 1.5 m above the tray is out of the arm's reach: no grasp can start.
-    out = collect(db, "--attempts", "2", "--name", "refused", "--set", "approach_height=1.5")
+    # The approach pose 1 m above the tray is out of the arm's reach: no grasp can start.
+    out = collect(db, "--attempts", "2", "--name", "refused", "--set", "approach_height=1.0")
     assert out.returncode == 0, out.stderr[-3000:]
     docs = Store(db, "t").attempts({"campaign": "refused"})
     assert len(docs) == 2

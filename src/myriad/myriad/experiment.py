@@ -19,6 +19,7 @@ from myriad_cle.transfer import TransferFunctions
 from myriad_grasping.sampling import Grasp
 from myriad_runtime import workspace, workspace_path
 from myriad_sim.camera import DepthView
+from myriad_sim.config import is_int
 from myriad_sim.spec import load_world
 from myriad_sim.world import MAX_MASS, MAX_OBJECTS, MAX_SCALE, MIN_MASS, MIN_SCALE, SpawnError
 
@@ -101,9 +102,9 @@ class Experiment:
         """Rebuild the world and drop `object_count` random objects into the tray, all drawn from `seed`."""
         seed = self.seed if seed is None else seed
         object_count = self.object_count if object_count is None else object_count
-        if type(seed) is not int or not 0 <= seed < 2**63:
+        if not is_int(seed) or not 0 <= seed < 2**63:
             raise ExperimentError("seed", f"expected an integer 0..2**63-1, got {seed!r}")
-        if type(object_count) is not int or not 0 <= object_count <= MAX_OBJECTS:
+        if not is_int(object_count) or not 0 <= object_count <= MAX_OBJECTS:
             raise ExperimentError(
                 "object_count", f"expected an integer 0..{MAX_OBJECTS}, got {object_count!r}"
             )

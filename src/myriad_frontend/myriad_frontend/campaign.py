@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 
 from myriad_grasping.sampling import GraspParams
+from myriad_sim.config import is_int
 
 # Work items are written to the database up front (≈10k items/s on SecantusDB) and progress counts scan them:
 # larger collections are split into several campaigns.
@@ -46,9 +47,9 @@ def make_spec(name: str, seed: int, attempts: int, params: dict[str, Any], sweep
     """Validate and build a campaign; every item's parameters are checked before anything is stored."""
     if not isinstance(name, str) or not name or "/" in name:
         raise ValueError(f"{where}.name: expected a non-empty name without '/', got {name!r}")
-    if type(seed) is not int or not 0 <= seed < 2**63:
+    if not is_int(seed) or not 0 <= seed < 2**63:
         raise ValueError(f"{where}.seed: expected an integer 0..2**63-1, got {seed!r}")
-    if type(attempts) is not int or not 1 <= attempts <= MAX_ATTEMPTS:
+    if not is_int(attempts) or not 1 <= attempts <= MAX_ATTEMPTS:
         raise ValueError(
             f"{where}.attempts: expected an integer 1..{MAX_ATTEMPTS:,} (every work item is stored up front; "
             f"split larger collections into several campaigns), got {attempts!r}"

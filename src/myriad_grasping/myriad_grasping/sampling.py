@@ -8,6 +8,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from myriad_sim.config import is_int
+
 STRATEGIES = ("uniform", "object")
 # Closed ranges of the numeric fields (metres, newtons); every value must also be finite.
 _RANGES: dict[str, tuple[float, float]] = {
@@ -66,7 +68,7 @@ class GraspParams:
 def _check(where: str, name: str, v: Any) -> Any:
     """The validated value of field `name` (integers accepted for floats); ValueError naming `where` otherwise."""
     if name == "object_count":
-        if type(v) is not int or not 1 <= v <= 20:
+        if not is_int(v) or not 1 <= v <= 20:
             raise ValueError(f"{where}: expected an integer 1..20, got {v!r}")
         return v
     if name == "strategy":
@@ -81,7 +83,7 @@ def _check(where: str, name: str, v: Any) -> Any:
                              f"got {v!r}")  # fmt: skip
         return v
     lo, hi = _RANGES[name]
-    if type(v) not in (int, float) or not math.isfinite(v) or not lo <= v <= hi:
+    if not (is_int(v) or isinstance(v, float)) or not math.isfinite(v) or not lo <= v <= hi:
         raise ValueError(f"{where}: expected a finite number in {lo}..{hi}, got {v!r}")
     return float(v)
 

@@ -112,3 +112,10 @@ def read_yaml(path: Path) -> Any:
         return yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: malformed YAML: {exc}") from None
+
+
+def is_int(value: Any) -> bool:
+    """An integer, not a bool: Python's, numpy's or BSON's Int64 (a database value)."""
+    import numbers
+
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)

@@ -11,6 +11,7 @@ import numpy as np
 import pybullet as pb
 
 from myriad_sim.camera import Camera, Frame
+from myriad_sim.config import is_int
 from myriad_sim.description import load_robot_body
 from myriad_sim.models import MESH_SUFFIXES, ModelError, check_model_file, resolve_source
 from myriad_sim.robot import Robot
@@ -143,7 +144,7 @@ class World:
         """Rebuild the world and drop objects into the tray, all drawn from `seed`. Returns the settled objects."""
         o = self.spec.objects
         count = len(object_ids) if object_ids else object_count
-        if type(count) is not int or not 0 <= count <= MAX_OBJECTS:
+        if not is_int(count) or not 0 <= count <= MAX_OBJECTS:
             raise SpawnError(f"object_count: expected an integer 0..{MAX_OBJECTS}, got {count!r}")
         rng = np.random.default_rng(seed)
         if object_ids:
