@@ -121,12 +121,15 @@ def storage_attempt_factory():
 # ---------------------------------------------------------------------------------------------------------
 
 import os  # noqa: E402
-import random  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
 
-# One DDS domain per test session, so a developer's running back ends never answer a test.
-os.environ.setdefault("ROS_DOMAIN_ID", str(random.Random(os.getpid()).randint(1, 100)))
+from myriad_runtime.isolation import claim_domain  # noqa: E402
+
+# One DDS domain per test session, held for the whole session (as a run holds its own), so neither a developer's
+# running back ends nor another test session answer a test; `myriad collect` started by a test runs in it.
+SESSION_DOMAIN = claim_domain(os.environ.get("ROS_DOMAIN_ID"), run="pytest", workspace=str(WS))
+os.environ["ROS_DOMAIN_ID"] = str(SESSION_DOMAIN.domain_id)
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
 os.environ.setdefault("MYRIAD_WS", str(WS))
 

@@ -134,7 +134,8 @@ def test_crash_looping_backend_stops_the_run_with_its_logs(server, tmp_path):
     out = log.read_text()
     assert proc.returncode == 1, out[-2000:]
     assert "back end b0 died 6 times in a row with no attempt stored" in out
-    (log,) = (WS / "log" / "runs" / name).glob("*/b0/backend.log")
+    log = Path(out.split("see its logs in ")[1].split(";")[0]) / "backend.log"
+    assert log.is_relative_to(WS / "log" / "runs" / name)
     assert "none.yaml: file not found" in log.read_text()
     assert f"see its logs in {log.parent}; first error: [" in out and "fatal:" in out
     assert "none.yaml: file not found" in out

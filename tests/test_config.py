@@ -54,8 +54,11 @@ def test_unknown_fields_are_rejected_with_file_and_field(tmp_path, source, edit,
         if source.startswith("config"):
             load_planning(path)
         elif source.startswith("urdf"):
+            import shutil
+
             from myriad_sim.spec import load_robot
 
+            shutil.copy(WS / "urdf" / "iiwa_wsg50.urdf", tmp_path)  # the robot YAML names its URDF beside it
             load_robot(path)
         else:
             load_world(path, WS)

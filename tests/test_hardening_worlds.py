@@ -20,6 +20,7 @@ def _world(
     """A copy of worlds/tray.yaml (with a copy of its robot file) changed as given; returns the world path."""
     world = yaml.safe_load((WS / "worlds" / "tray.yaml").read_text())
     rob = yaml.safe_load((WS / "urdf" / "iiwa_wsg50.yaml").read_text())
+    rob["model"] = str(WS / "urdf" / rob["model"])  # the copy names the workspace's URDF
     rob.update(robot or {})
     (tmp_path / "robot.yaml").write_text(yaml.safe_dump(rob))
     world["robot"]["description"] = description or str(tmp_path / "robot.yaml")

@@ -108,13 +108,22 @@ def test_two_concurrent_collections_store_exactly_their_own(tmp_path):
 
 
 def test_explicit_domain_held_by_another_run_is_refused(db):
-    with claim_domain(run="other") as other:
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import time; from myriad_runtime.isolation import claim_domain; "
+         "c = claim_domain(run='other'); print(c.domain_id, flush=True); time.sleep(120)"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        held = int(holder.stdout.readline())
         out = subprocess.run(
             collect_command(db, "--attempts", "1"), capture_output=True, text=True, timeout=120,
-            env={**no_domain_env(), "ROS_DOMAIN_ID": str(other.domain_id)},
+            env={**no_domain_env(), "ROS_DOMAIN_ID": str(held)},
         )  # fmt: skip
+    finally:
+        holder.kill()
+        holder.wait()
     assert out.returncode == 2, out.stderr[-2000:]
-    assert f"ROS_DOMAIN_ID {other.domain_id} is in use by another Myriad run" in out.stderr
+    assert f"ROS_DOMAIN_ID {held} is in use by another Myriad run (pid {holder.pid}" in out.stderr
     assert "Traceback" not in out.stderr
 
 

@@ -123,7 +123,7 @@ def test_collect_and_experiment_records_have_the_same_fields():
     moves = {"approach": {"ok": True, "planner": "RRTConnect"}}
     attempt = Attempt(
         7, GraspParams(), Grasp(0.5, 0.0, 0.1, 0.3), "obj0", [("obj0", "object:1", (0.5, 0.0, 0.7))],
-        True, "obj0", 0.2, "lifted", msgs, msgs, {"total": 1.0}, moves,
+        True, True, "obj0", 0.2, "lifted", msgs, msgs, {"total": 1.0}, moves,
     )  # fmt: skip
     work = SimpleNamespace(item_id="c/000001", campaign="c", item_index=1)
     collected, _ = attempt_msg_to_record(attempt_msg(attempt, work, "b0"))
