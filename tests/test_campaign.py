@@ -54,7 +54,7 @@ def finish(proc: subprocess.Popen, log: Path, timeout: float) -> str:
 
 
 def backend_logs(runs: Path) -> str:
-    return "".join(p.read_text() for p in runs.glob("b*/backend.log"))
+    return "".join(p.read_text() for p in runs.glob("*/b*/backend.log"))  # <campaign>/<database>-<server>/bN
 
 
 def assert_exact(store: Store, campaign: str, n: int) -> None:
@@ -104,7 +104,9 @@ def test_database_outage_loses_nothing(server, tmp_path):
     )
     server.stop()
     # Down until an accepted attempt is in a spool and its logger's writer failed to store it.
-    wait_for(lambda: any(runs.glob("b*/spool/*.pkl")), 120, "an attempt spooled while the database is down")
+    wait_for(
+        lambda: any(runs.glob("*/b*/spool/*.bson")), 120, "an attempt spooled while the database is down"
+    )
     wait_for(lambda: "database unreachable at" in backend_logs(runs), 120, "a logger to report the outage")
     wait_for(lambda: "database unreachable" in log.read_text(), 120, "the front end to notice the outage")
     server.ensure_running()
@@ -115,7 +117,7 @@ def test_database_outage_loses_nothing(server, tmp_path):
     logs = backend_logs(runs)
     flushed = [int(n) for n in re.findall(r"database back: flushed (\d+)", logs)]
     assert flushed and max(flushed) >= 1, logs[-3000:]
-    assert not any(runs.glob("b*/spool/*.pkl"))
+    assert not any(runs.glob("*/b*/spool/*.bson"))
 
 
 def test_crash_looping_backend_stops_the_run_with_its_logs(server, tmp_path):

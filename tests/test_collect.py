@@ -64,7 +64,7 @@ def test_five_attempts_stored_with_images(db):
             assert d["extra"]["outcome"] == "lifted" and all(
                 m.get("ok", True) for m in d["extra"]["moves"].values()
             )  # close: no plan
-    assert {d["success"] for d in docs} == {True, False}
+    assert {True, False} <= {d["success"] for d in docs}
 
 
 def start(log: Path, *args: str, env: dict | None = None) -> subprocess.Popen:

@@ -98,11 +98,14 @@ def test_composed_recorder_writes_what_the_sim_published(node_procs, ros_client,
     rgb = [m for _t, m in msgs[f"{ns}/camera/rgb/image"]]
     depth = [m for _t, m in msgs[f"{ns}/camera/depth/image"]]
     assert len(rgb) == len(depth) == len(msgs[f"{ns}/camera/camera_info"]) == captures
-    assert (rgb[0].width, rgb[0].height, rgb[0].encoding, rgb[0].header.frame_id) == (
-        472,
-        472,
-        "rgb8",
-        "camera_optical",
+    assert (
+        (rgb[0].width, rgb[0].height, rgb[0].encoding, rgb[0].header.frame_id)
+        == (
+            472,
+            472,
+            "rgb8",
+            f"{ns.strip('/').split('/')[-1]}/camera_optical",  # prefixed with the back end (its namespace's last part)
+        )
     )
     assert np.frombuffer(bytes(rgb[0].data), np.uint8).std() > 0  # a real rendering, not a blank buffer
     d = np.frombuffer(bytes(depth[-1].data), np.float32)

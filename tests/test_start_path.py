@@ -159,7 +159,7 @@ def test_collect_record_writes_a_rosbag2_mcap_per_backend(db, tmp_path):
     from rosbags.highlevel import AnyReader
 
     out = subprocess.run(
-        collect_command(db, "--attempts", "2", "--backends", "2", "--record", str(tmp_path / "bags"), "--quiet"),
+        collect_command(db, "--attempts", "4", "--backends", "2", "--record", str(tmp_path / "bags"), "--quiet"),
         capture_output=True, text=True, timeout=360,
     )  # fmt: skip
     assert out.returncode == 0, out.stderr[-3000:]

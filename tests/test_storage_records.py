@@ -137,8 +137,8 @@ def test_collect_and_experiment_records_have_the_same_fields():
     keys = {k: collected[k] for k in RECORD_FIELDS[:7]} | {"code_version": "x"}
     experimented, _ = grasp_record(result, **keys)
 
-    assert list(collected) == list(experimented) == list(RECORD_FIELDS)
-    assert set(collected["extra"]) == set(experimented["extra"]) == set(EXTRA_DEFAULTS)
+    assert list(collected) == list(experimented) == [*RECORD_FIELDS, "grasp_executed"]
+    assert set(collected["extra"]) == set(experimented["extra"]) == {*EXTRA_DEFAULTS, "grasp_executed"}
     assert collected["extra"]["source"] == "collect" and experimented["extra"]["source"] == "experiment"
     assert collected["extra"]["moves"] == experimented["extra"]["moves"] == moves
     assert collected["objects"][0].keys() == experimented["objects"][0].keys()

@@ -3,8 +3,8 @@
 Two Myriad runs on one host (two `myriad collect`, a collect beside a `ros2 launch`, two workspaces, two users)
 never share a DDS domain: each run holds an exclusive `flock` on `<tmp>/myriad-ros-domains/<id>.lock` for as long
 as it runs; the kernel drops the lock when the holder dies, however it dies. A domain asked for explicitly
-(`ROS_DOMAIN_ID` in the environment) is taken only when no other run holds it, or when the holder is one of this
-process's ancestors (a harness, such as the test session, that holds a domain for what it starts).
+(`ROS_DOMAIN_ID` in the environment) is taken only when no other run holds it, or when the holder is this
+process or one of its ancestors (a harness, such as the test session, that holds a domain for what it starts).
 """
 
 from __future__ import annotations
@@ -136,8 +136,11 @@ def claim_domain(requested: str | int | None = None, run: str = "", workspace: s
     if requested is not None and str(requested).strip() != "":
         domain = parse_domain(requested)
         lock = try_lock(d / f"{domain}.lock", owner)
-        if lock is None and _is_ancestor(_owner_pid(d / f"{domain}.lock") or 0):
-            return DomainClaim(domain, HeldLock(d / f"{domain}.lock", -1))  # held for us by the process above
+        holder = _owner_pid(d / f"{domain}.lock") or 0
+        if lock is None and (holder == os.getpid() or _is_ancestor(holder)):
+            return DomainClaim(
+                domain, HeldLock(d / f"{domain}.lock", -1)
+            )  # held for us already (or above us)
         if lock is None:
             raise IsolationError(
                 f"ROS_DOMAIN_ID {domain} is in use by another Myriad run ({lock_owner(d / f'{domain}.lock')}); "
