@@ -19,11 +19,9 @@ from myriad_storage.store import Store
 
 
 @pytest.fixture
-def db(tmp_path):
-    server = LocalServer(tmp_path / "db", port=free_port())
-    uri = server.ensure_running()
-    yield uri
-    server.stop()
+def db(storage_local_server):
+    """URI of a database server of this test's own (conftest's storage_local_server)."""
+    return storage_local_server.uri
 
 
 def no_domain_env() -> dict[str, str]:

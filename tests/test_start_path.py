@@ -17,18 +17,16 @@ from myriad_frontend.description import load_description
 from myriad_frontend.launching import LaunchArgs, start_run, wait_command
 from myriad_frontend.plan import backend_env, plan_backend
 from myriad_frontend.processes import clean_shared_memory, start_group, stop_groups
-from myriad_storage.server import ENV_URI, LocalServer
+from myriad_storage.server import ENV_URI
 from myriad_storage.store import Store
 
 LAUNCH_FILE = WS / "launch" / "backends.launch.py"
 
 
 @pytest.fixture
-def db(tmp_path):
-    server = LocalServer(tmp_path / "db", port=free_port())
-    uri = server.ensure_running()
-    yield uri
-    server.stop()
+def db(storage_local_server):
+    """URI of a database server of this test's own (conftest's storage_local_server)."""
+    return storage_local_server.uri
 
 
 def launch_args(uri: str, **kw: str) -> LaunchArgs:
