@@ -61,10 +61,7 @@ def run_processes(campaign: str) -> list[int]:
 def test_domain_claims_exclude_each_other_and_die_with_their_holder():
     with claim_domain(run="a") as a, claim_domain(run="b") as b:
         assert a.domain_id != b.domain_id and 1 <= a.domain_id <= 232
-        with pytest.raises(
-            IsolationError, match=f"ROS_DOMAIN_ID {a.domain_id} is in use .*pid {os.getpid()}"
-        ):
-            claim_domain(a.domain_id)
+        assert claim_domain(a.domain_id).domain_id == a.domain_id  # this process holds it already: shared
     holder = subprocess.Popen(
         [sys.executable, "-c", "import sys, time; from myriad_runtime.isolation import claim_domain; "
          "c = claim_domain(); print(c.domain_id, flush=True); time.sleep(60)"],
