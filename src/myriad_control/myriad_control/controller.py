@@ -10,7 +10,7 @@ from myriad_control.gripper import command_gripper
 from myriad_control.trajectory import TrajectoryError, follow, make_trajectory
 from myriad_interfaces.action import ExecuteTrajectory, GripperCommand
 from myriad_interfaces.msg import ResultCode
-from myriad_runtime.calls import in_thread
+from myriad_runtime.calls import end_goal, in_thread
 
 
 class Controllers:
@@ -72,12 +72,7 @@ class Controllers:
         result.error_code, result.message = out.error_code, out.message
         result.stopped_on_contact = out.contact
         result.max_tracking_error, result.final_error = out.max_tracking_error, out.final_error
-        if goal_handle.is_cancel_requested:
-            goal_handle.canceled()
-        elif out.error_code == ResultCode.SUCCESS:
-            goal_handle.succeed()
-        else:
-            goal_handle.abort()
+        end_goal(goal_handle, out.error_code == ResultCode.SUCCESS)
         return result
 
     async def _gripper(self, goal_handle) -> GripperCommand.Result:

@@ -22,7 +22,7 @@ from myriad_planning.planner import Planner, PlanResult
 from myriad_planning.scene import ObjectState, Scene, camera_pose
 from myriad_planning.timing import robot_trajectory
 from myriad_runtime import workspace_path
-from myriad_runtime.calls import CallFailed, call_action, call_service, in_thread
+from myriad_runtime.calls import CallFailed, call_action, call_service, end_goal, in_thread
 from myriad_sim import viz
 from myriad_sim.frames import frame_prefix
 from myriad_sim.image_codec import imgmsg_to_cv2
@@ -184,12 +184,7 @@ class PlannerNode(Node):
 
     async def _plan_and_execute(self, goal_handle) -> PlanAndExecute.Result:
         out = await in_thread(self, self.plan_and_execute, goal_handle)
-        if goal_handle.is_cancel_requested:
-            goal_handle.canceled()
-        elif out.error_code == ResultCode.SUCCESS:
-            goal_handle.succeed()
-        else:
-            goal_handle.abort()
+        end_goal(goal_handle, out.error_code == ResultCode.SUCCESS)
         return out
 
     def plan_and_execute(self, goal_handle) -> PlanAndExecute.Result:

@@ -98,3 +98,13 @@ def in_thread(node: Node, fn: Callable[..., Any], *args: Any) -> Future:
 
     threading.Thread(target=work, name=f"{node.get_name()}_call", daemon=True).start()
     return future
+
+
+def end_goal(goal_handle: Any, succeeded: bool) -> None:
+    """Set an action goal's final state: canceled if a cancel was requested, else succeeded or aborted."""
+    if goal_handle.is_cancel_requested:
+        goal_handle.canceled()
+    elif succeeded:
+        goal_handle.succeed()
+    else:
+        goal_handle.abort()
