@@ -71,6 +71,17 @@ def storage_store(mongo_uri):
         store.close()
 
 
+@pytest.fixture(scope="module")
+def module_db(tmp_path_factory):
+    """URI of a SecantusDB server (secantusd-py subprocess) shared by a test module; stopped afterwards."""
+    from myriad_storage.server import LocalServer
+
+    server = LocalServer(tmp_path_factory.mktemp("db"), port=free_port())
+    uri = server.ensure_running()
+    yield uri
+    server.stop()
+
+
 @pytest.fixture
 def storage_local_server(tmp_path):
     """A LocalServer (secantusd-py subprocess) in tmp_path on a free port, started; stopped afterwards."""

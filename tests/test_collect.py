@@ -27,13 +27,8 @@ def collect(uri: str, *args: str, timeout: float = 240) -> subprocess.CompletedP
 
 
 @pytest.fixture(scope="module")
-def db(tmp_path_factory):
-    from myriad_storage.server import LocalServer
-
-    server = LocalServer(tmp_path_factory.mktemp("db"), port=free_port())
-    uri = server.ensure_running()
-    yield uri
-    server.stop()
+def db(module_db):
+    return module_db
 
 
 def test_five_attempts_stored_with_images(db):

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import collect_command, free_port
+from conftest import collect_command
 
 from myriad import Experiment
 from myriad_grasping.sampling import GraspParams, grasp_height
@@ -29,13 +29,8 @@ def collect(uri: str, *args: str) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def db(tmp_path_factory):
-    from myriad_storage.server import LocalServer
-
-    server = LocalServer(tmp_path_factory.mktemp("db"), port=free_port())
-    uri = server.ensure_running()
-    yield uri
-    server.stop()
+def db(module_db):
+    return module_db
 
 
 @pytest.fixture(scope="module")
