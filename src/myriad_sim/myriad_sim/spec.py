@@ -72,7 +72,10 @@ class ObjectsSpec:
     region_x: tuple[float, float]
     region_y: tuple[float, float]
     drop_height: tuple[float, float]
-    settle_steps: int
+    drop_interval_steps: int  # steps between one object's drop and the next one's
+    settle_steps: int  # at least this many steps after the last drop...
+    max_settle_steps: int  # ...and until every object rests, for at most this many
+    rest_speed: float  # m/s: resting, no point of an object within 5 cm of its centre moves faster
 
 
 @dataclass(frozen=True)
@@ -204,8 +207,17 @@ def load_world(path: Path | str, workspace_root: Path | None = None) -> WorldSpe
         region_x=region.interval("x"),
         region_y=region.interval("y"),
         drop_height=o.interval("drop_height"),
+        drop_interval_steps=o.integer("drop_interval_steps", positive=True),
         settle_steps=o.integer("settle_steps", positive=True),
+        max_settle_steps=o.integer("max_settle_steps", positive=True),
+        rest_speed=o.number("rest_speed", positive=True),
     )
+    if objects.max_settle_steps < objects.settle_steps:
+        o.fail(
+            "max_settle_steps",
+            f"an integer >= settle_steps ({objects.settle_steps})",
+            objects.max_settle_steps,
+        )
     w = r.sub("workspace")
     timestep = r.number("timestep", positive=True)
     spec = WorldSpec(

@@ -141,7 +141,9 @@ class World:
         return body
 
     def reset(self, seed: int, object_count: int, object_ids: list[int] | None = None) -> list[EntityState]:
-        """Rebuild the world and drop objects into the tray, all drawn from `seed`. Returns the settled objects."""
+        """Rebuild the world and drop objects into the tray one after another, all drawn from `seed`, and let
+        them come to rest (objects dropped together interpenetrate and keep moving for seconds, so that the camera
+        would see a scene other than the one the robot grasps in). Returns the settled objects."""
         o = self.spec.objects
         count = len(object_ids) if object_ids else object_count
         if not is_int(count) or not 0 <= count <= MAX_OBJECTS:
@@ -159,9 +161,31 @@ class World:
             pos = (rng.uniform(*o.region_x), rng.uniform(*o.region_y), rng.uniform(*o.drop_height))
             orn = pb.getQuaternionFromEuler((0.0, 0.0, rng.uniform(-np.pi, np.pi)))
             self.spawn(f"object_{k}", f"object:{oid}", pos, orn, check_overlap=False)
-        self.step(o.settle_steps)
+            self.step(o.drop_interval_steps)
+        self.settle()
         self._drop_escaped()
         return self.object_states()
+
+    def settle(self, check_every: int = 24) -> int:
+        """Step at least settle_steps, then until every object rests (rest_speed) or max_settle_steps have
+        passed; returns the steps taken."""
+        o, c = self.spec.objects, self.client
+        bodies = [self.entities[n].body for n in self.object_names()]
+
+        def resting() -> bool:
+            for b in bodies:
+                lin, ang = pb.getBaseVelocity(b, physicsClientId=c)
+                if math.hypot(*lin) + 0.05 * math.hypot(*ang) > o.rest_speed:
+                    return False
+            return True
+
+        self.step(o.settle_steps)
+        taken = o.settle_steps
+        while taken < o.max_settle_steps and not resting():
+            n = min(check_every, o.max_settle_steps - taken)
+            self.step(n)
+            taken += n
+        return taken
 
     def _drop_escaped(self) -> None:
         """Objects that bounced out of the workspace are removed so they never count as grasped."""
