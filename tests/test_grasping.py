@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from myriad_frontend.campaign import item_seed, load_campaign, make_spec, parse_assignments
 from myriad_grasping.episode import motion_seed, top_down
-from myriad_grasping.sampling import GraspParams, attempt_rng, label, sample_grasp
+from myriad_grasping.sampling import GraspParams, aim_at, attempt_rng, descent_stop, label, sample_grasp
 
 OBJECTS = ["object_0", "object_1", "object_2"]
 
@@ -22,13 +23,33 @@ class SeenView:
         )
 
     def object_points(self, name: str):
-        import numpy as np
-
         if name not in self.points:
             return np.zeros((0, 3))
         x, y, z = self.points[name]
         gx, gy = np.meshgrid(np.linspace(-0.02, 0.02, 9), np.linspace(-0.01, 0.01, 5))
         return np.column_stack([x + gx.ravel(), y + gy.ravel(), np.full(gx.size, z)])
+
+    def points_near(self, x: float, y: float, radius: float):
+        return near(np.vstack([floor(x, y)] + [self.object_points(n) for n in self.points]), x, y, radius)
+
+
+def floor(x: float, y: float, z: float = 0.006) -> np.ndarray:
+    """A 5 mm grid of floor points at height z around (x, y)."""
+    g = np.arange(-0.12, 0.1201, 0.005)
+    gx, gy = np.meshgrid(x + g, y + g)
+    return np.column_stack([gx.ravel(), gy.ravel(), np.full(gx.size, z)])
+
+
+def box(x: float, y: float, half: tuple[float, float], top: float) -> np.ndarray:
+    """The top face of a box, 2.5 mm grid."""
+    gx, gy = np.meshgrid(
+        np.arange(x - half[0], x + half[0], 0.0025), np.arange(y - half[1], y + half[1], 0.0025)
+    )
+    return np.column_stack([gx.ravel(), gy.ravel(), np.full(gx.size, top)])
+
+
+def near(points: np.ndarray, x: float, y: float, radius: float) -> np.ndarray:
+    return points[np.hypot(points[:, 0] - x, points[:, 1] - y) <= radius]
 
 
 def test_params_validation_names_the_field():
@@ -99,3 +120,44 @@ def test_campaign_items_are_reproducible_and_swept(tmp_path):
 def test_integer_values_become_floats_for_ros_fields():
     p = GraspParams.from_dict({"gripper_force": 30, "lift_height": 1})
     assert isinstance(p.gripper_force, float) and isinstance(p.lift_height, float)
+
+
+def test_descent_stops_where_the_fingers_meet_what_the_camera_saw():
+    """The open fingers' model: over a bare floor the fingertips (1.7 cm below the centre) stop on it; a tall
+    neighbour where a fingertip comes down stops the descent on its top; turned 90 degrees the fingers miss it."""
+    ground = floor(0.65, 0.0)
+    assert descent_stop(ground, 0.65, 0.0, 0.0) == pytest.approx(0.006 + 0.017)
+    neighbour = np.vstack([ground, box(0.72, 0.0, (0.01, 0.01), 0.08)])  # 7 cm along x from the centre
+    assert descent_stop(neighbour, 0.65, 0.0, 0.0) == pytest.approx(0.08 + 0.017)
+    assert descent_stop(neighbour, 0.65, 0.0, np.pi / 2) == pytest.approx(0.006 + 0.017)
+    # A target wider than the open fingertips (10 cm apart) stops them on its top; a 9 cm one fits between the
+    # slanted finger bases until the fingertips reach the floor.
+    wide = np.vstack([ground, box(0.65, 0.0, (0.055, 0.02), 0.06)])
+    assert descent_stop(wide, 0.65, 0.0, 0.0) == pytest.approx(0.06 + 0.017)
+    fits = np.vstack([ground, box(0.65, 0.0, (0.045, 0.02), 0.06)])
+    assert descent_stop(fits, 0.65, 0.0, 0.0) == pytest.approx(0.006 + 0.017)
+
+
+class BoxesView:
+    """A narrow box (the target) with a tall neighbour on its narrow axis, over a floor."""
+
+    def __init__(self):
+        self.target = box(0.65, 0.0, (0.015, 0.04), 0.09)  # narrow along x
+        self.all = np.vstack([floor(0.65, 0.0), self.target, box(0.72, 0.0, (0.006, 0.006), 0.12)])
+
+    def surface_height(self, x: float, y: float) -> float:
+        return float(near(self.all, x, y, 0.004)[:, 2].max())
+
+    def object_points(self, name: str) -> np.ndarray:
+        return self.target
+
+    def points_near(self, x: float, y: float, radius: float) -> np.ndarray:
+        return near(self.all, x, y, radius)
+
+
+def test_aim_turns_the_fingers_off_a_neighbour():
+    """Across the narrow axis (yaw 0) a fingertip would come down on the tall neighbour 7 cm away, and turned by
+    15 degrees still would: the aim turns by 30, the smallest step that clears it."""
+    aim = aim_at(BoxesView(), GraspParams(), BoxesView().target)
+    assert (aim.x, aim.y) == pytest.approx((0.65, 0.0), abs=2e-3) and aim.z == pytest.approx(0.09 - 0.04)
+    assert aim.blocked <= 0.01 and abs(aim.yaw) == pytest.approx(np.pi / 6)

@@ -40,11 +40,11 @@ class GraspParams:
     approach_height: float = 0.15
     lift_height: float = 0.30
     success_height: float = 0.10
-    gripper_force: float = 10.0
+    gripper_force: float = 20.0  # N per finger (measured: 20 lifts more than 10)
     grasp_depth: float = 0.04
-    # Lowest gripper-centre height: the finger pads reach 3 cm below it and must clear the tray floor (z 0.006)
-    # by the planner's collision padding (config/planning.yaml).
-    min_grasp_z: float = 0.04
+    # Lowest gripper-centre height: the open fingertips reach 1.7 cm below it, closing ones 3.2 cm (sweeping the
+    # tray floor, z 0.006, where nothing is between them; measured: 0.03 lifts more than 0.04).
+    min_grasp_z: float = 0.03
     # N: the descent (a guarded move) stops when the contact force pushing the gripper up exceeds this.
     contact_force: float = 20.0
     planner: str = ""
@@ -106,6 +106,7 @@ class View(Protocol):
 
     def surface_height(self, x: float, y: float) -> float: ...
     def object_points(self, name: str) -> np.ndarray: ...
+    def points_near(self, x: float, y: float, radius: float) -> np.ndarray: ...
 
 
 def grasp_height(params: GraspParams, surface: float) -> float:
@@ -129,29 +130,53 @@ def narrow_axis(points: np.ndarray) -> tuple[float, float, float, float]:
 
 
 MIN_SEEN_POINTS = 20  # an object with fewer visible pixels is not aimed at
-FINGER_REACH = (
-    0.055,
-    0.065,
-    0.075,
-)  # m from the gripper centre along the yaw: where the open fingertips come down
+# The open fingers around the gripper centre (pointing down), measured on the robot model: the lowest surface of
+# a finger at a distance `a` along the closing axis lies FINGER_PROFILE_Z above the centre (the slanted bases
+# inside, the tips 1.7 cm below the centre at 5-8.7 cm, the bases' outer edge); a finger is 3 cm wide across.
+FINGER_PROFILE_A = (0.0, 0.019, 0.022, 0.029, 0.034, 0.040, 0.047, 0.050, 0.0501, 0.087, 0.0871, 0.095)
+FINGER_PROFILE_Z = (0.10, 0.09, 0.08, 0.07, 0.06, 0.05, 0.04, 0.03, -0.017, -0.017, 0.022, 0.022)
+# m across the closing axis: the finger's 1.5 cm and 5 mm for the depth image's errors.
+FINGER_HALF_WIDTH = 0.02
+# The descent may stop this much above the grasp height (on a neighbour, the object's top) and still grasp.
+BLOCKED_TOLERANCE = 0.01
 YAW_TURNS = (0.0, math.pi / 12, -math.pi / 12, math.pi / 6, -math.pi / 6, math.pi / 4, -math.pi / 4)
 
 
-def clear_yaw(view: View, x: float, y: float, yaw: float) -> float:
-    """The yaw nearest `yaw` (turns up to 45 degrees) whose fingertips come down where the seen surface is lowest
-    (within 1 cm of the lowest): the fingers go beside the object, not onto its neighbours."""
+def descent_stop(points: np.ndarray, x: float, y: float, yaw: float) -> float:
+    """The lowest gripper-centre height the open fingers reach at (x, y, yaw) before touching the seen surface
+    `points` (N x 3, world): the height where a descent stops. -inf where no seen point is under the fingers."""
+    c, s = math.cos(yaw), math.sin(yaw)
+    d = points[:, :2] - (x, y)
+    along, across = np.abs(d @ (c, s)), np.abs(d @ (-s, c))
+    under = (along <= FINGER_PROFILE_A[-1]) & (across <= FINGER_HALF_WIDTH)
+    if not under.any():
+        return -math.inf
+    return float(np.max(points[under, 2] - np.interp(along[under], FINGER_PROFILE_A, FINGER_PROFILE_Z)))
 
-    def tips_height(a: float) -> float:
-        c, s = math.cos(a), math.sin(a)
-        try:
-            return max(
-                view.surface_height(x + k * r * c, y + k * r * s) for r in FINGER_REACH for k in (1, -1)
-            )
-        except ValueError:  # a fingertip outside the camera's view
-            return math.inf
 
-    heights = [tips_height(yaw + turn) for turn in YAW_TURNS]
-    return yaw + next(t for t, h in zip(YAW_TURNS, heights) if h <= min(heights) + 0.01)
+@dataclass(frozen=True)
+class Aim:
+    """A grasp aimed at an object: centre, yaw and height, the object's seen width, and how far above the grasp
+    height the descent would stop (<= 0: it reaches it)."""
+
+    x: float
+    y: float
+    yaw: float
+    z: float
+    width: float
+    blocked: float
+
+
+def aim_at(view: View, params: GraspParams, points: np.ndarray) -> Aim:
+    """Fingers across the object's narrow axis at the centre of its seen `points`, turned by up to 45 degrees to
+    the yaw nearest the narrow axis whose descent is not stopped above the grasp height (within BLOCKED_TOLERANCE)
+    by the seen surface (the object's neighbours, the tray's walls), or else the least stopped one."""
+    x, y, yaw, width = narrow_axis(points)
+    z = grasp_height(params, view.surface_height(x, y))
+    near = view.points_near(x, y, FINGER_PROFILE_A[-1] + FINGER_HALF_WIDTH)
+    blocked = [descent_stop(near, x, y, yaw + turn) - z for turn in YAW_TURNS]
+    k = next((k for k, b in enumerate(blocked) if b <= BLOCKED_TOLERANCE), int(np.argmin(blocked)))
+    return Aim(x, y, yaw + YAW_TURNS[k], z, width, blocked[k])
 
 
 def sample_grasp(
@@ -164,22 +189,26 @@ def sample_grasp(
 ) -> tuple[Grasp, str]:
     """A top-down grasp; the fingers close along the yaw direction (yaw 0: along world x).
 
-    `object`: a random object the camera sees (one narrow enough for the fingers if there is one), aimed at the
-    centre of its seen points with the fingers across its narrow axis (turned by up to 45 degrees where that keeps
-    the fingertips off its neighbours), both with Gaussian noise (position_noise, yaw_noise); `uniform`: anywhere
-    in the region, any yaw.
+    `object`: a random object the camera sees, aimed by `aim_at`, with Gaussian noise on the position and yaw
+    (position_noise, yaw_noise). It prefers objects whose descent reaches the grasp height (within
+    BLOCKED_TOLERANCE) and narrow enough for the fingers (max_grasp_width), then the former, the latter, any.
+    `uniform`: anywhere in the region, any yaw.
     The height follows grasp_height at the aimed point. Returns the grasp and the object aimed at ("" uniform)."""
-    name, seen = "", []
+    name, aims = "", []
     if params.strategy == "object":
-        seen = [
-            (n, narrow_axis(pts)) for n in objects if len(pts := view.object_points(n)) >= MIN_SEEN_POINTS
+        aims = [
+            (n, aim_at(view, params, pts))
+            for n in objects
+            if len(pts := view.object_points(n)) >= MIN_SEEN_POINTS
         ]
-        seen = [s for s in seen if s[1][3] <= params.max_grasp_width] or seen
-    if seen:
-        name, (x, y, yaw, _) = seen[int(rng.integers(len(seen)))]
+        clear = [a for a in aims if a[1].blocked <= BLOCKED_TOLERANCE]
+        narrow = [a for a in aims if a[1].width <= params.max_grasp_width]
+        aims = [a for a in clear if a in narrow] or clear or narrow or aims
+    if aims:
+        name, aim = aims[int(rng.integers(len(aims)))]
         dx, dy = rng.normal(0.0, params.position_noise, size=2)
-        x, y = x + dx, y + dy
-        yaw = clear_yaw(view, x, y, yaw) + float(rng.normal(0.0, params.yaw_noise))
+        x, y = aim.x + dx, aim.y + dy
+        yaw = aim.yaw + float(rng.normal(0.0, params.yaw_noise))
         yaw = (yaw + math.pi / 2) % math.pi - math.pi / 2
     else:
         x, y = rng.uniform(*region_x), rng.uniform(*region_y)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pybullet as pb
@@ -88,6 +88,7 @@ class DepthView:
     depth: np.ndarray  # HxW metres along the optical axis
     segmentation: np.ndarray  # HxW body ids (-1 background)
     bodies: dict[str, int]  # object name -> body id
+    _points: np.ndarray | None = field(default=None, init=False, repr=False)  # cached, see points_near
 
     def surface_height(self, x: float, y: float) -> float:
         """Height of the highest surface seen near (x, y): the one the grasp-height rule grasps below."""
@@ -100,3 +101,12 @@ class DepthView:
         if len(vs) == 0:
             return np.zeros((0, 3))
         return self.camera.deproject(us, vs, self.depth[vs, us]).T
+
+    def points_near(self, x: float, y: float, radius: float) -> np.ndarray:
+        """World points (N x 3) of every other pixel (both ways) within `radius` of (x, y) horizontally."""
+        if self._points is None:
+            vs, us = np.mgrid[0 : self.depth.shape[0] : 2, 0 : self.depth.shape[1] : 2]
+            vs, us = vs.ravel(), us.ravel()
+            self._points = self.camera.deproject(us, vs, self.depth[vs, us]).T
+        d = self._points[:, :2] - (x, y)
+        return self._points[np.einsum("ij,ij->i", d, d) <= radius * radius]
