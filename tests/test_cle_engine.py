@@ -108,7 +108,8 @@ def test_pause_stop_reset(world):
     rebuilt = world.steps
     engine.step()
     assert calls == [0, 1, 2, 3, 4, 5, 6, 0]
-    world.reset(1, LocalSim(world).object_count)  # the engine's reset rebuilt the world from seed 1, and settled
+    # The engine's reset rebuilt the world from seed 1, and settled: as many steps as a reset of seed 1 takes.
+    world.reset(1, LocalSim(world).object_count)
     assert world.steps == rebuilt >= world.spec.objects.settle_steps
 
 
