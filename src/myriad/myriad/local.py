@@ -11,14 +11,20 @@ from myriad_control.trajectory import follow, make_trajectory
 from myriad_grasping.episode import MoveResult
 from myriad_interfaces.msg import ResultCode
 from myriad_runtime import workspace
+from myriad_sim import recording
 from myriad_sim.camera import DepthView
 from myriad_sim.spec import WorldSpec
 from myriad_sim.world import World
 
 
 class LocalBackend:
-    def __init__(self, spec: WorldSpec, renderer: str = "auto"):
+    """`trajectory_rate` > 0 records each attempt as the sim server does (myriad_sim.recording), camera frames at
+    `trajectory_camera_rate` (0: none) of `trajectory_camera_size` pixels a side."""
+
+    def __init__(self, spec: WorldSpec, renderer: str = "auto", trajectory_rate: float = 0.0,
+                 trajectory_camera_rate: float = 0.0, trajectory_camera_size: int = 128):  # fmt: skip
         self.world = World(spec, renderer)
+        recording.attach(self.world, trajectory_rate, trajectory_camera_rate, trajectory_camera_size)
         self.spec = spec
         self._planner: Any = None
 
@@ -133,3 +139,7 @@ class LocalGraspBackend:
 
     def object_positions(self) -> dict[str, Vec3]:
         return {s.name: tuple(s.position) for s in self.local.world.object_states()}
+
+    def trajectory(self) -> recording.Recording | None:
+        recorder = self.local.world.recorder
+        return None if recorder is None else recorder.recording()

@@ -58,6 +58,7 @@ class World:
         self.entities: dict[str, Entity] = {}
         self.steps = 0
         self.robot: Robot
+        self.recorder = None  # a myriad_sim.recording.Recorder: samples after every step, restarted by reset
         self.build()
 
     def _load_egl(self, required: bool) -> None:
@@ -159,6 +160,8 @@ class World:
             pos = (rng.uniform(*o.region_x), rng.uniform(*o.region_y), rng.uniform(*o.drop_height))
             orn = pb.getQuaternionFromEuler((0.0, 0.0, rng.uniform(-np.pi, np.pi)))
             self.spawn(f"object_{k}", f"object:{oid}", pos, orn, check_overlap=False)
+        if self.recorder is not None:
+            self.recorder.start(self, seed)
         self.step(o.settle_steps)
         self._drop_escaped()
         return self.object_states()
@@ -247,7 +250,9 @@ class World:
     def step(self, n: int = 1) -> None:
         for _ in range(n):
             pb.stepSimulation(physicsClientId=self.client)
-        self.steps += n
+            self.steps += 1
+            if self.recorder is not None:
+                self.recorder.after_step(self)
 
     def capture(self) -> Frame:
         return self.camera.render(self.client, self.renderer)
