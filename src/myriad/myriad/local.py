@@ -7,7 +7,7 @@ from typing import Any
 from myriad.types import CameraImage, MotionError, ObjectInfo, Quat, Vec3
 from myriad_cle.sim import LocalSim, RobotState
 from myriad_control.gripper import command_gripper
-from myriad_control.trajectory import follow, make_trajectory
+from myriad_control.trajectory import follow, make_trajectory, message_times
 from myriad_grasping.episode import MoveResult
 from myriad_interfaces.msg import ResultCode
 from myriad_runtime import workspace
@@ -89,7 +89,8 @@ class LocalBackend:
         if not plan.success:
             raise MotionError(f"{goal_type} motion: planning failed: {plan.message}")
         traj = robot_trajectory(plan.path, self.spec.robot, planner.config)
-        goal = make_trajectory(robot, self.spec.robot.arm_joints, traj.times, traj.positions, traj.velocities)
+        times = message_times(traj.times)  # as a back end's controller receives them
+        goal = make_trajectory(robot, self.spec.robot.arm_joints, times, traj.positions, traj.velocities)
         out = follow(robot, goal, self.spec.timestep, self.world.step, max_contact_force=max_contact_force)
         if out.error_code != ResultCode.SUCCESS:
             raise MotionError(f"{goal_type} motion: execution failed: {out.message}", planned=True)
