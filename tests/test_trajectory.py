@@ -115,3 +115,38 @@ def test_recording_is_lossless_through_message_and_record(recorded):
         )
         assert np.array_equal(r.values, rec.values) and np.array_equal(r.frames, rec.frames)
     assert recording.from_msg(Trajectory()) is None and trajectory_record(None) == (None, {})
+
+
+def test_lerobot_export_without_trajectories_falls_back_and_refuses_a_mix(
+    recorded, storage_store, storage_attempt_factory, tmp_path
+):
+    import json
+
+    from myriad_storage.export import export
+    from myriad_storage.records import trajectory_record
+
+    store = storage_store
+    store.create_campaign("old", [{"seed": i} for i in range(2)])
+    for i in range(2):
+        store.store_attempt(*storage_attempt_factory("old", i))
+    r = export(store, "old", "lerobot", tmp_path / "old", progress=False)
+    assert r.frames == 2 and r.note.startswith(
+        "no attempt recorded a trajectory: each episode is the pre- and"
+    )
+    info = json.loads((tmp_path / "old" / "meta" / "info.json").read_text())
+    assert info["fps"] == 1 and info["features"]["observation.state"]["names"][0] == "grasp_x"
+
+    rec = recorded[0].trajectory
+    store.create_campaign("mixed", [{"seed": i} for i in range(3)])
+    for i in range(3):
+        record, images = storage_attempt_factory("mixed", i)
+        if i:
+            record["trajectory"], film = trajectory_record(rec)
+            images |= film
+        store.store_attempt(record, images)
+    with pytest.raises(ValueError, match="campaign 'mixed': 1 attempts have no recorded trajectory"):
+        export(store, "mixed", "lerobot", tmp_path / "mixed", progress=False)
+    r = export(
+        store, "mixed", "parquet", tmp_path / "pq", progress=False
+    )  # the Parquet export takes them all
+    assert r.attempts == 3

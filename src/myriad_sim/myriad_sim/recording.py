@@ -13,11 +13,15 @@ from __future__ import annotations
 import array
 import math
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from myriad_sim.camera import Camera
-from myriad_sim.spec import WorldSpec
+if (
+    TYPE_CHECKING
+):  # pybullet is imported by the recorder only: readers of recordings (the export) need no physics
+    from myriad_sim.camera import Camera
+    from myriad_sim.spec import WorldSpec
 
 MAX_SAMPLES = 6000  # ten minutes at 10 Hz (about 1 MB): a run without resets stops recording there
 MAX_FRAMES = 600  # two minutes at 5 Hz (about 30 MB at 128x128)
@@ -111,6 +115,8 @@ class Recorder:
                     f"{prefix}trajectory_camera_size: expected 8..1024 pixels, got {camera_size!r}"
                 )
             self.frame_every = camera_every // self.every
+            from myriad_sim.camera import Camera
+
             self.camera = Camera(replace(spec.camera, width=camera_size, height=camera_size))
         self.columns = columns(spec.robot.arm_joints)
         self.seed, self.rows, self.frames = 0, [], []

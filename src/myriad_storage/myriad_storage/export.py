@@ -335,7 +335,8 @@ def _stats(acc: dict, frames: int, image: bool) -> dict:
 def _quantiles(paths: list[Path], column: str, lo: list, hi: list, bins: int = 5000) -> dict:
     """LeRobot's quantiles (q01, q10, q50, q90, q99) of a numeric column per dimension, from a histogram of
     ``bins`` bins over [lo, hi] filled one data file at a time (linear within a bin)."""
-    lo_a, hi_a = np.asarray(lo, float), np.maximum(np.asarray(hi, float), np.asarray(lo, float) + 1e-12)
+    lo_a, top = np.asarray(lo, float), np.asarray(hi, float)
+    hi_a = np.maximum(top, lo_a + 1e-6 * np.maximum(1.0, np.abs(lo_a)))  # a constant column: a range to split
     counts = np.zeros((len(lo_a), bins))
     for path in paths:
         col = pq.read_table(path, columns=[column]).column(0).combine_chunks()
@@ -343,6 +344,7 @@ def _quantiles(paths: list[Path], column: str, lo: list, hi: list, bins: int = 5
             zero_copy_only=False
         )
         values = values.astype(float).reshape(len(col), -1)
+        values = np.clip(values, lo_a, top)  # min and max are rounded to 12 decimals: keep the extremes in
         for j in range(len(lo_a)):
             counts[j] += np.histogram(values[:, j], bins, (lo_a[j], hi_a[j]))[0]
     out = {}
@@ -353,7 +355,8 @@ def _quantiles(paths: list[Path], column: str, lo: list, hi: list, bins: int = 5
             k = int(np.searchsorted(cum, q * cum[-1]))
             before = cum[k - 1] if k else 0.0
             frac = (q * cum[-1] - before) / c[k] if c[k] else 0.0
-            row.append(round(float(lo_a[j] + (k + frac) * (hi_a[j] - lo_a[j]) / bins), 12))
+            value = min(lo_a[j] + (k + frac) * (hi_a[j] - lo_a[j]) / bins, top[j])
+            row.append(round(float(value), 12))
         out[f"q{round(q * 100):02d}"] = row
     return out
 
@@ -586,9 +589,7 @@ def _write_shard(source: Iterator[dict], fmt: str, partial: Path, i: int, n: int
                             f"{entry['image_size'][0]}x{entry['image_size'][1]}: a LeRobot dataset has one image size"
                         )
                     images.add(png)
-                state, action = (
-                    np.array([f[k] for f in fr], np.float32) for k in ("observation.state", "action")
-                )
+                state, action = (np.array([f[k] for f in fr]) for k in ("observation.state", "action"))
                 scalars = np.array([[f["next.reward"], f["timestamp"], f["frame_index"]] for f in fr])
                 vectors.append({"state": _vector_acc(state), "action": _vector_acc(action),
                                 "scalars": _vector_acc(scalars)})  # fmt: skip

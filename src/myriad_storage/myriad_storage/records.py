@@ -109,9 +109,13 @@ def attempt_msg_to_record(msg: Any) -> tuple[dict, dict[str, bytes]]:
     g = msg.grasp
     ci, cp = msg.camera_info, msg.camera_pose
     camera = {"width": int(ci.width), "height": int(ci.height), "k": [float(v) for v in ci.k]}
-    o = (cp.orientation.x, cp.orientation.y, cp.orientation.z, cp.orientation.w)
-    if any(o):  # a sender that knows the camera's pose
-        camera.update(position=[cp.position.x, cp.position.y, cp.position.z], orientation=list(o))
+    position = [cp.position.x, cp.position.y, cp.position.z]
+    orientation = [cp.orientation.x, cp.orientation.y, cp.orientation.z, cp.orientation.w]
+    if (position, orientation) != (
+        [0.0] * 3,
+        [0.0, 0.0, 0.0, 1.0],
+    ):  # not the message's default: a known pose
+        camera.update(position=position, orientation=orientation)
     trajectory, images = trajectory_record(recording.from_msg(msg.trajectory))
     if trajectory is not None and trajectory["seed"] != msg.seed:
         raise ValueError(
