@@ -7,6 +7,12 @@ so an interrupted export resumes from its last finished shard. Only when all sha
 into ``OUT`` and the card/metadata written last: an ``OUT`` without ``.partial`` is complete. Files are
 deterministic (attempts sorted by item index and attempt key, no timestamps, fixed writer options), so exporting
 the same attempts again gives identical files.
+
+A LeRobot episode is an attempt's recorded trajectory (myriad_sim.recording): one frame per sample at its rate
+(the dataset's fps), ``observation.state`` the joint positions, velocities, tool pose and gripper opening,
+``action`` the joint targets and gripper command, ``observation.images.rgb`` the camera frame current at each
+sample when frames were recorded. When no attempt recorded a trajectory, an episode is the pre- and post-grasp
+image with the grasp pose as state and action (1 fps); a mix of both is refused.
 """
 
 from __future__ import annotations
