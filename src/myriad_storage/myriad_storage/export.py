@@ -106,13 +106,16 @@ def episodes_of(store: Store, query: dict, campaign: str) -> Episodes:
     kinds: set = set()
     missing = 0
     fields = {"trajectory.rate": True, "trajectory.columns": True, "trajectory.camera": True, "_id": False}
-    for d in store.db.attempts.find(query, fields).batch_size(1000):
-        t = d.get("trajectory") or {}
-        if not t.get("rate"):
-            missing += 1
-            continue
-        cam = t.get("camera") or {}
-        kinds.add((t["rate"], tuple(t["columns"]), cam.get("width"), cam.get("height")))
+    try:
+        for d in store.db.attempts.find(query, fields).batch_size(1000):
+            t = d.get("trajectory") or {}
+            if not t.get("rate"):
+                missing += 1
+                continue
+            cam = t.get("camera") or {}
+            kinds.add((t["rate"], tuple(t["columns"]), cam.get("width"), cam.get("height")))
+    except ConnectionFailure as exc:
+        raise StorageUnavailable(store.uri, str(exc).split(", Timeout:")[0][:300]) from exc
     if not kinds:
         return GRASP_EPISODES
     if missing:
