@@ -7,18 +7,24 @@ from typing import Any
 from myriad.types import CameraImage, MotionError, ObjectInfo, Quat, Vec3
 from myriad_cle.sim import LocalSim, RobotState
 from myriad_control.gripper import command_gripper
-from myriad_control.trajectory import follow, make_trajectory
+from myriad_control.trajectory import follow, make_trajectory, message_times
 from myriad_grasping.episode import MoveResult
 from myriad_interfaces.msg import ResultCode
 from myriad_runtime import workspace
+from myriad_sim import recording
 from myriad_sim.camera import DepthView
 from myriad_sim.spec import WorldSpec
 from myriad_sim.world import World
 
 
 class LocalBackend:
-    def __init__(self, spec: WorldSpec, renderer: str = "auto"):
+    """`trajectory_rate` > 0 records each attempt as the sim server does (myriad_sim.recording), camera frames at
+    `trajectory_camera_rate` (0: none) of `trajectory_camera_size` pixels a side."""
+
+    def __init__(self, spec: WorldSpec, renderer: str = "auto", trajectory_rate: float = 0.0,
+                 trajectory_camera_rate: float = 0.0, trajectory_camera_size: int = 128):  # fmt: skip
         self.world = World(spec, renderer)
+        recording.attach(self.world, trajectory_rate, trajectory_camera_rate, trajectory_camera_size)
         self.spec = spec
         self._planner: Any = None
 
@@ -83,7 +89,8 @@ class LocalBackend:
         if not plan.success:
             raise MotionError(f"{goal_type} motion: planning failed: {plan.message}")
         traj = robot_trajectory(plan.path, self.spec.robot, planner.config)
-        goal = make_trajectory(robot, self.spec.robot.arm_joints, traj.times, traj.positions, traj.velocities)
+        times = message_times(traj.times)  # as a back end's controller receives them
+        goal = make_trajectory(robot, self.spec.robot.arm_joints, times, traj.positions, traj.velocities)
         out = follow(robot, goal, self.spec.timestep, self.world.step, max_contact_force=max_contact_force)
         if out.error_code != ResultCode.SUCCESS:
             raise MotionError(f"{goal_type} motion: execution failed: {out.message}", planned=True)
@@ -133,3 +140,7 @@ class LocalGraspBackend:
 
     def object_positions(self) -> dict[str, Vec3]:
         return {s.name: tuple(s.position) for s in self.local.world.object_states()}
+
+    def trajectory(self) -> recording.Recording | None:
+        recorder = self.local.world.recorder
+        return None if recorder is None else recorder.recording()

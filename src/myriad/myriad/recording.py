@@ -53,6 +53,21 @@ def image_pngs(images: CameraImage | Mapping[str, Any] | None, prefix: str = "pr
     return out
 
 
+def camera_record(image: CameraImage) -> dict[str, Any]:
+    """A record's `camera`: image size, intrinsics and (when the image knows its camera) the optical frame's pose."""
+    out = {
+        "width": image.rgb.shape[1],
+        "height": image.rgb.shape[0],
+        "k": image.intrinsics.flatten().tolist(),
+    }
+    if image.camera is not None:
+        from myriad_sim.frames import optical_pose
+
+        position, orientation = optical_pose(image.camera)
+        out.update(position=list(position), orientation=list(orientation))
+    return out
+
+
 def grasp_record(g: GraspResult, **keys: Any) -> tuple[dict[str, Any], dict[str, bytes]]:
     """The record (built as the grasp sampler's, by myriad_storage.records.attempt_record) and images of a
     GraspResult; `keys` are the record's attempt_key, campaign, item_id, item_index, attempt_index, backend, seed
@@ -76,11 +91,8 @@ def grasp_record(g: GraspResult, **keys: Any) -> tuple[dict[str, Any], dict[str,
         lift_height=g.lift_height,
         timings=g.timings,
         sim_time=g.sim_time,
-        camera={
-            "width": g.pre.rgb.shape[1],
-            "height": g.pre.rgb.shape[0],
-            "k": g.pre.intrinsics.flatten().tolist(),
-        },
+        camera=camera_record(g.pre),
+        trajectory=None,  # Experiment.grasp records no trajectory
     )
     images = image_pngs(g.pre, "pre")
     images["post_rgb"] = image_pngs({"post_rgb": g.post.rgb})["post_rgb"]

@@ -38,6 +38,18 @@ class FollowResult:
     contact: bool = False  # a guarded move stopped on contact (and holds where it stopped)
 
 
+def duration_parts(t: float) -> tuple[int, int]:
+    """(sec, nanosec) of a time from start, as a trajectory message carries it (whole nanoseconds)."""
+    sec = int(t)
+    return sec, int(round((t - sec) * 1e9))
+
+
+def message_times(times) -> list[float]:
+    """The times a controller reads back from a trajectory message: the in-process back end follows exactly what
+    a back end's controller follows (the same attempt, bit for bit)."""
+    return [sec + nanosec * 1e-9 for sec, nanosec in map(duration_parts, times)]
+
+
 def make_trajectory(robot: Robot, joint_names, times, positions, velocities=None) -> Trajectory:
     """Validate a goal and reorder it to the arm's joints; raises TrajectoryError with a clear message."""
     arm = list(robot.spec.arm_joints)

@@ -157,6 +157,8 @@ def cmd_export(args) -> int:
         + (f", {r.resumed_shards} resumed" if r.resumed_shards else "")
         + f") as {args.format} to {r.out}"
     )
+    if r.note:
+        print(f"note: {r.note}")
     return 0
 
 

@@ -55,6 +55,7 @@ class GraspBackend(Protocol):
     ) -> MoveResult: ...
     def gripper(self, opening: float, force: float) -> tuple[float, bool]: ...
     def object_positions(self) -> dict[str, Vec3]: ...
+    def trajectory(self) -> Any: ...  # the attempt's myriad_sim.recording.Recording, or None
 
 
 @dataclass
@@ -73,6 +74,7 @@ class Attempt:
     post_images: Any
     timings: dict[str, float] = field(default_factory=dict)
     moves: dict[str, dict[str, Any]] = field(default_factory=dict)
+    trajectory: Any = None  # what the arm did (myriad_sim.recording.Recording), when the back end records it
 
 
 def top_down(yaw: float) -> tuple[float, float, float, float]:
@@ -171,5 +173,6 @@ def run_attempt(
     post = backend.capture()
     lap("capture_post")
     return Attempt(
-        seed, params, grasp, target, objects, labelled, executed, lifted, rise, outcome, pre, post, timings, moves
+        seed, params, grasp, target, objects, labelled, executed, lifted, rise, outcome, pre, post, timings, moves,
+        backend.trajectory(),
     )  # fmt: skip

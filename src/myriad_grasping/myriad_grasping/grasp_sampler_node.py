@@ -19,14 +19,15 @@ from myriad_interfaces.msg import EntityState, GraspAttempt
 from myriad_interfaces.srv import ClaimWork, StoreAttempt
 from myriad_runtime import code_version, workspace_path
 from myriad_runtime.calls import CallFailed
-from myriad_sim import viz
+from myriad_sim import recording, viz
 from myriad_sim.camera import Camera
-from myriad_sim.frames import frame_prefix
+from myriad_sim.frames import frame_prefix, optical_pose
 from myriad_sim.spec import load_world
 
 
-def attempt_msg(a: Attempt, work, backend: str) -> GraspAttempt:
-    """The record of one attempt, images included, as the logger stores it."""
+def attempt_msg(a: Attempt, work, backend: str, camera: Camera | None = None) -> GraspAttempt:
+    """The record of one attempt, images and trajectory included, as the logger stores it; `camera` (the one that
+    took the images) gives the camera pose."""
     m = GraspAttempt(
         attempt_key=f"{work.item_id}#0",
         campaign=work.campaign,
@@ -65,6 +66,10 @@ def attempt_msg(a: Attempt, work, backend: str) -> GraspAttempt:
         pre.camera_info,
     )
     m.post_rgb = post.rgb
+    if camera is not None:
+        p, o = m.camera_pose.position, m.camera_pose.orientation
+        (p.x, p.y, p.z), (o.x, o.y, o.z, o.w) = optical_pose(camera)
+    recording.to_msg(a.trajectory, m.trajectory)
     m.sim_time = post.rgb.header.stamp.sec + post.rgb.header.stamp.nanosec * 1e-9
     return m
 
@@ -138,7 +143,8 @@ class GraspSamplerNode(Node):
                 )  # fmt: skip
             )
         res = self.calls.call(
-            self.store_cli, StoreAttempt.Request(attempt=attempt_msg(attempt, work, self.backend_id))
+            self.store_cli,
+            StoreAttempt.Request(attempt=attempt_msg(attempt, work, self.backend_id, self.backend.camera)),
         )
         if not res.accepted:
             raise CallFailed("store_attempt", f"refused {work.item_id}: {res.message}")

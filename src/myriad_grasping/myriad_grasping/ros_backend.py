@@ -11,8 +11,9 @@ from rclpy.node import Node
 from myriad_grasping.episode import MoveResult, Vec3
 from myriad_interfaces.action import ExecuteTrajectory, GripperCommand
 from myriad_interfaces.msg import ResultCode
-from myriad_interfaces.srv import CaptureImages, GetEntityState, PlanMotion, ResetWorld
+from myriad_interfaces.srv import CaptureImages, GetEntityState, GetTrajectory, PlanMotion, ResetWorld
 from myriad_runtime.calls import CallFailed, call_action, call_service
+from myriad_sim import recording
 from myriad_sim.camera import Camera, DepthView
 from myriad_sim.image_codec import imgmsg_to_cv2
 
@@ -44,6 +45,7 @@ class RosGraspBackend:
         self.reset_cli = calls.client(ResetWorld, "reset_world")
         self.capture_cli = calls.client(CaptureImages, "capture_images")
         self.state_cli = calls.client(GetEntityState, "get_entity_state")
+        self.trajectory_cli = calls.client(GetTrajectory, "get_trajectory")
         self.plan_cli = calls.client(PlanMotion, "plan")
         self.execute = calls.action(ExecuteTrajectory, "execute_trajectory")
         self.gripper_action = calls.action(GripperCommand, "gripper_command")
@@ -102,3 +104,9 @@ class RosGraspBackend:
         if not res.success:
             raise CallFailed("get_entity_state", res.message)
         return {s.name: (s.pose.position.x, s.pose.position.y, s.pose.position.z) for s in res.states}
+
+    def trajectory(self) -> recording.Recording | None:
+        res = self.calls.call(self.trajectory_cli, GetTrajectory.Request())
+        if not res.success:
+            raise CallFailed("get_trajectory", res.message)
+        return recording.from_msg(res.trajectory)

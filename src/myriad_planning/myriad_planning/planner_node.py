@@ -13,7 +13,7 @@ from rclpy.node import Node
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 from visualization_msgs.msg import MarkerArray
 
-from myriad_control.trajectory import Trajectory
+from myriad_control.trajectory import Trajectory, duration_parts
 from myriad_interfaces.action import ExecuteTrajectory, PlanAndExecute
 from myriad_interfaces.msg import ResultCode
 from myriad_interfaces.srv import CaptureImages, GetEntityState, PlanMotion, StepSimulation
@@ -34,12 +34,12 @@ SERVICE_TIMEOUT = 5.0  # s, for the sim server's services and the controller acc
 def trajectory_msg(names: tuple[str, ...], traj: Trajectory) -> JointTrajectory:
     msg = JointTrajectory(joint_names=list(names))
     for t, q, v in zip(traj.times, traj.positions, traj.velocities):
-        sec = int(t)
+        sec, nanosec = duration_parts(t)
         msg.points.append(
             JointTrajectoryPoint(
                 positions=q.tolist(),
                 velocities=v.tolist(),
-                time_from_start=Duration(sec=sec, nanosec=int(round((t - sec) * 1e9))),
+                time_from_start=Duration(sec=sec, nanosec=nanosec),
             )
         )
     return msg

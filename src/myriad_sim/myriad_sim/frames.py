@@ -97,6 +97,11 @@ class FrameTree:
         return out
 
 
+def optical_pose(camera: Camera) -> tuple[Vec3, Quat]:
+    """The camera's optical frame (x right, y down, z along the view) in the world: position, quaternion xyzw."""
+    return tuple(float(v) for v in camera.spec.position), matrix_quat(camera.rotation())
+
+
 def matrix_quat(m: np.ndarray) -> Quat:
     """Quaternion (x, y, z, w) of a rotation matrix."""
     m = np.asarray(m, float)

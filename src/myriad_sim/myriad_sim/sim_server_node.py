@@ -6,6 +6,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from geometry_msgs.msg import Pose
+from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.node import Node
 from rosgraph_msgs.msg import Clock
@@ -19,13 +20,14 @@ from myriad_interfaces.srv import (
     CaptureImages,
     DeleteEntity,
     GetEntityState,
+    GetTrajectory,
     ResetWorld,
     SpawnEntity,
     StepSimulation,
 )
 from myriad_runtime import workspace_path
 from myriad_runtime.loading import load_object
-from myriad_sim import viz
+from myriad_sim import recording, viz
 from myriad_sim.description import robot_description
 from myriad_sim.frames import CAMERA_OPTICAL, FrameTree, frame_prefix
 from myriad_sim.image_codec import cv2_to_imgmsg
@@ -56,6 +58,15 @@ def pose_tuple(p: Pose) -> tuple[tuple[float, float, float], tuple[float, float,
     return (p.position.x, p.position.y, p.position.z), quat
 
 
+TRAJECTORY_PARAMETERS = (
+    ("trajectory_rate", 10.0, "samples per second of sim time of each attempt's trajectory (get_trajectory); it "
+     "must divide the physics rate; 0: none"),
+    ("trajectory_camera_rate", 0.0, "camera frames per second of sim time recorded with the trajectory; it must "
+     "divide trajectory_rate; 0: none (rendering costs throughput)"),
+    ("trajectory_camera_size", 128, "pixels a side of the recorded camera frames"),
+)  # fmt: skip
+
+
 class SimServerNode(Node):
     """Owns one World. PyBullet (and its EGL context) is used from one physics thread only: every service and
     the controllers run their world work through `self.physics(fn, ...)`."""
@@ -73,6 +84,8 @@ class SimServerNode(Node):
         self.declare_parameter("tf_rate", 20.0)
         self.declare_parameter("cloud_stride", 2)
         self.declare_parameter("visualization", True)
+        for name, default, text in TRAJECTORY_PARAMETERS:
+            self.declare_parameter(name, default, ParameterDescriptor(description=text))
         self.prefix = self.declare_parameter("frame_prefix", frame_prefix(self.get_namespace())).value
         p = {n: self.get_parameter(n).value for n in self._parameters}
         if p["renderer"] not in ("auto", "egl", "tiny"):
@@ -84,6 +97,8 @@ class SimServerNode(Node):
         spec = load_world(world_file)
         self._physics = ThreadPoolExecutor(1, thread_name_prefix="physics")
         self.world = self.physics(World, spec, p["renderer"])
+        recording.attach(self.world, p["trajectory_rate"], p["trajectory_camera_rate"],
+                         p["trajectory_camera_size"], prefix="parameter ")  # fmt: skip
         self.get_logger().info(
             f"world {world_file.name}: {len(self.world.entities)} entities, {1 / spec.timestep:.0f} Hz physics, "
             f"renderer {self.world.renderer_name}{' (EGL plugin did not load)' if p['renderer'] == 'auto' and self.world.renderer_name == 'tiny' else ''}"
@@ -133,6 +148,7 @@ class SimServerNode(Node):
         self.create_service(ResetWorld, "reset_world", self._reset, callback_group=group)
         self.create_service(CaptureImages, "capture_images", self._capture, callback_group=group)
         self.create_service(StepSimulation, "step_simulation", self._step, callback_group=group)
+        self.create_service(GetTrajectory, "get_trajectory", self._trajectory, callback_group=group)
         if p["controllers"]:
             self.controllers = load_object(p["controllers"], "parameter controllers")(self, self)
         self.rtf = p["real_time_factor"]
@@ -273,6 +289,16 @@ class SimServerNode(Node):
     def _capture(self, req, res):
         frame = self.physics(self.world.capture)
         res.rgb, res.depth, res.segmentation, res.camera_info = self.publish_images(frame)
+        res.success = True
+        return res
+
+    def _trajectory(self, req, res):
+        recorder = self.world.recorder
+        if recorder is None:
+            res.message = "not recording: parameter trajectory_rate is 0"
+        else:
+            recording.to_msg(self.physics(recorder.recording), res.trajectory)
+            res.message = f"{len(res.trajectory.values) // len(res.trajectory.columns)} samples"
         res.success = True
         return res
 

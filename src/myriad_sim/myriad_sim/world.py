@@ -58,6 +58,7 @@ class World:
         self.entities: dict[str, Entity] = {}
         self.steps = 0
         self.robot: Robot
+        self.recorder = None  # a myriad_sim.recording.Recorder: samples after every step, restarted by reset
         self.build()
 
     def _load_egl(self, required: bool) -> None:
@@ -162,6 +163,8 @@ class World:
             orn = pb.getQuaternionFromEuler((0.0, 0.0, rng.uniform(-np.pi, np.pi)))
             self.spawn(f"object_{k}", f"object:{oid}", pos, orn, check_overlap=False)
             self.step(o.drop_interval_steps)
+        if self.recorder is not None:
+            self.recorder.start(self, seed)
         self.settle()
         self._drop_escaped()
         return self.object_states()
@@ -271,7 +274,9 @@ class World:
     def step(self, n: int = 1) -> None:
         for _ in range(n):
             pb.stepSimulation(physicsClientId=self.client)
-        self.steps += n
+            self.steps += 1
+            if self.recorder is not None:
+                self.recorder.after_step(self)
 
     def capture(self) -> Frame:
         return self.camera.render(self.client, self.renderer)

@@ -7,6 +7,12 @@ so an interrupted export resumes from its last finished shard. Only when all sha
 into ``OUT`` and the card/metadata written last: an ``OUT`` without ``.partial`` is complete. Files are
 deterministic (attempts sorted by item index and attempt key, no timestamps, fixed writer options), so exporting
 the same attempts again gives identical files.
+
+A LeRobot episode is an attempt's recorded trajectory (myriad_sim.recording): one frame per sample at its rate
+(the dataset's fps), ``observation.state`` the joint positions, velocities, tool pose and gripper opening,
+``action`` the joint targets and gripper command, ``observation.images.rgb`` the camera frame current at each
+sample when frames were recorded. When no attempt recorded a trajectory, an episode is the pre- and post-grasp
+image with the grasp pose as state and action (1 fps); a mix of both is refused.
 """
 
 from __future__ import annotations
@@ -29,7 +35,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pymongo.errors import ConnectionFailure
 
-from .codec import decode_png
+from .codec import decode_png, encode_png
+from .records import FILM, trajectory_from_record
 from .store import StorageUnavailable, Store
 
 FORMATS = ("parquet", "lerobot")
@@ -39,6 +46,13 @@ PARTIAL = ".partial"
 _EXPORT_NAMES = {"data", "meta", "README.md"}
 TASK = "grasp an object from the tray"
 LEROBOT_FPS = 1  # frames of an episode without a recorded trajectory: before and after the grasp
+STATE = (
+    "position.",
+    "velocity.",
+    "ee.",
+    "gripper.opening",
+)  # trajectory columns of observation.state, in order
+ACTION = ("action.", "gripper.command")  # and of action
 CHUNKS_SIZE = 1000  # LeRobot: files per chunk directory
 _WRITER = {"compression": "zstd", "compression_level": 3, "use_dictionary": False, "write_statistics": True}
 _STATE_NAMES = ["grasp_x", "grasp_y", "grasp_z", "grasp_yaw"]
@@ -57,6 +71,69 @@ class ExportResult:
     shards: int
     resumed_shards: int
     frames: int
+    note: str = ""  # how the episodes were built, when the reader should know (LeRobot without trajectories)
+
+
+@dataclass(frozen=True)
+class Episodes:
+    """How LeRobot episodes are built: from the recorded trajectories (a frame per sample at `fps`, camera frames
+    when recorded), or, when no attempt recorded one, the pre- and post-grasp images with the grasp as state."""
+
+    trajectory: bool
+    fps: float
+    state_names: tuple[str, ...]
+    action_names: tuple[str, ...]
+    images: bool
+
+    @property
+    def image_names(self) -> tuple[str, ...]:
+        """The stored images the episodes need."""
+        if self.trajectory:
+            return (FILM,) if self.images else ()
+        return ("pre_rgb", "post_rgb")
+
+
+GRASP_EPISODES = Episodes(False, LEROBOT_FPS, tuple(_STATE_NAMES), tuple(_STATE_NAMES), True)
+
+
+def _names(columns: list[str], prefixes: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(c for p in prefixes for c in columns if c.startswith(p))
+
+
+def episodes_of(store: Store, query: dict, campaign: str) -> Episodes:
+    """The episodes of the attempts matching ``query``: all recorded trajectories of one kind (rate, columns,
+    camera frames), or none; ValueError for a mix."""
+    kinds: set = set()
+    missing = 0
+    fields = {"trajectory.rate": True, "trajectory.columns": True, "trajectory.camera": True, "_id": False}
+    try:
+        for d in store.db.attempts.find(query, fields).batch_size(1000):
+            t = d.get("trajectory") or {}
+            if not t.get("rate"):
+                missing += 1
+                continue
+            cam = t.get("camera") or {}
+            kinds.add((t["rate"], tuple(t["columns"]), cam.get("width"), cam.get("height")))
+    except ConnectionFailure as exc:
+        raise StorageUnavailable(store.uri, str(exc).split(", Timeout:")[0][:300]) from exc
+    if not kinds:
+        return GRASP_EPISODES
+    if missing:
+        raise ValueError(
+            f"campaign {campaign!r}: {missing} attempts have no recorded trajectory (collected with trajectory_rate "
+            "0 or by an earlier version) and others have: a LeRobot dataset has one kind of episode; export a part "
+            "with --since, or use --format parquet"
+        )
+    if len(kinds) > 1:
+        rates = sorted({f"{k[0]:g} Hz" + (f" with {k[2]}x{k[3]} frames" if k[2] else "") for k in kinds})
+        raise ValueError(
+            f"campaign {campaign!r}: trajectories of different kinds ({', '.join(rates)}, or other columns): "
+            "a LeRobot dataset has one frame rate and one set of features; export a part with --since"
+        )
+    rate, columns, width, _ = kinds.pop()
+    return Episodes(
+        True, rate, _names(list(columns), STATE), _names(list(columns), ACTION), width is not None
+    )
 
 
 def _image_feature() -> pa.DataType:
@@ -98,11 +175,11 @@ PARQUET_FIELDS = [
 ]  # fmt: skip
 
 
-def _lerobot_fields() -> list[tuple[str, pa.DataType]]:
+def _lerobot_fields(ep: Episodes) -> list[tuple[str, pa.DataType]]:
     return [
-        ("observation.images.rgb", _image_feature()),
-        ("observation.state", _fixed(pa.float32(), 4)),
-        ("action", _fixed(pa.float32(), 4)),
+        *([("observation.images.rgb", _image_feature())] if ep.images else []),
+        ("observation.state", _fixed(pa.float32(), len(ep.state_names))),
+        ("action", _fixed(pa.float32(), len(ep.action_names))),
         ("next.reward", pa.float32()),
         ("next.done", pa.bool_()),
         ("next.success", pa.bool_()),
@@ -267,7 +344,8 @@ def _stats(acc: dict, frames: int, image: bool) -> dict:
 def _quantiles(paths: list[Path], column: str, lo: list, hi: list, bins: int = 5000) -> dict:
     """LeRobot's quantiles (q01, q10, q50, q90, q99) of a numeric column per dimension, from a histogram of
     ``bins`` bins over [lo, hi] filled one data file at a time (linear within a bin)."""
-    lo_a, hi_a = np.asarray(lo, float), np.maximum(np.asarray(hi, float), np.asarray(lo, float) + 1e-12)
+    lo_a, top = np.asarray(lo, float), np.asarray(hi, float)
+    hi_a = np.maximum(top, lo_a + 1e-6 * np.maximum(1.0, np.abs(lo_a)))  # a constant column: a range to split
     counts = np.zeros((len(lo_a), bins))
     for path in paths:
         col = pq.read_table(path, columns=[column]).column(0).combine_chunks()
@@ -275,6 +353,7 @@ def _quantiles(paths: list[Path], column: str, lo: list, hi: list, bins: int = 5
             zero_copy_only=False
         )
         values = values.astype(float).reshape(len(col), -1)
+        values = np.clip(values, lo_a, top)  # min and max are rounded to 12 decimals: keep the extremes in
         for j in range(len(lo_a)):
             counts[j] += np.histogram(values[:, j], bins, (lo_a[j], hi_a[j]))[0]
     out = {}
@@ -285,31 +364,61 @@ def _quantiles(paths: list[Path], column: str, lo: list, hi: list, bins: int = 5
             k = int(np.searchsorted(cum, q * cum[-1]))
             before = cum[k - 1] if k else 0.0
             frac = (q * cum[-1] - before) / c[k] if c[k] else 0.0
-            row.append(round(float(lo_a[j] + (k + frac) * (hi_a[j] - lo_a[j]) / bins), 12))
+            value = min(lo_a[j] + (k + frac) * (hi_a[j] - lo_a[j]) / bins, top[j])
+            row.append(round(float(value), 12))
         out[f"q{round(q * 100):02d}"] = row
     return out
 
 
-def lerobot_rows(docs: list[dict], first_episode: int, first_frame: int) -> tuple[list[dict], list[dict]]:
-    """(frame rows, episode rows) of LeRobot episodes: frame 0 before the grasp, frame 1 after it (if a post-grasp
-    image was stored); state and action the grasp pose (x, y, z, yaw); the outcome as reward on the last frame."""
+def trajectory_frames(d: dict, ep: Episodes) -> list[dict]:
+    """The frames of an attempt's recorded trajectory: one per sample (timestamp k / fps), state and action from
+    its columns, the camera frame current at each sample when frames were recorded."""
+    rec = trajectory_from_record(d["trajectory"], d["_png"].get(FILM))
+    cols = {c: i for i, c in enumerate(rec.columns)}
+    state = rec.values[:, [cols[c] for c in ep.state_names]].tolist()
+    action = rec.values[:, [cols[c] for c in ep.action_names]].tolist()
+    out = [
+        {"observation.state": state[k], "action": action[k], "timestamp": k / ep.fps} for k in range(len(rec))
+    ]
+    if ep.images:
+        if rec.frames is None:
+            raise ValueError(f"attempt {d['attempt_key']}: no {FILM} image (its trajectory's camera frames)")
+        pngs = [encode_png(f) for f in rec.frames]
+        name = d["attempt_key"].replace("/", "_")
+        for row, f in zip(out, rec.frame_of_row()):
+            row["observation.images.rgb"] = {"bytes": pngs[f], "path": f"{name}_{FILM}_{f:04d}.png"}
+    return out
+
+
+def grasp_frames(d: dict) -> list[dict]:
+    """The two frames of an attempt without a trajectory: before and after the grasp (if a post-grasp image was
+    stored), state and action the grasp pose (x, y, z, yaw)."""
+    if "pre_rgb" not in d["_png"]:
+        raise ValueError(f"attempt {d['attempt_key']}: no pre_rgb image (a LeRobot episode needs one)")
+    g = d.get("grasp") or {}
+    pose = [float(g.get(c, 0.0)) for c in ("x", "y", "z", "yaw")]
+    names = ["pre_rgb"] + (["post_rgb"] if "post_rgb" in d["_png"] else [])
+    return [{"observation.images.rgb": _image(d, name), "observation.state": pose, "action": pose,
+             "timestamp": f / LEROBOT_FPS} for f, name in enumerate(names)]  # fmt: skip
+
+
+def lerobot_rows(
+    docs: list[dict], first_episode: int, first_frame: int, ep: Episodes = GRASP_EPISODES
+) -> tuple[list[dict], list[dict]]:
+    """(frame rows, episode rows) of LeRobot episodes (`trajectory_frames` or `grasp_frames`), the outcome as
+    reward on the last frame."""
     frames, episodes = [], []
     index = first_frame
     for e, d in enumerate(docs, start=first_episode):
-        if "pre_rgb" not in d["_png"]:
-            raise ValueError(f"attempt {d['attempt_key']}: no pre_rgb image (a LeRobot episode needs one)")
-        g = d.get("grasp") or {}
-        pose = [float(g.get(c, 0.0)) for c in ("x", "y", "z", "yaw")]
-        names = ["pre_rgb"] + (["post_rgb"] if "post_rgb" in d["_png"] else [])
+        rows = trajectory_frames(d, ep) if ep.trajectory else grasp_frames(d)
         success = bool(d.get("success"))
         start = index
-        for f, name in enumerate(names):
-            last = f == len(names) - 1
+        for f, row in enumerate(rows):
+            last = f == len(rows) - 1
             frames.append({
-                "observation.images.rgb": _image(d, name), "observation.state": pose, "action": pose,
-                "next.reward": float(success) if last else 0.0, "next.done": last,
-                "next.success": success and last, "timestamp": f / LEROBOT_FPS, "frame_index": f,
-                "episode_index": e, "index": index, "task_index": 0,
+                **row, "next.reward": float(success) if last else 0.0, "next.done": last,
+                "next.success": success and last, "frame_index": f, "episode_index": e, "index": index,
+                "task_index": 0,
             })  # fmt: skip
             index += 1
         episodes.append({"episode_index": e, "tasks": [TASK], "length": index - start,
@@ -398,10 +507,11 @@ def export(
     if not newest:
         what = " matching --only-success/--since" if only_success or since else ""
         raise ValueError(f"campaign {campaign!r} has no attempts{what} to export")
+    ep = episodes_of(store, query, campaign) if fmt == "lerobot" else GRASP_EPISODES
     out = Path(out)
     partial = _prepare_out(out, overwrite)
     key = {"campaign": campaign, "format": fmt, "query": repr(sorted(query.items())), "shard_rows": shard_rows,
-           "version": 1}  # fmt: skip
+           "episodes": repr(ep), "version": 2}  # fmt: skip
     fingerprint = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
     manifest_path = partial / "manifest.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
@@ -417,7 +527,7 @@ def export(
         manifest["total"] = store.count_attempts(query)
     total = manifest["total"]
     n_shards = math.ceil(total / shard_rows)
-    source = _Source(store, query, ("pre_rgb", "pre_depth") if fmt == "parquet" else ("pre_rgb", "post_rgb"))
+    source = _Source(store, query, ("pre_rgb", "pre_depth") if fmt == "parquet" else ep.image_names)
     done_shards = [manifest["shards"][str(i)] for i in range(len(manifest["shards"]))]
     docs = source.docs(done_shards[-1]["last"] if done_shards else None)
     resumed = len(manifest["shards"])
@@ -428,7 +538,7 @@ def export(
         for i in range(n_shards):
             done = manifest["shards"].get(str(i))
             if done is None:
-                done = _write_shard(docs, fmt, partial, i, n_shards, shard_rows, episode0, frame0, bar)
+                done = _write_shard(docs, fmt, partial, i, n_shards, shard_rows, episode0, frame0, bar, ep)
                 if done["rows"] != min(shard_rows, total - i * shard_rows):
                     raise ValueError(
                         f"campaign {campaign!r}: attempts were deleted while exporting; export again"
@@ -443,8 +553,12 @@ def export(
     if fmt == "parquet":
         _finish_parquet(partial, out, campaign, shards, total)
     else:
-        _finish_lerobot(partial, out, shards, total, frame0)
-    return ExportResult(out, total, n_shards, resumed, frame0)
+        _finish_lerobot(partial, out, shards, total, frame0, ep)
+    note = ""
+    if fmt == "lerobot" and not ep.trajectory:
+        note = ("no attempt recorded a trajectory: each episode is the pre- and post-grasp image with the grasp "
+                f"pose as state and action, at {LEROBOT_FPS} fps")  # fmt: skip
+    return ExportResult(out, total, n_shards, resumed, frame0, note)
 
 
 def _shard_name(fmt: str, i: int, n: int) -> str:
@@ -454,13 +568,13 @@ def _shard_name(fmt: str, i: int, n: int) -> str:
 
 
 def _write_shard(source: Iterator[dict], fmt: str, partial: Path, i: int, n: int, shard_rows: int,
-                 episode0: int, frame0: int, bar) -> dict:  # fmt: skip
+                 episode0: int, frame0: int, bar, ep: Episodes = GRASP_EPISODES) -> dict:  # fmt: skip
     """Write shard i (the next ``shard_rows`` attempts of ``source``) to a .tmp file, then rename it; its manifest
     entry."""
     path = partial / _shard_name(fmt, i, n)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    schema = _schema(PARQUET_FIELDS if fmt == "parquet" else _lerobot_fields())
+    schema = _schema(PARQUET_FIELDS if fmt == "parquet" else _lerobot_fields(ep))
     rows = frames = 0
     episodes: list[dict] = []
     images = _ImageStats()
@@ -473,9 +587,9 @@ def _write_shard(source: Iterator[dict], fmt: str, partial: Path, i: int, n: int
             if fmt == "parquet":
                 table = pa.Table.from_pylist(parquet_rows(docs), schema=schema)
             else:
-                fr, eps = lerobot_rows(docs, episode0 + rows, frame0 + frames)
+                fr, eps = lerobot_rows(docs, episode0 + rows, frame0 + frames, ep)
                 table = pa.Table.from_pylist(fr, schema=schema)
-                for f in fr:
+                for f in fr if ep.images else ():
                     png = f["observation.images.rgb"]["bytes"]
                     size = list(png_size(png))
                     if size != entry.setdefault("image_size", size):
@@ -484,9 +598,10 @@ def _write_shard(source: Iterator[dict], fmt: str, partial: Path, i: int, n: int
                             f"{entry['image_size'][0]}x{entry['image_size'][1]}: a LeRobot dataset has one image size"
                         )
                     images.add(png)
-                state = np.array([f["observation.state"] for f in fr])
+                state, action = (np.array([f[k] for f in fr]) for k in ("observation.state", "action"))
                 scalars = np.array([[f["next.reward"], f["timestamp"], f["frame_index"]] for f in fr])
-                vectors.append({"state": _vector_acc(state), "scalars": _vector_acc(scalars)})
+                vectors.append({"state": _vector_acc(state), "action": _vector_acc(action),
+                                "scalars": _vector_acc(scalars)})  # fmt: skip
                 episodes += eps
                 frames += len(fr)
             writer.write_table(table, row_group_size=len(table))
@@ -504,6 +619,7 @@ def _write_shard(source: Iterator[dict], fmt: str, partial: Path, i: int, n: int
         entry["stats"] = {
             "image": images.acc,
             "state": _merge([v["state"] for v in vectors]),
+            "action": _merge([v["action"] for v in vectors]),
             "scalars": _merge([v["scalars"] for v in vectors]),
         }
         entry["episodes"] = [{**e, "file": i} for e in episodes]
@@ -561,7 +677,9 @@ def _yaml_feature(t: pa.DataType) -> dict:
     return {"dtype": f["dtype"]}
 
 
-def _finish_lerobot(partial: Path, out: Path, shards: list[dict], total: int, frames: int) -> None:
+def _finish_lerobot(
+    partial: Path, out: Path, shards: list[dict], total: int, frames: int, ep: Episodes
+) -> None:
     import pandas as pd
 
     meta = partial / "meta"
@@ -577,8 +695,8 @@ def _finish_lerobot(partial: Path, out: Path, shards: list[dict], total: int, fr
             })  # fmt: skip
     episodes = pa.Table.from_pylist(rows, schema=_EPISODES_SCHEMA)
     pq.write_table(episodes, meta / "episodes" / "chunk-000" / "file-000.parquet", **_WRITER)
-    image = _merge([s["stats"]["image"] for s in shards])
     state = _merge([s["stats"]["state"] for s in shards])
+    action = _merge([s["stats"]["action"] for s in shards])
     scalars = _merge([s["stats"]["scalars"] for s in shards])
 
     def pick(acc: dict, j: int) -> dict:
@@ -587,9 +705,8 @@ def _finish_lerobot(partial: Path, out: Path, shards: list[dict], total: int, fr
     indexes = {"n": 1, "min": [0], "max": [frames - 1], "sum": [frames * (frames - 1) / 2],
                "sumsq": [(frames - 1) * frames * (2 * frames - 1) / 6]}  # fmt: skip
     stats = {
-        "observation.images.rgb": _stats(image, frames, image=True),
         "observation.state": _stats(state, frames, image=False),
-        "action": _stats(state, frames, image=False),
+        "action": _stats(action, frames, image=False),
         "next.reward": _stats(pick(scalars, 0), frames, image=False),
         "timestamp": _stats(pick(scalars, 1), frames, image=False),
         "frame_index": _stats(pick(scalars, 2), frames, image=False),
@@ -598,25 +715,28 @@ def _finish_lerobot(partial: Path, out: Path, shards: list[dict], total: int, fr
     paths = [partial / s["file"] for s in shards]
     for name in ("observation.state", "action", "next.reward", "timestamp", "frame_index", "index"):
         stats[name].update(_quantiles(paths, name, stats[name]["min"], stats[name]["max"]))
+    features = {}
+    if ep.images:
+        stats["observation.images.rgb"] = _stats(_merge([s["stats"]["image"] for s in shards]), frames, True)
+        width, height = shards[0]["image_size"]
+        if any(s["image_size"] != [width, height] for s in shards):
+            raise ValueError(
+                f"{out}: frames of {width}x{height} and other sizes: a LeRobot dataset has one image size"
+            )
+        features["observation.images.rgb"] = {"dtype": "image", "shape": [height, width, 3],
+                                              "names": ["height", "width", "channels"]}  # fmt: skip
     (meta / "stats.json").write_bytes(_json(stats))
-    width, height = shards[0]["image_size"]
-    if any(s["image_size"] != [width, height] for s in shards):
-        raise ValueError(
-            f"{out}: frames of {width}x{height} and other sizes: a LeRobot dataset has one image size"
-        )
-    vec = {"dtype": "float32", "shape": [4], "names": _STATE_NAMES}
     scalar = {"shape": [1], "names": None}
-    features = {
-        "observation.images.rgb": {"dtype": "image", "shape": [height, width, 3],
-                                   "names": ["height", "width", "channels"]},
-        "observation.state": vec, "action": vec,
+    features |= {
+        "observation.state": {"dtype": "float32", "shape": [len(ep.state_names)], "names": list(ep.state_names)},
+        "action": {"dtype": "float32", "shape": [len(ep.action_names)], "names": list(ep.action_names)},
         "next.reward": {"dtype": "float32", **scalar}, "next.done": {"dtype": "bool", **scalar},
         "next.success": {"dtype": "bool", **scalar}, "timestamp": {"dtype": "float32", **scalar},
         "frame_index": {"dtype": "int64", **scalar}, "episode_index": {"dtype": "int64", **scalar},
         "index": {"dtype": "int64", **scalar}, "task_index": {"dtype": "int64", **scalar},
     }  # fmt: skip
     info = {
-        "codebase_version": "v3.0", "robot_type": "kuka_iiwa", "fps": LEROBOT_FPS,
+        "codebase_version": "v3.0", "robot_type": "kuka_iiwa", "fps": int(ep.fps) if ep.fps == int(ep.fps) else ep.fps,
         "total_episodes": total, "total_frames": frames, "total_tasks": 1,
         "chunks_size": CHUNKS_SIZE, "data_files_size_in_mb": 100, "video_files_size_in_mb": 200,
         "data_path": "data/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet", "video_path": None,

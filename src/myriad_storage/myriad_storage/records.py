@@ -11,15 +11,18 @@ from typing import Any
 
 import numpy as np
 
+from myriad_sim import recording
 from myriad_sim.image_codec import imgmsg_to_cv2
 
-from .codec import depth_to_png, encode_png, seg_to_png
+from .codec import decode_png, depth_to_png, encode_png, seg_to_png
 
 IMAGE_FIELDS = ("pre_rgb", "pre_depth", "pre_segmentation", "post_rgb")
 RECORD_FIELDS = (
     "attempt_key", "campaign", "item_id", "item_index", "attempt_index", "backend", "seed", "params", "extra",
     "grasp", "objects", "success", "lifted_object", "lift_height", "timings", "sim_time", "code_version", "camera",
+    "trajectory",
 )  # fmt: skip
+FILM = "trajectory_rgb"  # the image of a trajectory's camera frames, stacked top to bottom
 EXTRA_DEFAULTS = {"outcome": "", "target": "", "moves": {}, "source": ""}  # source: "collect" or "experiment"
 
 
@@ -52,6 +55,31 @@ def object_record(name: str, source: str, body_id: int, position, orientation) -
     }
 
 
+def trajectory_record(rec: recording.Recording | None) -> tuple[dict | None, dict[str, bytes]]:
+    """A record's `trajectory` (None without samples) and its image: {seed, rate, columns, dtype, shape, data (the
+    rows x columns little-endian float32 array as bytes)} and, with camera frames, camera {rate, frames, width,
+    height, image: the name of the PNG holding the frames stacked top to bottom}."""
+    if rec is None or len(rec) == 0:
+        return None, {}
+    values = np.ascontiguousarray(rec.values, dtype="<f4")
+    doc = {"seed": int(rec.seed), "rate": float(rec.rate), "columns": list(rec.columns), "dtype": "<f4",
+           "shape": list(values.shape), "data": values.tobytes()}  # fmt: skip
+    if rec.frames is None:
+        return doc, {}
+    m, h, w, _ = rec.frames.shape
+    doc["camera"] = {"rate": float(rec.camera_rate), "frames": m, "width": w, "height": h, "image": FILM}
+    return doc, {FILM: encode_png(rec.film())}
+
+
+def trajectory_from_record(doc: dict, film_png: bytes | None = None) -> recording.Recording:
+    """The recording of a record's `trajectory` (with its camera frames when their PNG is given)."""
+    values = np.frombuffer(doc["data"], dtype=doc["dtype"]).reshape(doc["shape"])
+    cam = doc.get("camera")
+    frames = recording.Recording.unfilm(decode_png(film_png), cam["frames"]) if cam and film_png else None
+    rate = cam["rate"] if frames is not None else 0.0
+    return recording.Recording(doc["seed"], doc["rate"], list(doc["columns"]), values, rate, frames)
+
+
 def image_msg_to_png(img: Any, role: str) -> bytes:
     """PNG bytes of an image by role: "rgb" (8-bit colour), "depth" (metres or mm -> 16-bit mm), "seg"."""
     a = imgmsg_to_cv2(img, rgb=True)
@@ -79,7 +107,20 @@ def attempt_msg_to_record(msg: Any) -> tuple[dict, dict[str, bytes]]:
     if not msg.attempt_key:
         raise ValueError("GraspAttempt.attempt_key is empty")
     g = msg.grasp
-    ci = msg.camera_info
+    ci, cp = msg.camera_info, msg.camera_pose
+    camera = {"width": int(ci.width), "height": int(ci.height), "k": [float(v) for v in ci.k]}
+    position = [cp.position.x, cp.position.y, cp.position.z]
+    orientation = [cp.orientation.x, cp.orientation.y, cp.orientation.z, cp.orientation.w]
+    if (position, orientation) != (
+        [0.0] * 3,
+        [0.0, 0.0, 0.0, 1.0],
+    ):  # not the message's default: a known pose
+        camera.update(position=position, orientation=orientation)
+    trajectory, images = trajectory_record(recording.from_msg(msg.trajectory))
+    if trajectory is not None and trajectory["seed"] != msg.seed:
+        raise ValueError(
+            f"trajectory: recorded after the reset with seed {trajectory['seed']}, not {msg.seed}"
+        )
     record = attempt_record(
         attempt_key=msg.attempt_key,
         campaign=msg.campaign,
@@ -107,10 +148,10 @@ def attempt_msg_to_record(msg: Any) -> tuple[dict, dict[str, bytes]]:
         timings=_json_object(msg.timings_json, "timings_json"),
         sim_time=float(msg.sim_time),
         code_version=msg.code_version,
-        camera={"width": int(ci.width), "height": int(ci.height), "k": [float(v) for v in ci.k]},
+        camera=camera,
+        trajectory=trajectory,
     )
     roles = {"pre_rgb": "rgb", "pre_depth": "depth", "pre_segmentation": "seg", "post_rgb": "rgb"}
-    images = {}
     for name in IMAGE_FIELDS:
         img = getattr(msg, name)
         if img.height and img.width:

@@ -4,7 +4,8 @@ Schema (one database per deployment):
 - ``campaigns``: name (unique), template, seed, target, items_sha256, created_at, finished_at.
 - ``work_items``: campaign, index, item_id (unique, ``f"{campaign}/{index:06d}"``), seed, params,
   state (pending | leased | done), lease_owner, lease_expires, claims, attempt_key, done_at.
-- ``attempts``: one document per attempt, attempt_key unique, images ``{name: GridFS file id}``, created_at.
+- ``attempts``: one document per attempt, attempt_key unique, images ``{name: GridFS file id}``, created_at; the
+  fields of myriad_storage.records.attempt_record (the recorded trajectory as a float32 array in ``trajectory``).
 - GridFS bucket ``images`` (PNG), metadata ``{attempt_key, name, campaign}``.
 - ``backends``: one heartbeat document per (campaign, backend id), updated_at.
 
