@@ -158,13 +158,13 @@ class World:
                 for v in rng.choice(np.arange(o.pool[0], o.pool[1] + 1), size=object_count, replace=False)
             ]
         self.build()
+        if self.recorder is not None:
+            self.recorder.start(self, seed)
         for k, oid in enumerate(ids):
             pos = (rng.uniform(*o.region_x), rng.uniform(*o.region_y), rng.uniform(*o.drop_height))
             orn = pb.getQuaternionFromEuler((0.0, 0.0, rng.uniform(-np.pi, np.pi)))
             self.spawn(f"object_{k}", f"object:{oid}", pos, orn, check_overlap=False)
             self.step(o.drop_interval_steps)
-        if self.recorder is not None:
-            self.recorder.start(self, seed)
         self.settle()
         self._drop_escaped()
         return self.object_states()
