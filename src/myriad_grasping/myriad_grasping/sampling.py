@@ -40,10 +40,10 @@ class GraspParams:
     approach_height: float = 0.15
     lift_height: float = 0.30
     success_height: float = 0.10
-    gripper_force: float = 20.0  # N per finger (measured: 20 lifts more than 10)
+    gripper_force: float = 20.0  # N per finger
     grasp_depth: float = 0.04
     # Lowest gripper-centre height: the open fingertips reach 1.7 cm below it, closing ones 3.2 cm (sweeping the
-    # tray floor, z 0.006, where nothing is between them; measured: 0.03 lifts more than 0.04).
+    # tray floor, z 0.006, where nothing is between them), so that objects lying flat are held by the pads.
     min_grasp_z: float = 0.03
     # N: the descent (a guarded move) stops when the contact force pushing the gripper up exceeds this.
     contact_force: float = 20.0
