@@ -174,8 +174,9 @@ def test_ray_campaign_on_two_nodes(ray_cluster, db):
 
 
 def _lease(store: Store, campaign: str, backend: str) -> dict:
-    """The work item `backend` holds a lease on now ({} if none)."""
-    return next((i for i in store.work_items(campaign, state="leased") if i["lease_owner"] == backend), {})
+    """The work item `backend` took or renewed a lease on last ({} if it holds none)."""
+    held = [i for i in store.work_items(campaign, state="leased") if i["lease_owner"] == backend]
+    return max(held, key=lambda i: i["lease_expires"], default={})
 
 
 def _working_on(store: Store, campaign: str, backend: str) -> str:
