@@ -31,6 +31,7 @@ ray = pytest.importorskip("ray")
 
 from myriad_frontend.campaign import make_spec  # noqa: E402
 from myriad_frontend.ray_runner import run_ray  # noqa: E402
+from myriad_runtime.isolation import IsolationError, claim_domain  # noqa: E402
 from myriad_storage.store import Store  # noqa: E402
 
 WS = Path(__file__).resolve().parents[1]
@@ -158,6 +159,22 @@ def _alive(pid: int) -> bool:
 def test_ray_campaign_on_two_nodes(ray_cluster, db):
     uri, store = db
     spec = make_spec(f"ray2n{uuid.uuid4().hex[:6]}", 0, 4, {})
+    claims: dict[str, str] = {}  # what claiming a running back end's DDS domain from here gave
+
+    def claim_their_domains() -> None:
+        deadline = time.monotonic() + 120
+        while len(claims) < 2 and time.monotonic() < deadline:
+            for b in {"b0", "b1"} - set(claims):
+                info = _actor_info(ray_cluster["root"], spec.name, b)
+                if info.get("procs"):
+                    try:
+                        claim_domain(info["domain_id"], run="probe").release()
+                        claims[b] = "claimed"
+                    except IsolationError:
+                        claims[b] = "refused"
+            time.sleep(0.2)
+
+    threading.Thread(target=claim_their_domains, daemon=True).start()
     t0 = time.monotonic()
     result = run_ray(
         store, spec, uri, store.db.name, 2, WS / "config" / "backend.yaml", ray_cluster["address"]
@@ -168,6 +185,9 @@ def test_ray_campaign_on_two_nodes(ray_cluster, db):
     info = [_actor_info(ray_cluster["root"], spec.name, b) for b in ("b0", "b1")]
     assert sorted(i["node_ip"] for i in info) == [HEAD_IP, NODE_IP]  # num_cpus=1 each: one back end per node
     assert info[0]["domain_id"] != info[1]["domain_id"]  # DDS of the two back ends kept apart
+    # ... and from every other run on the host: each back end holds its domain while it runs (another run
+    # sharing it would serve the same actions under /myriad/bN, and both stall).
+    assert claims == {"b0": "refused", "b1": "refused"}, claims
     assert {b["backend"] for b in store.backends(spec.name)} == {"b0", "b1"}  # heartbeats from both
     assert not ray.is_initialized()
     assert psutil.wait_procs(_backend_procs(ray_cluster["root"]), timeout=5)[1] == []  # no orphans
