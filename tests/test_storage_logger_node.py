@@ -118,3 +118,19 @@ def test_logger_renews_the_lease_of_the_item_in_work(logger_process, mongo_uri, 
         assert doc["state"] == "leased" and doc["lease_owner"] == ns[1:] and doc["claims"] == 1
         other = s.claim("ln", "someone_else", 60.0)
         assert other is not None and other["item_id"] != item.item_id  # only the other item is free
+
+
+def test_sigterm_to_the_container_stops_it_cleanly(logger_process, mongo_uri, ros_client):
+    """SIGTERM (what `kill`, systemd, Docker and launch send) to the node container alone: the same ordered
+    shutdown as SIGINT. It exits 0, its last heartbeat says stopping, and the lease it held is handed back."""
+    proc, ns, db, log_path = logger_process
+    client = ros_client(ns)
+    item = client.call(ClaimWork, "claim_work", ClaimWork.Request())
+    assert item.available, log_path.read_text()
+    os.kill(proc.pid, signal.SIGTERM)  # the process only, not its group
+    assert proc.wait(30) == 0, log_path.read_text()
+    with Store(mongo_uri, db) as s:
+        (hb,) = s.backends("ln")
+        (doc,) = [w for w in s.work_items("ln") if w["item_id"] == item.item_id]
+    assert hb["backend"] == ns[1:] and hb["state"] == "stopping", hb
+    assert doc["state"] == "pending" and doc["lease_owner"] is None and doc["claims"] == 1, doc

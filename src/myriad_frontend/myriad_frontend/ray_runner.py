@@ -5,7 +5,9 @@ it on; DDS stays on that host (LOCALHOST discovery, a ROS_DOMAIN_ID per back end
 runs or back ends there share one). The front end pings the
 actors (`health()` returns a status dict: errors are values) and reads heartbeats from the database; Ray
 restarts a dead actor (`max_restarts`), whose new incarnation kills what the old one left and starts the back
-end again, while the front end releases the dead back end's leases and counts the restart.
+end again, while the front end releases the dead back end's leases and counts the restart. An actor Ray no longer
+restarts (its restarts used up) is dead for good: its leases go back to the pool, the other back ends finish the
+campaign, and the run ends at once if none is left.
 """
 
 from __future__ import annotations
@@ -242,6 +244,8 @@ class _Slot:
     failing_since: float | None = None
     restart_request: str = ""
     last_error: str = ""
+    died: int = 0  # pings in a row that found the actor dead (ActorDiedError)
+    dead: bool = False  # Ray will not restart it: no more pings
 
 
 class BackendFleet:
@@ -271,6 +275,8 @@ class BackendFleet:
         pending = [s.ping for s in self.slots if s.ping is not None]
         ready = set(ray.wait(pending, num_returns=len(pending), timeout=0)[0]) if pending else set()
         for s in self.slots:
+            if s.dead:
+                continue
             if s.ping is None:
                 s.ping, s.sent, s.restart_request = s.actor.health.remote(s.restart_request), now, ""
             elif s.ping in ready:
@@ -278,18 +284,31 @@ class BackendFleet:
                 s.ping = None
             elif now - s.sent > PING_TIMEOUT_S:
                 self._on_status(s, {"ok": False, "unreachable": True, "error": "no answer to ping"}, bar)
+        if all(s.dead for s in self.slots):
+            raise RuntimeError(
+                f"every back end's actor is dead and no longer restarted: {self.slots[0].last_error}"
+            )
         lost = [s for s in self.slots if s.failing_since is not None and now - s.failing_since > LOST_AFTER_S]
-        if len(lost) == len(self.slots):
+        if len(lost) + sum(s.dead for s in self.slots) == len(self.slots):
             raise RuntimeError(f"every back end unreachable for {LOST_AFTER_S:.0f} s: {lost[0].last_error}")
         if now - self._hb_checked > 5.0:
             self._hb_checked = now
             self._check_heartbeats()
 
     def _on_status(self, s: _Slot, st: dict[str, Any], bar: tqdm) -> None:
+        s.died = s.died + 1 if st.get("dead") else 0
+        if s.died >= 2:  # the second in a row was sent after the first had failed: no new incarnation came
+            s.dead, s.failing_since, s.last_error = True, None, st["error"]
+            self._report(
+                s, f"actor dead for good ({st['error']}; max_restarts {MAX_RESTARTS})", bar, count=False
+            )
+            return
         if st.get("unreachable"):
             if s.failing_since is None:
                 s.failing_since, s.last_error = time.monotonic(), st["error"]
-                self._report(s, f"actor unreachable ({st['error']}); Ray restarts it", bar, count=False)
+                self._report(
+                    s, f"actor unreachable ({st['error']}); Ray restarts it if it can", bar, count=False
+                )
             return
         s.failing_since = None
         if s.incarnation and st["incarnation"] != s.incarnation:
@@ -319,7 +338,7 @@ class BackendFleet:
             return  # the back ends cannot write either: not their fault
         now = datetime.now(UTC)
         for s in self.slots:
-            if s.failing_since is not None or not s.incarnation:
+            if s.dead or s.failing_since is not None or not s.incarnation:
                 continue
             last = max(
                 datetime.fromtimestamp(s.since, UTC), beats.get(s.backend, datetime.min.replace(tzinfo=UTC))
@@ -345,14 +364,16 @@ class BackendFleet:
 
 
 def _result(ref: Any) -> dict[str, Any]:
+    """A ping's status; on failure `unreachable` (the actor is restarting or dead), and `dead` if Ray says so.
+
+    A ping to a restarting actor is retried on its next incarnation (max_task_retries); ActorDiedError means Ray
+    gave up on it (its restarts used up, or it died on every retry): `dead`, once seen twice in a row."""
     try:
         return ray.get(ref, timeout=0)
-    except Exception as exc:  # RayActorError, ActorUnavailableError, ...: the actor is dead or restarting
-        return {
-            "ok": False,
-            "unreachable": True,
-            "error": f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0]}",
-        }
+    except Exception as exc:  # ActorDiedError, ActorUnavailableError, ...
+        error = f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0]}"
+        dead = isinstance(exc, ray.exceptions.ActorDiedError)
+        return {"ok": False, "unreachable": True, "dead": dead, "error": error}
 
 
 def run_ray(
