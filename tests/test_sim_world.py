@@ -79,14 +79,26 @@ def test_reset_returns_a_tray_at_rest(world):
         assert moved < 0.005, (seed, moved)
 
 
-def test_settle_bounds_in_the_world_file_are_checked(tmp_path):
-    text = WORLD.read_text().replace("max_settle_steps: 1920", "max_settle_steps: 10")
+@pytest.mark.parametrize(
+    "change, error",
+    [
+        (
+            ("max_settle_steps: 1920", "max_settle_steps: 10"),
+            r"max_settle_steps': expected an integer >= settle_st",
+        ),
+        (
+            ("exclude: [168]", "exclude: [168, 950]"),
+            r"exclude': expected a list of object ids within the pool",
+        ),
+        (("rest_steps: 72", "rest_steps: -1"), r"rest_steps': expected a positive integer"),
+    ],
+)
+def test_object_fields_in_the_world_file_are_checked(tmp_path, change, error):
+    text = WORLD.read_text().replace(*change)
     (tmp_path / "worlds").mkdir()
     f = tmp_path / "worlds" / "w.yaml"
     f.write_text(text.replace("description: urdf/", f"description: {WS}/urdf/"))
-    with pytest.raises(
-        SpecError, match=r"field 'objects\.max_settle_steps': expected an integer >= settle_steps \(48\)"
-    ):
+    with pytest.raises(SpecError, match=r"field 'objects\." + error):
         load_world(f)
 
 

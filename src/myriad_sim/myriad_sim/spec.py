@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from myriad_sim.config import ConfigError, ConfigReader, read_yaml
+from myriad_sim.config import ConfigError, ConfigReader, is_int, read_yaml
 from myriad_sim.models import ModelError, resolve_source
 
 SpecError = ConfigError  # a world or robot file is malformed; the message names the file and the field
@@ -69,13 +69,15 @@ class CameraSpec:
 @dataclass(frozen=True)
 class ObjectsSpec:
     pool: tuple[int, int]
+    exclude: tuple[int, ...]  # ids within the pool never drawn
     region_x: tuple[float, float]
     region_y: tuple[float, float]
     drop_height: tuple[float, float]
     drop_interval_steps: int  # steps between one object's drop and the next one's
     settle_steps: int  # at least this many steps after the last drop...
-    max_settle_steps: int  # ...and until every object rests, for at most this many
+    max_settle_steps: int  # ...and until every object has rested for rest_steps, for at most this many
     rest_speed: float  # m/s: resting, no point of an object within 5 cm of its centre moves faster
+    rest_steps: int
 
 
 @dataclass(frozen=True)
@@ -201,9 +203,15 @@ def load_world(path: Path | str, workspace_root: Path | None = None) -> WorldSpe
     pool = tuple(int(v) for v in o.vector("pool", 2))
     if not 0 <= pool[0] <= pool[1] <= 999:
         o.fail("pool", "[first, last] object ids within 0..999", list(pool))
+    exclude = o.get("exclude", [])
+    if not isinstance(exclude, list) or not all(is_int(v) and pool[0] <= v <= pool[1] for v in exclude):
+        o.fail("exclude", f"a list of object ids within the pool {list(pool)}", exclude)
+    if len(set(exclude)) > pool[1] - pool[0]:
+        o.fail("exclude", "a list that leaves at least one object of the pool", exclude)
     region = o.sub("region")
     objects = ObjectsSpec(
         pool=pool,
+        exclude=tuple(sorted(set(exclude))),
         region_x=region.interval("x"),
         region_y=region.interval("y"),
         drop_height=o.interval("drop_height"),
@@ -211,6 +219,7 @@ def load_world(path: Path | str, workspace_root: Path | None = None) -> WorldSpe
         settle_steps=o.integer("settle_steps", positive=True),
         max_settle_steps=o.integer("max_settle_steps", positive=True),
         rest_speed=o.number("rest_speed", positive=True),
+        rest_steps=o.integer("rest_steps", positive=True),
     )
     if objects.max_settle_steps < objects.settle_steps:
         o.fail(

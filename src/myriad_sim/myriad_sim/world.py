@@ -155,7 +155,11 @@ class World:
         else:
             ids = [
                 int(v)
-                for v in rng.choice(np.arange(o.pool[0], o.pool[1] + 1), size=object_count, replace=False)
+                for v in rng.choice(
+                    np.setdiff1d(np.arange(o.pool[0], o.pool[1] + 1), o.exclude),
+                    size=object_count,
+                    replace=False,
+                )
             ]
         self.build()
         if self.recorder is not None:
@@ -170,8 +174,9 @@ class World:
         return self.object_states()
 
     def settle(self, check_every: int = 24) -> int:
-        """Step at least settle_steps, then until every object rests (rest_speed) or max_settle_steps have
-        passed; returns the steps taken."""
+        """Step at least settle_steps, then until every object has rested (rest_speed, checked every `check_every`
+        steps) for rest_steps, or max_settle_steps have passed; returns the steps taken. (An object leaning on a
+        wall can stand still for an instant, then topple.)"""
         o, c = self.spec.objects, self.client
         bodies = [self.entities[n].body for n in self.object_names()]
 
@@ -183,8 +188,11 @@ class World:
             return True
 
         self.step(o.settle_steps)
-        taken = o.settle_steps
-        while taken < o.max_settle_steps and not resting():
+        taken, rested = o.settle_steps, 0
+        while taken < o.max_settle_steps:
+            rested = rested + check_every if resting() else 0
+            if rested > o.rest_steps:
+                break
             n = min(check_every, o.max_settle_steps - taken)
             self.step(n)
             taken += n
