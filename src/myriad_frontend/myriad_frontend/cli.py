@@ -78,7 +78,8 @@ def cmd_collect(args) -> int:
         dashboard.stop()
     rate = result.done / result.seconds if result.seconds else 0.0
     print(
-        f"\n{'interrupted' if result.interrupted else 'done'}: {result.done}/{result.target} attempts, "
+        f"\n{'failed' if result.failed else 'interrupted' if result.interrupted else 'done'}: "
+        f"{result.done}/{result.target} attempts, "
         f"{result.successes} successes ({result.successes / max(1, result.executed):.0%} of {result.executed} "
         f"executed grasps), "
         f"{result.seconds:.1f} s, {rate:.2f} attempts/s"
@@ -90,7 +91,7 @@ def cmd_collect(args) -> int:
     print(f"query: python -c \"import pymongo; db = pymongo.MongoClient('{mask_uri(uri)}')['{args.database}']; "
           f"print(db.attempts.find_one({{'campaign': '{spec.name}'}}, {{'_id': 0, 'images': 0}}))\"")  # fmt: skip
     print(f"status: myriad status {spec.name}")
-    return 130 if result.interrupted else 0
+    return EXIT_RUN if result.failed else EXIT_INTERRUPTED if result.interrupted else 0
 
 
 def cmd_status(args) -> int:

@@ -30,6 +30,7 @@ class CollectResult:
     first_attempt_s: float | None
     restarts: dict[str, int] = field(default_factory=dict)
     interrupted: bool = False
+    failed: bool = False  # the run could not go on (no back end left)
     domain_id: int | None = None
     executed: int = 0  # attempts that executed a grasp (the label's denominator)
 

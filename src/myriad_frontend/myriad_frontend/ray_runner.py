@@ -7,7 +7,7 @@ actors (`health()` returns a status dict: errors are values) and reads heartbeat
 restarts a dead actor (`max_restarts`), whose new incarnation kills what the old one left and starts the back
 end again, while the front end releases the dead back end's leases and counts the restart. An actor Ray no longer
 restarts (its restarts used up) is dead for good: its leases go back to the pool, the other back ends finish the
-campaign, and the run ends at once if none is left.
+campaign, and the run fails at once if none is left.
 """
 
 from __future__ import annotations
@@ -408,7 +408,7 @@ def run_ray(
         result.interrupted = True
     except RuntimeError as exc:
         print(f"myriad: {exc}", file=sys.stderr)
-        result.interrupted = True
+        result.failed = True
     finally:
         if fleet is not None:
             fleet.stop()
