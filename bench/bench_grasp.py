@@ -6,9 +6,10 @@ Runs the attempts by direct in-process calls (myriad_grasping.episode.run_attemp
 in-process back end: the same attempt script, planner, controllers and physics as a back end's nodes, without
 DDS). Seeds are the items of a campaign with the given seed, so every strategy sees the same trays.
 Targets: `object` success >= 70 %, attempts without an executed grasp <= 3 %.
-Measured (2026-12-01, campaign seed 1, 5 objects): `object` 217/400 lifted = 54.2 % [49.4-59.1], 1.2 % without
-an executed grasp; `uniform` 101/400 = 25.2 % [21.2-29.7], 0 %. The code before (same seeds, 200 attempts):
-`object` 56.5 % [49.6-63.2] of attempts, 19 % without an executed grasp (descent refused).
+Measured (2026-12-01, campaign seed 1, 5 objects, settled trays and the finger-model aim): `object` 360/400
+lifted = 90.0 % [86.7-92.6], 0.2 % without an executed grasp (missed 27, slipped 11, refused 1, lift failed 1);
+`uniform` 135/400 = 33.8 % [29.3-38.5], 0 %. Before (objects dropped together and captured while still moving):
+`object` 54.2 % [49.4-59.1], `uniform` 25.2 % [21.2-29.7].
 """
 
 from __future__ import annotations
