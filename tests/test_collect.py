@@ -32,7 +32,7 @@ def db(module_db):
 
 
 def test_five_attempts_stored_with_images(db):
-    out = collect(db, "--attempts", "5", "--seed", "3", "--name", "five")
+    out = collect(db, "--attempts", "5", "--seed", "7", "--name", "five")
     assert out.returncode == 0, out.stderr[-3000:]
     assert "done: 5/5 attempts" in out.stdout
     store = Store(db, "t")
@@ -48,7 +48,8 @@ def test_five_attempts_stored_with_images(db):
         seg = png_to_seg(store.image(d["images"]["pre_segmentation"]))
         assert seg.shape == (472, 472) and len(np.unique(seg)) >= 3
     # Labels agree with what was measured: for executed grasps, success iff an object of the tray rose above the
-    # success height; no label without an executed grasp; seed 3 gives at least one success and one failure.
+    # success height; no label without an executed grasp. Seed 7 gives successes and failures (lifted, lifted,
+    # missed, lifted, missed); should a physics change make all five alike, choose a seed that mixes them again.
     for d in docs:
         rose = d["lift_height"] > d["params"].get("success_height", 0.10)
         names = {o["name"] for o in d["objects"]}
