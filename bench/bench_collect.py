@@ -21,6 +21,7 @@ import tempfile
 import threading
 import time
 from collections import defaultdict
+from datetime import UTC
 from pathlib import Path
 
 import psutil
@@ -125,22 +126,41 @@ def run_direct(uri: str, items: list[dict], renderer: str, jobs: int) -> list[di
 
 def backend_rss(stop: threading.Event, peak: dict, backends: int = 1) -> None:
     """Peak summed RSS of each back end bN of this run (our child processes whose command line has its namespace):
-    peak["bN"], and peak["rss"] for b0."""
+    peak["bN"], and peak["rss"] for b0; peak["cpu_bN"]: (wall time, CPU seconds so far) samples of its processes."""
     me = psutil.Process()
+    cpu: dict[int, float] = {}  # pid -> CPU seconds, kept after the process ends
     while not stop.is_set():
         total: dict[str, int] = defaultdict(int)
+        pids: dict[str, list[int]] = defaultdict(list)
         for p in me.children(recursive=True):
             try:
                 cmd = p.cmdline()
                 for i in range(backends):
                     if any(c == f"__ns:=/myriad/b{i}" for c in cmd):
                         total[f"b{i}"] += p.memory_info().rss
+                        t = p.cpu_times()
+                        cpu[p.pid] = t.user + t.system + t.children_user + t.children_system
+                        pids[f"b{i}"].append(p.pid)
             except psutil.NoSuchProcess:
                 pass
+        now = time.time()
         for k, v in total.items():
             peak[k] = max(peak.get(k, 0), v)
+            peak.setdefault(f"cpu_{k}", []).append((now, sum(cpu[p] for p in pids[k])))
         peak["rss"] = peak.get("b0", 0)
         stop.wait(0.5)
+
+
+def ros_cpu_per_attempt(docs: list[dict], peak: dict) -> float:
+    """Back-end CPU seconds per stored attempt, from each back end's first to its last stored attempt."""
+    cpu, n = 0.0, 0
+    for b in {d["backend"] for d in docs}:
+        stamps = sorted(d["created_at"].replace(tzinfo=UTC).timestamp() for d in docs if d["backend"] == b)
+        samples = peak.get(f"cpu_{b}", [])
+        if len(stamps) > 1 and samples:
+            at = {t: min(samples, key=lambda s, t=t: abs(s[0] - t))[1] for t in (stamps[0], stamps[-1])}
+            cpu, n = cpu + at[stamps[-1]] - at[stamps[0]], n + len(stamps) - 1
+    return cpu / max(1, n)
 
 
 def per_backend_rates(docs: list[dict]) -> dict[str, float]:
@@ -225,9 +245,11 @@ def report(args, cores: int, renderer: str, direct: list[dict], ros, wilson) -> 
     print(f"ROS 2 path      : {ros_core:.2f} attempts/s per core steady (per back end "
           f"{', '.join(f'{b} {r:.2f}' for b, r in rates.items())}; {result.done / result.seconds:.2f}/s overall "
           f"including start-up)  (target >= 1.5)")  # fmt: skip
+    print(f"CPU per attempt : ROS back end {ros_cpu_per_attempt(docs, peak):.3f} s (all its threads), direct "
+          f"{sum(cpu.values()):.3f} s")  # fmt: skip
     print(f"ratio ROS/direct: {ros_core / direct_core:.2f}  (target >= 0.95)")
     print("RSS per back end: " + ", ".join(f"{b} {v / 2**20:.0f} MB" for b, v in sorted(peak.items())
-                                           if b != "rss") + " peak  (target <= 400 MB)")  # fmt: skip
+                                           if b.startswith("b")) + " peak  (target <= 400 MB)")  # fmt: skip
     print(
         f"first sample    : {result.first_attempt_s:.1f} s from command to first stored attempt  (target <= 15 s)"
     )
