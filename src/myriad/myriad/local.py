@@ -82,7 +82,7 @@ class LocalBackend:
         plan = planner.plan(goal_type, robot.joint_positions(), joints, pose, seed=seed)
         if not plan.success:
             raise MotionError(f"{goal_type} motion: planning failed: {plan.message}")
-        traj = robot_trajectory(plan.path, self.spec.robot, planner.config)
+        traj = robot_trajectory(plan.path, self.spec.robot, planner.config, goal_type == "cartesian_contact")
         goal = make_trajectory(robot, self.spec.robot.arm_joints, traj.times, traj.positions, traj.velocities)
         out = follow(robot, goal, self.spec.timestep, self.world.step, max_contact_force=max_contact_force)
         if out.error_code != ResultCode.SUCCESS:
