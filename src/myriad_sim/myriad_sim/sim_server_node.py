@@ -179,8 +179,11 @@ class SimServerNode(Node):
 
     # -- publishing -----------------------------------------------------------------------------------
     def publish_state(self) -> None:
-        self.clock_pub.publish(Clock(clock=time_msg(self.world.sim_time)))
-        self.publish_joints()
+        """Clock, joint states and TF now, to whoever subscribes."""
+        if self.clock_pub.get_subscription_count():
+            self.clock_pub.publish(Clock(clock=time_msg(self.world.sim_time)))
+        if self.joint_pub.get_subscription_count():
+            self.publish_joints()
         if self.viz:
             self.publish_tf()
 
