@@ -1,20 +1,27 @@
-"""Full ROS 2 path vs direct library calls: attempts/s ratio, RSS per back end, time to the first stored attempt.
+"""Throughput per core: the full ROS 2 path vs the same attempts by direct library calls, where the time goes.
 
-    python bench/bench_collect.py [--attempts 20]
+    python bench/bench_collect.py [--attempts 40] [--backends 2] [--strategy object] [--direct-only]
 
-Both paths run the same attempts (same seeds, same run_attempt script, same PNG storage in a real database):
-the ROS one as `myriad collect` runs it (sim server + controllers, planner, sampler, logger in 2 processes),
-the direct one with World, Planner and controllers called in this process. Targets: ratio >= 0.85,
-<= 400 MB per back end, first sample <= 15 s.
+Both paths run the same attempts (same seeds, same run_attempt script, same PNG storage in a real database): the
+ROS one as `myriad collect --backends N` runs it, the direct one in N processes calling World, Planner and the
+controllers. Printed: per-phase time per attempt (wall from the attempt documents' `timings`, CPU and physics
+steps of the direct path), stored attempts/s per core (steady: first to last stored attempt of each back end),
+their ratio, peak RSS per back end, time to the first stored attempt, and the success rate with its 95 % Wilson
+interval (the two paths must give the same labels: a determinism check). Targets (issue 10): >= 1.5 attempts/s
+per core through ROS, ratio >= 0.95, <= 400 MB per back end, first sample <= 15 s.
 """
 
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
+import sys
 import tempfile
 import threading
 import time
+from collections import defaultdict
+from datetime import UTC
 from pathlib import Path
 
 import psutil
@@ -31,78 +38,227 @@ from myriad_storage.server import LocalServer
 from myriad_storage.store import Store
 
 WS = Path(os.environ.get("MYRIAD_WS", Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+PHASES = ("reset", "capture_pre", "reach", "descend", "close", "lift", "capture_post", "encode", "store")
 
 
-def run_direct(store: Store, spec, region, renderer: str) -> tuple[float, float]:
-    """Attempts/s in one process, storing each attempt like the logger does; returns (steady, overall)."""
+class Meter:
+    """LocalGraspBackend with CPU time and physics steps charged to the attempt's phases (as run_attempt's laps
+    name them; sampling the grasp counts towards `reach`, reading the objects after the lift towards `lift`)."""
+
+    def __init__(self, backend: LocalGraspBackend):
+        self.backend, self.world = backend, backend.local.world
+        self.cpu: dict[str, float] = defaultdict(float)
+        self.steps: dict[str, int] = defaultdict(int)
+        self._moves, self._captures, self._clock = 0, 0, time.process_time()
+
+    def charge(self, phase: str, fn, *args, **kwargs):
+        steps = 0 if phase == "reset" else self.world.steps  # a reset starts the step count again
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            now = time.process_time()
+            self.cpu[phase] += now - self._clock
+            self.steps[phase] += self.world.steps - steps
+            self._clock = now
+
+    def reset(self, seed, object_count):
+        self._moves, self._captures = 0, 0
+        self._clock = time.process_time()
+        return self.charge("reset", self.backend.reset, seed, object_count)
+
+    def capture(self):
+        self._captures += 1
+        return self.charge("capture_pre" if self._captures == 1 else "capture_post", self.backend.capture)
+
+    def view(self, images):
+        return self.backend.view(images)
+
+    def move(self, kind, position, orientation, seed, max_contact_force=0.0):
+        self._moves += 1
+        phase = ("reach", "descend", "lift")[min(self._moves, 3) - 1]
+        return self.charge(phase, self.backend.move, kind, position, orientation, seed, max_contact_force)
+
+    def gripper(self, opening, force):
+        return self.charge("reach" if opening > 0 else "close", self.backend.gripper, opening, force)
+
+    def object_positions(self):
+        return self.charge("lift", self.backend.object_positions)
+
+
+def encode_images(pre, post) -> dict[str, bytes]:
+    """The four stored PNGs of an attempt, as the logger encodes them."""
+    return {"pre_rgb": encode_png(pre.rgb), "pre_depth": depth_to_png(pre.depth),
+            "pre_segmentation": seg_to_png(pre.segmentation), "post_rgb": encode_png(post.rgb)}  # fmt: skip
+
+
+def direct_worker(uri: str, items: list[dict], renderer: str, tag: str) -> dict:
+    """Run and store `items` in this process like a back end does; per-phase sums, labels, steady rate."""
     local = LocalBackend(load_world(WS / "worlds" / "tray.yaml"), renderer)
-    backend = LocalGraspBackend(local)
-    stamps, start = [], time.perf_counter()
-    for i, item in enumerate(spec.items()):
-        a = run_attempt(backend, GraspParams.from_dict(item), item["seed"], region.region_x, region.region_y)
-        pre, post = a.pre_images, a.post_images
-        images = {"pre_rgb": encode_png(pre.rgb), "pre_depth": depth_to_png(pre.depth),
-                  "pre_segmentation": seg_to_png(pre.segmentation), "post_rgb": encode_png(post.rgb)}  # fmt: skip
-        key = f"direct/{i:06d}#0"
-        store.store_attempt(
-            {"attempt_key": key, "campaign": "direct", "item_id": key, "success": a.success}, images
-        )
+    meter, region, store = Meter(LocalGraspBackend(local)), local.spec.objects, Store(uri, "bench")
+    wall: dict[str, float] = defaultdict(float)
+    labels, stamps = {}, []
+    for item in items:
+        a = run_attempt(meter, GraspParams.from_dict(item), item["seed"], region.region_x, region.region_y)
+        t0 = time.perf_counter()
+        images = meter.charge("encode", encode_images, a.pre_images, a.post_images)
+        t1 = time.perf_counter()
+        key = f"{tag}/{item['seed']}#0"
+        record = {"attempt_key": key, "campaign": tag, "item_id": key, "success": a.success}
+        meter.charge("store", store.store_attempt, record, images)
         stamps.append(time.perf_counter())
+        for phase, seconds in {**a.timings, "encode": t1 - t0, "store": stamps[-1] - t1}.items():
+            wall[phase] += seconds
+        labels[item["seed"]] = (a.outcome, a.success)
     local.close()
-    return (len(stamps) - 1) / (stamps[-1] - stamps[0]), len(stamps) / (stamps[-1] - start)
+    store.close()
+    n = len(items)
+    return {"n": n, "wall": dict(wall), "cpu": dict(meter.cpu), "steps": dict(meter.steps), "labels": labels,
+            "rate": (n - 1) / (stamps[-1] - stamps[0]) if n > 1 else 0.0}  # fmt: skip
 
 
-def backend_rss(stop: threading.Event, peak: dict) -> None:
-    """Peak summed RSS of this run's back end b0: our child processes whose command line has its namespace."""
+def run_direct(uri: str, items: list[dict], renderer: str, jobs: int) -> list[dict]:
+    """direct_worker over `jobs` processes, items dealt round robin."""
+    chunks = [(uri, items[k::jobs], renderer, f"direct{k}") for k in range(jobs)]
+    with multiprocessing.get_context("spawn").Pool(jobs) as pool:
+        return pool.starmap(direct_worker, chunks)
+
+
+def backend_rss(stop: threading.Event, peak: dict, backends: int = 1) -> None:
+    """Peak summed RSS of each back end bN of this run (our child processes whose command line has its namespace):
+    peak["bN"], and peak["rss"] for b0; peak["cpu_bN"]: (wall time, CPU seconds so far) samples of its processes."""
     me = psutil.Process()
+    cpu: dict[int, float] = {}  # pid -> CPU seconds, kept after the process ends
     while not stop.is_set():
-        total = 0
+        total: dict[str, int] = defaultdict(int)
+        pids: dict[str, list[int]] = defaultdict(list)
         for p in me.children(recursive=True):
             try:
-                if any("__ns:=/myriad/b0" in c for c in p.cmdline()):
-                    total += p.memory_info().rss
+                cmd = p.cmdline()
+                for i in range(backends):
+                    if any(c == f"__ns:=/myriad/b{i}" for c in cmd):
+                        total[f"b{i}"] += p.memory_info().rss
+                        t = p.cpu_times()
+                        cpu[p.pid] = t.user + t.system + t.children_user + t.children_system
+                        pids[f"b{i}"].append(p.pid)
             except psutil.NoSuchProcess:
                 pass
-        peak["rss"] = max(peak.get("rss", 0), total)
+        now = time.time()
+        for k, v in total.items():
+            peak[k] = max(peak.get(k, 0), v)
+            peak.setdefault(f"cpu_{k}", []).append((now, sum(cpu[p] for p in pids[k])))
+        peak["rss"] = peak.get("b0", 0)
         stop.wait(0.5)
 
 
+def ros_cpu_per_attempt(docs: list[dict], peak: dict) -> float:
+    """Back-end CPU seconds per stored attempt, from each back end's first to its last stored attempt."""
+    cpu, n = 0.0, 0
+    for b in {d["backend"] for d in docs}:
+        stamps = sorted(d["created_at"].replace(tzinfo=UTC).timestamp() for d in docs if d["backend"] == b)
+        samples = peak.get(f"cpu_{b}", [])
+        if len(stamps) > 1 and samples:
+            at = {t: min(samples, key=lambda s, t=t: abs(s[0] - t))[1] for t in (stamps[0], stamps[-1])}
+            cpu, n = cpu + at[stamps[-1]] - at[stamps[0]], n + len(stamps) - 1
+    return cpu / max(1, n)
+
+
+def per_backend_rates(docs: list[dict]) -> dict[str, float]:
+    """Steady stored attempts/s of each back end: from its first to its last stored attempt."""
+    by: dict[str, list] = defaultdict(list)
+    for d in docs:
+        by[d["backend"]].append(d["created_at"])
+    return {
+        b: (len(t) - 1) / max(1e-9, (max(t) - min(t)).total_seconds())
+        for b, t in sorted(by.items())
+        if len(t) > 1
+    }
+
+
 def main() -> None:
+    from bench_grasp import wilson
+
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--attempts", type=int, default=20)
+    ap.add_argument("--attempts", type=int, default=40)
+    ap.add_argument("--backends", type=int, default=2, help="back ends (ROS) and processes (direct)")
+    ap.add_argument("--strategy", default="object")
+    ap.add_argument("--seed", type=int, default=5)
+    ap.add_argument("--direct-only", action="store_true", help="skip the ROS path")
     args = ap.parse_args()
+    cores = min(args.backends, os.cpu_count() or 1)
+    desc = load_description(WS / "config" / "backend.yaml")
+    renderer = next(n for n in desc.nodes() if n.name == "sim_server").parameters.get("renderer", "auto")
     with tempfile.TemporaryDirectory() as tmp:
         server = LocalServer(Path(tmp) / "db", port=27199)
         uri = server.ensure_running()
         store = Store(uri, "bench")
-        spec = make_spec("bench-ros", 5, args.attempts, {})
-        region = load_world(WS / "worlds" / "tray.yaml").objects
-        stop, peak = threading.Event(), {}
-        sampler = threading.Thread(target=backend_rss, args=(stop, peak), daemon=True)
-        sampler.start()
-        t0 = time.perf_counter()
-        result = run_local(
-            store, spec, uri, "bench", 1, WS / "config" / "backend.yaml", Path(tmp) / "runs", progress=False
-        )
-        stop.set()
-        ros_overall = result.done / (time.perf_counter() - t0)
-        docs = sorted(store.attempts({"campaign": "bench-ros"}), key=lambda d: d["created_at"])
-        span = (docs[-1]["created_at"] - docs[0]["created_at"]).total_seconds()
-        ros_steady = (len(docs) - 1) / span
-        desc = load_description(WS / "config" / "backend.yaml")
-        renderer = next(n for n in desc.nodes() if n.name == "sim_server").parameters.get("renderer", "auto")
-        direct_steady, direct_overall = run_direct(store, spec, region, renderer)
+        spec = make_spec("bench-ros", args.seed, args.attempts, {"strategy": args.strategy})
+        items = list(spec.items())
+        ros = None
+        if not args.direct_only:
+            stop, peak = threading.Event(), {}
+            sampler = threading.Thread(target=backend_rss, args=(stop, peak, args.backends), daemon=True)
+            sampler.start()
+            result = run_local(store, spec, uri, "bench", args.backends, WS / "config" / "backend.yaml",
+                               Path(tmp) / "runs", progress=False)  # fmt: skip
+            stop.set()
+            docs = list(store.attempts({"campaign": "bench-ros"}))
+            ros = (result, docs, peak)
+        direct = run_direct(uri, items, renderer, args.backends)
         server.stop()
-    print(f"attempts: {args.attempts} per path, 1 back end, 2 cores, renderer {renderer}")
-    print(f"ROS 2 path      : {ros_steady:.2f} attempts/s steady ({ros_overall:.2f}/s including start-up)")
-    print(
-        f"direct calls    : {direct_steady:.2f} attempts/s steady ({direct_overall:.2f}/s including set-up)"
-    )
-    print(f"ratio ROS/direct: {ros_steady / direct_steady:.2f}  (target >= 0.85)")
-    print(f"RSS per back end: {peak.get('rss', 0) / 2**20:.0f} MB peak  (target <= 400 MB)")
+    report(args, cores, renderer, direct, ros, wilson)
+
+
+def report(args, cores: int, renderer: str, direct: list[dict], ros, wilson) -> None:
+    n = sum(r["n"] for r in direct)
+    total = lambda key: {
+        p: sum(r[key].get(p, 0) for r in direct) / n for p in {k for r in direct for k in r[key]}
+    }  # noqa: E731
+    wall, cpu, steps = total("wall"), total("cpu"), total("steps")
+    ros_wall: dict[str, float] = {}
+    if ros:
+        for d in ros[1]:
+            for p, s in d.get("timings", {}).items():
+                ros_wall[p] = ros_wall.get(p, 0.0) + s / len(ros[1])
+    print(f"{n} attempts per path, strategy {args.strategy}, campaign seed {args.seed}, {args.backends} back ends / "
+          f"processes on {cores} cores, renderer {renderer}")  # fmt: skip
+    print(f"{'phase':<14}{'direct wall s':>14}{'direct CPU s':>14}{'steps':>8}{'ROS wall s':>12}")
+    for p in (*PHASES, "total"):
+        row = ros_wall.get(p)
+        ros_cell = f"{row:12.3f}" if row is not None else f"{'':12}"
+        if p == "total":
+            w, c, s = sum(wall.get(q, 0) for q in PHASES), sum(cpu.values()), sum(steps.values())
+        else:
+            w, c, s = wall.get(p, 0.0), cpu.get(p, 0.0), steps.get(p, 0)
+        print(f"{p:<14}{w:14.3f}{c:14.3f}{s:8.0f}{ros_cell}")
+    direct_core = sum(r["rate"] for r in direct) / cores
+    print(f"direct calls    : {direct_core:.2f} attempts/s per core steady ({1 / max(1e-9, sum(cpu.values())):.2f} "
+          f"per CPU-second of attempts)")  # fmt: skip
+    k = sum(bool(r["labels"][s][1]) for r in direct for s in r["labels"])
+    lo, hi = wilson(k, n)
+    print(f"success (direct): {k}/{n} = {k / n:.1%} [95 % CI {lo:.1%}-{hi:.1%}]")
+    if not ros:
+        return
+    result, docs, peak = ros
+    rates = per_backend_rates(docs)
+    ros_core = sum(rates.values()) / cores
+    print(f"ROS 2 path      : {ros_core:.2f} attempts/s per core steady (per back end "
+          f"{', '.join(f'{b} {r:.2f}' for b, r in rates.items())}; {result.done / result.seconds:.2f}/s overall "
+          f"including start-up)  (target >= 1.5)")  # fmt: skip
+    print(f"CPU per attempt : ROS back end {ros_cpu_per_attempt(docs, peak):.3f} s (all its threads), direct "
+          f"{sum(cpu.values()):.3f} s")  # fmt: skip
+    print(f"ratio ROS/direct: {ros_core / direct_core:.2f}  (target >= 0.95)")
+    print("RSS per back end: " + ", ".join(f"{b} {v / 2**20:.0f} MB" for b, v in sorted(peak.items())
+                                           if b.startswith("b")) + " peak  (target <= 400 MB)")  # fmt: skip
     print(
         f"first sample    : {result.first_attempt_s:.1f} s from command to first stored attempt  (target <= 15 s)"
     )
+    k = sum(bool(d["success"]) for d in docs)
+    lo, hi = wilson(k, len(docs))
+    print(f"success (ROS)   : {k}/{len(docs)} = {k / len(docs):.1%} [95 % CI {lo:.1%}-{hi:.1%}]")
+    labels = {s: v for r in direct for s, v in r["labels"].items()}
+    same = sum(labels.get(d["seed"], (None,))[0] == d["extra"]["outcome"] for d in docs)
+    print(f"same outcome on both paths: {same}/{len(docs)} attempts (same seed, same attempt)")
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Sequence
 
 import numpy as np
@@ -10,6 +11,8 @@ import pybullet as pb
 from myriad_sim.robot import Robot
 
 Pose = tuple[np.ndarray, np.ndarray]  # position (3,), quaternion x, y, z, w (4,)
+# m and rad: an IK solution this close to the pose is not refined further (the tolerances are ~20x coarser)
+CONVERGED = 1e-4
 
 
 def orientation_error(q1: Sequence[float], q2: Sequence[float]) -> float:
@@ -36,8 +39,9 @@ class Kinematics:
         self._tool_inv = pb.invertTransform(robot.spec.tool_offset, (0, 0, 0, 1))
 
     def set_joints(self, q: Sequence[float]) -> None:
-        for j, v in zip(self.robot.arm, q):
-            pb.resetJointState(self.body, j, float(v), physicsClientId=self.client)
+        pb.resetJointStatesMultiDof(
+            self.body, self.robot.arm, [[float(v)] for v in q], physicsClientId=self.client
+        )
 
     def fk(self, q: Sequence[float]) -> Pose:
         """Pose of the gripper centre at arm configuration q."""
@@ -50,10 +54,14 @@ class Kinematics:
         pos, orn = self.fk(q)
         return float(np.linalg.norm(pos - np.asarray(position))), orientation_error(orn, orientation)
 
-    def _solve_from(self, seed: np.ndarray, ee_pos, ee_orn, iterations: int) -> np.ndarray:
+    def _solve_from(
+        self, seed: np.ndarray, pose: tuple[Sequence[float], Sequence[float]], ee_pos, ee_orn, iterations: int
+    ) -> tuple[np.ndarray, float, float]:
+        """Up to `iterations` IK calls, each from the last solution, until within CONVERGED of the gripper-centre
+        `pose`; returns the solution and its position and orientation errors."""
         lo, hi = self.robot.lower, self.robot.upper
         pad = self._dofs - len(seed)
-        q = seed
+        q, dp, da = seed, math.inf, math.inf
         for _ in range(iterations):
             self.set_joints(q)
             sol = pb.calculateInverseKinematics(
@@ -70,7 +78,10 @@ class Kinematics:
                 physicsClientId=self.client,
             )
             q = np.clip(np.array(sol[: len(seed)]), lo, hi)
-        return q
+            dp, da = self.pose_error(q, *pose)
+            if dp < CONVERGED and da < CONVERGED:
+                break
+        return q, dp, da
 
     def solutions(
         self,
@@ -91,8 +102,8 @@ class Kinematics:
             rng.uniform(self.robot.lower, self.robot.upper) for _ in range(max(0, restarts - len(seeds)))
         ]
         for s in seeds:
-            q = self._solve_from(np.clip(s, self.robot.lower, self.robot.upper), ee_pos, ee_orn, iterations=4)
-            dp, da = self.pose_error(q, position, orientation)
+            q0 = np.clip(s, self.robot.lower, self.robot.upper)
+            q, dp, da = self._solve_from(q0, (position, orientation), ee_pos, ee_orn, iterations=4)
             if dp < self.position_tolerance and da < self.orientation_tolerance:
                 yield q
 

@@ -51,9 +51,24 @@ def resolve_source(source: str, base: Path | None = None) -> Path:
     return path
 
 
+_checked: set[tuple[str, int, int]] = set()  # (path, mtime, size) of files that passed check_model_file
+
+
 def check_model_file(path: Path) -> None:
     """Parse a URDF/SDF as XML (and the meshes a URDF refers to) and a mesh for finite vertices and faces
-    within range, so that a bad file fails with a useful message instead of crashing PyBullet."""
+    within range, so that a bad file fails with a useful message instead of crashing PyBullet. A file that
+    passed is not parsed again while its modification time and size stay the same."""
+    try:
+        st = path.stat()
+    except OSError as exc:
+        raise ModelError(f"{path}: cannot read: {exc.strerror}") from None
+    key = (str(path), st.st_mtime_ns, st.st_size)
+    if key not in _checked:
+        _check_model_file(path)
+        _checked.add(key)
+
+
+def _check_model_file(path: Path) -> None:
     suffix = path.suffix.lower()
     try:
         if suffix in (".urdf", ".sdf"):

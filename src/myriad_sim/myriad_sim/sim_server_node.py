@@ -165,13 +165,22 @@ class SimServerNode(Node):
 
     # -- stepping -------------------------------------------------------------------------------------
     def advance(self, n: int = 1) -> None:
-        """Advance physics n steps, publishing clock, joint states and camera at their rates (physics thread)."""
+        """Advance physics n steps, publishing clock, joint states and camera at their rates (physics thread);
+        clock and joint states only while someone subscribes (the paused state is published every 0.1 s)."""
         for _ in range(n):
             self.world.step(1)
             k = self.world.steps
-            if self._every["clock"] and k % self._every["clock"] == 0:
+            if (
+                self._every["clock"]
+                and k % self._every["clock"] == 0
+                and self.clock_pub.get_subscription_count()
+            ):
                 self.clock_pub.publish(Clock(clock=time_msg(self.world.sim_time)))
-            if self._every["joints"] and k % self._every["joints"] == 0:
+            if (
+                self._every["joints"]
+                and k % self._every["joints"] == 0
+                and self.joint_pub.get_subscription_count()
+            ):
                 self.publish_joints()
             if self._every["camera"] and k % self._every["camera"] == 0:
                 self.publish_images(self.world.capture())
@@ -186,8 +195,11 @@ class SimServerNode(Node):
 
     # -- publishing -----------------------------------------------------------------------------------
     def publish_state(self) -> None:
-        self.clock_pub.publish(Clock(clock=time_msg(self.world.sim_time)))
-        self.publish_joints()
+        """Clock, joint states and TF now, to whoever subscribes."""
+        if self.clock_pub.get_subscription_count():
+            self.clock_pub.publish(Clock(clock=time_msg(self.world.sim_time)))
+        if self.joint_pub.get_subscription_count():
+            self.publish_joints()
         if self.viz:
             self.publish_tf()
 

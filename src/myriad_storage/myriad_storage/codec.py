@@ -11,7 +11,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-PNG_COMPRESSION = 3
+PNG_COMPRESSION = 1  # zlib level: 1 encodes ~40 % faster than 3 for ~4 % more bytes (472 px images)
 SEG_MIN_ID = -1
 SEG_MAX_ID = 65534
 
