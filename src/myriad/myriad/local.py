@@ -88,7 +88,7 @@ class LocalBackend:
         plan = planner.plan(goal_type, robot.joint_positions(), joints, pose, seed=seed)
         if not plan.success:
             raise MotionError(f"{goal_type} motion: planning failed: {plan.message}")
-        traj = robot_trajectory(plan.path, self.spec.robot, planner.config, goal_type == "cartesian_contact")
+        traj = robot_trajectory(plan.path, self.spec.robot, planner.config)
         times = message_times(traj.times)  # as a back end's controller receives them
         goal = make_trajectory(robot, self.spec.robot.arm_joints, times, traj.positions, traj.velocities)
         out = follow(robot, goal, self.spec.timestep, self.world.step, max_contact_force=max_contact_force)

@@ -38,7 +38,7 @@ class GraspParams:
     # apart and their bases slant inwards), when the camera sees any.
     max_grasp_width: float = 0.08
     approach_height: float = 0.15
-    lift_height: float = 0.15  # m: half again success_height (lifting higher only costs time)
+    lift_height: float = 0.30
     success_height: float = 0.10
     gripper_force: float = 20.0  # N per finger
     grasp_depth: float = 0.04

@@ -32,9 +32,8 @@ class PlanningConfig:
     cartesian_step: float = 0.005
     max_joint_jump: float = 0.1
     objects_vs_gripper: bool = False
-    velocity_scaling: float = 1.0
-    acceleration_scaling: float = 1.0
-    contact_scaling: float = 0.5
+    velocity_scaling: float = 0.5
+    acceleration_scaling: float = 0.5
     densify: float = 0.02
     sample_period: float = 0.02
     obstacle_source: str = "ground_truth"
@@ -107,7 +106,6 @@ def load_config(path: Path | str) -> PlanningConfig:
         objects_vs_gripper=_flag(cart, "objects_vs_gripper", d.objects_vs_gripper),
         velocity_scaling=_fraction(tim, "velocity_scaling", d.velocity_scaling),
         acceleration_scaling=_fraction(tim, "acceleration_scaling", d.acceleration_scaling),
-        contact_scaling=_fraction(tim, "contact_scaling", d.contact_scaling),
         densify=tim.number("densify", d.densify, positive=True),
         sample_period=tim.number("sample_period", d.sample_period, positive=True),
         obstacle_source=_choice(obs, "source", OBSTACLE_SOURCES, d.obstacle_source),

@@ -171,8 +171,7 @@ class PlannerNode(Node):
             self.get_logger().info(f"{request.goal_type} plan failed ({result.code}): {result.message}")
             return result, JointTrajectory()
         try:
-            contact = request.goal_type == "cartesian_contact"
-            traj = robot_trajectory(result.path, self.spec.robot, self.config, contact)
+            traj = robot_trajectory(result.path, self.spec.robot, self.config)
         except RuntimeError as exc:
             return PlanResult(ResultCode.PLANNING_FAILED, str(exc), planner=result.planner), JointTrajectory()
         return result, trajectory_msg(self.spec.robot.arm_joints, traj)

@@ -76,16 +76,12 @@ def time_parametrize(
     return Trajectory(times, positions, velocities)
 
 
-def robot_trajectory(
-    path: np.ndarray, robot: RobotSpec, config: PlanningConfig, contact: bool = False
-) -> Trajectory:
-    """time_parametrize with the robot's limits scaled and the densify/sample settings of the planning config;
-    `contact`: a motion where the gripper may touch things (a grasp's descent and lift), scaled down further."""
-    s = config.contact_scaling if contact else 1.0
+def robot_trajectory(path: np.ndarray, robot: RobotSpec, config: PlanningConfig) -> Trajectory:
+    """time_parametrize with the robot's limits scaled and the densify/sample settings of the planning config."""
     return time_parametrize(
         path,
-        np.asarray(robot.velocity_limits) * config.velocity_scaling * s,
-        np.asarray(robot.acceleration_limits) * config.acceleration_scaling * s,
+        np.asarray(robot.velocity_limits) * config.velocity_scaling,
+        np.asarray(robot.acceleration_limits) * config.acceleration_scaling,
         config.densify,
         config.sample_period,
     )
