@@ -11,7 +11,8 @@ import pybullet as pb
 from myriad_sim.robot import Robot
 
 Pose = tuple[np.ndarray, np.ndarray]  # position (3,), quaternion x, y, z, w (4,)
-CONVERGED = 1e-4  # m and rad: an IK solution this close to the pose is not refined further (tolerances ~20x coarser)
+# m and rad: an IK solution this close to the pose is not refined further (the tolerances are ~20x coarser).
+CONVERGED = 1e-4
 
 
 def orientation_error(q1: Sequence[float], q2: Sequence[float]) -> float:
