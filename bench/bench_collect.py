@@ -37,6 +37,7 @@ from myriad_storage.codec import depth_to_png, encode_png, seg_to_png
 from myriad_storage.server import LocalServer
 from myriad_storage.store import Store
 
+TRAJECTORY_RATE = 10.0  # Hz, as config/backend.yaml's sim server records
 WS = Path(os.environ.get("MYRIAD_WS", Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 PHASES = ("reset", "capture_pre", "reach", "descend", "close", "lift", "capture_post", "encode", "store")
@@ -85,6 +86,9 @@ class Meter:
     def object_positions(self):
         return self.charge("lift", self.backend.object_positions)
 
+    def trajectory(self):
+        return self.backend.trajectory()
+
 
 def encode_images(pre, post) -> dict[str, bytes]:
     """The four stored PNGs of an attempt, as the logger encodes them."""
@@ -94,7 +98,7 @@ def encode_images(pre, post) -> dict[str, bytes]:
 
 def direct_worker(uri: str, items: list[dict], renderer: str, tag: str) -> dict:
     """Run and store `items` in this process like a back end does; per-phase sums, labels, steady rate."""
-    local = LocalBackend(load_world(WS / "worlds" / "tray.yaml"), renderer)
+    local = LocalBackend(load_world(WS / "worlds" / "tray.yaml"), renderer, TRAJECTORY_RATE)
     meter, region, store = Meter(LocalGraspBackend(local)), local.spec.objects, Store(uri, "bench")
     wall: dict[str, float] = defaultdict(float)
     labels, stamps = {}, []
@@ -191,21 +195,23 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         server = LocalServer(Path(tmp) / "db", port=27199)
         uri = server.ensure_running()
-        store = Store(uri, "bench")
-        spec = make_spec("bench-ros", args.seed, args.attempts, {"strategy": args.strategy})
-        items = list(spec.items())
-        ros = None
-        if not args.direct_only:
-            stop, peak = threading.Event(), {}
-            sampler = threading.Thread(target=backend_rss, args=(stop, peak, args.backends), daemon=True)
-            sampler.start()
-            result = run_local(store, spec, uri, "bench", args.backends, WS / "config" / "backend.yaml",
-                               Path(tmp) / "runs", progress=False)  # fmt: skip
-            stop.set()
-            docs = list(store.attempts({"campaign": "bench-ros"}))
-            ros = (result, docs, peak)
-        direct = run_direct(uri, items, renderer, args.backends)
-        server.stop()
+        try:
+            store = Store(uri, "bench")
+            spec = make_spec("bench-ros", args.seed, args.attempts, {"strategy": args.strategy})
+            items = list(spec.items())
+            ros = None
+            if not args.direct_only:
+                stop, peak = threading.Event(), {}
+                sampler = threading.Thread(target=backend_rss, args=(stop, peak, args.backends), daemon=True)
+                sampler.start()
+                result = run_local(store, spec, uri, "bench", args.backends, WS / "config" / "backend.yaml",
+                                   Path(tmp) / "runs", progress=False)  # fmt: skip
+                stop.set()
+                docs = list(store.attempts({"campaign": "bench-ros"}))
+                ros = (result, docs, peak)
+            direct = run_direct(uri, items, renderer, args.backends)
+        finally:
+            server.stop()
     report(args, cores, renderer, direct, ros, wilson)
 
 
