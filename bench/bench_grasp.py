@@ -24,6 +24,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from myriad.local import LocalBackend, LocalGraspBackend
 from myriad_frontend.campaign import make_spec
 from myriad_grasping.episode import run_attempt
 from myriad_grasping.sampling import GraspParams
@@ -51,15 +52,7 @@ def executed_and_class(a) -> tuple[bool, str]:
     return executed, ("lifted" if a.success else a.outcome if not executed else "not_lifted")
 
 
-def backend_for(renderer: str):
-    try:
-        from myriad.local import LocalGraspBackend
-    except (
-        ImportError
-    ):  # the code before LocalGraspBackend existed (for the before figures): bench_collect's copy
-        from bench_collect import DirectGraspBackend as LocalGraspBackend
-    from myriad.local import LocalBackend
-
+def backend_for(renderer: str) -> LocalGraspBackend:
     return LocalGraspBackend(LocalBackend(load_world(WS / "worlds" / "tray.yaml"), renderer))
 
 
