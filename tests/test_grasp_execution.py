@@ -24,13 +24,16 @@ def exp():
         yield e
 
 
-def write_box_urdf(path: Path, size: tuple[float, float, float], mass: float = 0.05) -> Path:
+def write_box_urdf(
+    path: Path, size: tuple[float, float, float], mass: float = 0.05, friction: float | None = None
+) -> Path:
     sx, sy, sz = size
     geometry = f'<geometry><box size="{sx} {sy} {sz}"/></geometry>'
+    contact = "" if friction is None else f'<contact><lateral_friction value="{friction}"/></contact>'
     path.write_text(
         f"""<robot name="bar"><link name="base">
   <inertial><mass value="{mass}"/><inertia ixx="1e-5" iyy="1e-5" izz="1e-5" ixy="0" ixz="0" iyz="0"/></inertial>
-  <visual>{geometry}</visual><collision>{geometry}</collision>
+  <visual>{geometry}</visual><collision>{geometry}</collision>{contact}
 </link></robot>"""
     )
     return path
@@ -74,6 +77,19 @@ def test_yaw_rule_puts_the_fingers_across_a_long_thin_object(exp, tmp_path):
     assert math.hypot(grasp.x - 0.66, grasp.y) < 0.01, grasp
     result = exp.grasp(grasp.x, grasp.y, grasp.yaw, grasp.z)
     assert result.grasp_executed and result.success and result.lifted_object == "bar", result.outcome
+
+
+def test_fingers_closed_on_an_object_that_slips_is_a_failure(exp, tmp_path):
+    """A heavy, slippery bar: the fingers close on it (opening well above "missed") but it stays in the tray, so
+    the attempt is labelled a failure, slipped during the lift, and nothing is named as lifted."""
+    bar = write_box_urdf(tmp_path / "slippery.urdf", (0.12, 0.03, 0.04), mass=0.3, friction=0.02)
+    exp.load_object(bar, (0.66, 0.0, 0.035, 0.0, 0.0, 0.0), name="bar")
+    exp.backend.world.step(120)
+    grasp = exp.sample_grasp(strategy="object", position_noise=0.0, yaw_noise=0.0)
+    result = exp.grasp(grasp.x, grasp.y, grasp.yaw, grasp.z)
+    assert result.grasp_executed and result.moves["close"]["opening"] > 0.2, result.moves
+    assert result.outcome == "slipped_during_lift" and result.success is False, result.outcome
+    assert result.lifted_object == "" and result.lift_height < 0.01, result
 
 
 def test_narrow_axis_of_points():
