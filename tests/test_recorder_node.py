@@ -164,9 +164,11 @@ def test_throttle_in_sim_time_and_size_bound_in_separate_processes(node_procs, r
     images = msgs[f"{ns}/camera/rgb/image"]
     # 30 images in 6 s of sim; the throttle counts in their header stamps (sim time), so load does not change
     # what is kept: one per second on a grid (a gap of more than 1 s only if the middleware lost an image).
-    stamps = [m.header.stamp.sec + m.header.stamp.nanosec * 1e-9 for _t, m in images]
+    stamps = [m.header.stamp.sec * 10**9 + m.header.stamp.nanosec for _t, m in images]  # ns
     assert seconds - 2 <= len(images) <= seconds, stamps
-    cells = [int((t - stamps[0]) // 1.0 + 1e-6) for t in stamps]  # the 1 s grid from the first kept image
+    # The 1 s grid from the first kept image, in integer ns with 1 ms of slack for rounding (images are 0.2 s
+    # apart): in floats, 2.8 - 0.8 floors to 1.
+    cells = [(t - stamps[0] + 10**6) // 10**9 for t in stamps]
     assert cells == sorted(set(cells)), (
         stamps
     )  # at most one per cell (a lost image lets the next one in early)
