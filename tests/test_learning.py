@@ -111,6 +111,17 @@ def test_same_model_and_seed_same_grasp(storage_store, world_capture):
     assert 0.45 <= g.x <= 0.85 and -0.2 <= g.y <= 0.2 and -math.pi / 2 <= g.yaw < math.pi / 2
     view = DepthView(camera, frame.depth, frame.segmentation, bodies, frame.rgb)
     assert g.z == grasp_height(params, view.surface_height(g.x, g.y))  # the grasp-height rule
+    # With no object seen (none named), the candidates are uniform in the tray: a grasp all the same.
+    blind = learned_grasp(
+        attempt_rng(4),
+        params,
+        [],
+        (0.45, 0.85),
+        (-0.2, 0.2),
+        view,
+        ModelRegistry(storage_store).load(version),
+    )
+    assert blind[1] == "" and 0.45 <= blind[0].x <= 0.85
 
 
 def test_training_refuses_bad_input(storage_store, world_capture):

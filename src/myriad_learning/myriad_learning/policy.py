@@ -56,9 +56,11 @@ def learned_grasp(
         if len(pts := view.object_points(n)) >= MIN_SEEN_POINTS
     ]
     n_obj = round(POPULATION * OBJECT_SHARE) if aims else 0
-    which = rng.integers(len(aims), size=n_obj) if aims else np.zeros(0, int)
+    # Each aim itself (what the `object` strategy would try), then draws around randomly chosen aims.
+    extra = rng.integers(len(aims), size=n_obj - len(aims)) if aims else np.zeros(0, int)
+    which = np.concatenate([np.arange(len(aims)), extra]).astype(int)
     centres = np.array([(aims[k][1].x, aims[k][1].y, aims[k][1].yaw) for k in which]).reshape(-1, 3)
-    around = centres + rng.normal(0.0, 1.0, (n_obj, 3)) * AIM_NOISE
+    around = centres + rng.normal(0.0, 1.0, (n_obj, 3)) * AIM_NOISE * (np.arange(n_obj) >= len(aims))[:, None]
     uniform = np.column_stack([rng.uniform(lo, hi, (POPULATION - n_obj, 2)),
                                rng.uniform(-math.pi / 2, math.pi / 2, POPULATION - n_obj)])  # fmt: skip
     cand = np.vstack([around, uniform])
