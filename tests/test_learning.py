@@ -201,6 +201,9 @@ def test_learned_strategy_in_a_back_end_records_its_model_and_repeats(tiny_model
     for d in docs["learned-a"]:
         assert d["params"]["strategy"] == "learned" and d["params"]["model_version"] == version
         assert d["extra"]["outcome"]
+    # The dashboard's success per strategy and model version.
+    by = store.progress("learned-a", outcomes=True)["strategies"]
+    assert list(by) == [f"learned {version}"] and by[f"learned {version}"]["attempts"] == 2
     # Same model, same seeds: the same grasps (deterministic inference), whichever run made them.
     assert [d["grasp"] for d in docs["learned-a"]] == [d["grasp"] for d in docs["learned-b"]]
 
