@@ -166,19 +166,29 @@ def test_unknown_and_corrupt_models_are_clear_errors(storage_store, world_captur
 
 @pytest.fixture(scope="module")
 def tiny_model(module_db):
-    """A model trained by `myriad train` on 6 attempts collected by `myriad collect`: (uri, version)."""
-    out = collect(module_db, "--attempts", "6", "--seed", "7", "--name", "tiny", "--quiet")
-    assert out.returncode == 0, out.stderr[-3000:]
-    out = myriad(module_db, "train", "tiny", "--min-attempts", "4", "--epochs", "2", "--validation", "0.5")
+    """`myriad loop` at its smallest: 6 random (`object`) attempts collected by back ends, a model trained on them
+    by `myriad train`'s code, 2 attempts with it on held-out seeds (campaign seed 8). (uri, version, output)."""
+    out = myriad(module_db, "loop", "--name", "tiny", "--random-attempts", "6", "--random-strategy", "object",
+                 "--seed", "7", "--learned-attempts", "2", "--compare", "--min-attempts", "4", "--epochs", "2",
+                 "--validation", "0.5", "--quiet", timeout=900)  # fmt: skip
     assert out.returncode == 0, out.stderr[-3000:]
     version = re.search(r"^model (v\d+): 6 labelled attempts", out.stdout, re.M).group(1)
-    assert "validation: accuracy" in out.stdout and "ROC AUC" in out.stdout and "ECE" in out.stdout
-    return module_db, version
+    return module_db, version, out.stdout
+
+
+def test_loop_trains_and_compares(tiny_model):
+    _, version, stdout = tiny_model
+    assert "validation: accuracy" in stdout and "ROC AUC" in stdout and "ECE" in stdout
+    assert re.search(r"^tiny-random +object +\d+/6 +=", stdout, re.M), stdout
+    assert re.search(rf"^tiny-learned-{version} +learned {version} +\d+/\d+ +=.*\]   2$", stdout, re.M), (
+        stdout
+    )
 
 
 @pytest.mark.timeout(900)
 def test_learned_strategy_in_a_back_end_records_its_model_and_repeats(tiny_model):
-    uri, version = tiny_model
+    uri, version, _ = tiny_model
+    name, again = f"tiny-learned-{version}", "learned-again"
     sets = (
         "--set",
         "strategy=learned",
@@ -187,29 +197,25 @@ def test_learned_strategy_in_a_back_end_records_its_model_and_repeats(tiny_model
         "--attempts",
         "2",
         "--seed",
-        "9",
+        "8",
     )
-    for name in ("learned-a", "learned-b"):
-        out = collect(uri, *sets, "--name", name, "--quiet")
-        assert out.returncode == 0, out.stderr[-3000:]
+    out = collect(uri, *sets, "--name", again, "--quiet")
+    assert out.returncode == 0, out.stderr[-3000:]
     store = Store(uri, "t")
-    docs = {
-        n: sorted(store.attempts({"campaign": n}), key=lambda d: d["item_index"])
-        for n in ("learned-a", "learned-b")
-    }
+    docs = {n: sorted(store.attempts({"campaign": n}), key=lambda d: d["item_index"]) for n in (name, again)}
     assert [len(v) for v in docs.values()] == [2, 2]
-    for d in docs["learned-a"]:
+    for d in docs[name]:
         assert d["params"]["strategy"] == "learned" and d["params"]["model_version"] == version
         assert d["extra"]["outcome"]
     # The dashboard's success per strategy and model version.
-    by = store.progress("learned-a", outcomes=True)["strategies"]
+    by = store.progress(name, outcomes=True)["strategies"]
     assert list(by) == [f"learned {version}"] and by[f"learned {version}"]["attempts"] == 2
     # Same model, same seeds: the same grasps (deterministic inference), whichever run made them.
-    assert [d["grasp"] for d in docs["learned-a"]] == [d["grasp"] for d in docs["learned-b"]]
+    assert [d["grasp"] for d in docs[name]] == [d["grasp"] for d in docs[again]]
 
 
 def test_collect_refuses_a_learned_campaign_without_a_usable_model(tiny_model):
-    uri, _ = tiny_model
+    uri, _, _ = tiny_model
     out = collect(uri, "--set", "strategy=learned", "--set", "model_version=v99", "--attempts", "1")
     assert (
         out.returncode == 2 and "model_version 'v99': no such model in database 't'; known: v" in out.stderr
@@ -219,14 +225,14 @@ def test_collect_refuses_a_learned_campaign_without_a_usable_model(tiny_model):
 
 
 def test_train_command_errors(tiny_model):
-    uri, _ = tiny_model
-    out = myriad(uri, "train", "tiny")
+    uri, _, _ = tiny_model
+    out = myriad(uri, "train", "tiny-random")
     assert out.returncode == 2 and "6 labelled attempts" in out.stderr and "at least 20" in out.stderr
     out = myriad(uri, "train", "missing-campaign")
     assert out.returncode == 2 and "no campaign named 'missing-campaign'" in out.stderr
     # Without PyTorch: one line naming the install command (torch made unimportable in that process).
     code = ("import sys; sys.modules['torch'] = None; from myriad_frontend.cli import main; "
-            f"sys.exit(main(['train', 'tiny', '--mongo-uri', {uri!r}, '--database', 't']))")  # fmt: skip
+            f"sys.exit(main(['train', 'tiny-random', '--mongo-uri', {uri!r}, '--database', 't']))")  # fmt: skip
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 2
     assert out.stderr.strip().splitlines()[-1] == (
