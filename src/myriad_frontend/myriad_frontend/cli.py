@@ -283,7 +283,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def train_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--lr", type=float, default=1e-3, help="learning rate (Adam)")
     p.add_argument("--validation", type=float, default=0.2, help="fraction of seeds held out (default 0.2)")

@@ -32,7 +32,7 @@ class GraspNet(nn.Module):
     """Three conv blocks over the crop (CHANNELS x CROP x CROP -> 32 x 4 x 4), joined with the grasp vector,
     two fully connected layers to one logit."""
 
-    def __init__(self, width: int = 16):
+    def __init__(self, width: int = 8):
         super().__init__()
         w = width
         self.conv = nn.Sequential(

@@ -17,11 +17,11 @@ from myriad_storage.store import Store
 
 @dataclass(frozen=True)
 class TrainConfig:
-    epochs: int = 30
+    epochs: int = 20
     batch: int = 64
     lr: float = 1e-3
     weight_decay: float = 1e-4
-    width: int = 16
+    width: int = 8
     validation: float = 0.2  # fraction of seeds held out
     seed: int = 0
 
