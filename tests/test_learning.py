@@ -92,6 +92,25 @@ def test_a_learnable_label_is_learned_and_the_model_stored(storage_store, world_
     assert registry.record("v1")["sha256"] == registry.record("v2")["sha256"]
 
 
+def test_deployed_model_computes_what_the_trained_network_does():
+    """The back ends' numpy forward pass gives the PyTorch network's probabilities, also after storage."""
+    import torch
+
+    from myriad_learning.inference import GraspModel
+    from myriad_learning.model import GraspNet, deterministic
+
+    deterministic(11)
+    net = GraspNet().eval()
+    rng = np.random.default_rng(2)
+    images = rng.normal(0, 0.5, (16, 4, 32, 32)).astype(np.float32)
+    vectors = rng.normal(0, 1, (16, 4)).astype(np.float32)
+    with torch.no_grad():
+        expected = torch.sigmoid(net(torch.from_numpy(images), torch.from_numpy(vectors))).numpy()
+    model = GraspModel.from_bytes(net.deployed().to_bytes())
+    assert np.allclose(model.scores(images, vectors), expected, atol=1e-5)
+    assert np.array_equal(model.scores(images, vectors), model.scores(images, vectors))
+
+
 def test_same_model_and_seed_same_grasp(storage_store, world_capture):
     synthetic_campaign(storage_store, world_capture, 48, "det")
     version, _ = train_and_store(storage_store, ["det"], TrainConfig(epochs=3, validation=0.25))
@@ -156,7 +175,7 @@ def test_unknown_and_corrupt_models_are_clear_errors(storage_store, world_captur
     bucket = gridfs.GridFSBucket(storage_store.db, BUCKET)
     data = bucket.open_download_stream(doc["file_id"]).read()
     bucket.delete(doc["file_id"])
-    bucket.upload_from_stream_with_id(doc["file_id"], "model.pt", data[:-10] + b"0123456789")
+    bucket.upload_from_stream_with_id(doc["file_id"], "model.npz", data[:-10] + b"0123456789")
     with pytest.raises(ValueError, match=rf"model {good}: its file is corrupt \(sha256 differs"):
         ModelRegistry(storage_store).load(good)
 
@@ -225,7 +244,7 @@ def test_collect_refuses_a_learned_campaign_without_a_usable_model(tiny_model):
 
 
 def test_train_command_errors(tiny_model):
-    uri, _, _ = tiny_model
+    uri, version, _ = tiny_model
     out = myriad(uri, "train", "tiny-random")
     assert out.returncode == 2 and "6 labelled attempts" in out.stderr and "at least 20" in out.stderr
     out = myriad(uri, "train", "missing-campaign")
@@ -236,6 +255,13 @@ def test_train_command_errors(tiny_model):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 2
     assert out.stderr.strip().splitlines()[-1] == (
-        "myriad: the learning loop needs PyTorch, which is not installed: pip install -r requirements-learn.txt "
+        "myriad: training a grasp model needs PyTorch, which is not installed: pip install -r requirements-learn.txt "
         "(or scripts/setup.sh --learn)"
     )
+    # The back ends need no PyTorch: a stored model loads and scores without it.
+    code = ("import sys; sys.modules['torch'] = None; import numpy as np; "
+            "from myriad_learning.registry import ModelRegistry; from myriad_storage.store import Store; "
+            f"m = ModelRegistry(Store({uri!r}, 't')).load({version!r}); "
+            "print(m.scores(np.zeros((2, 4, 32, 32), np.float32), np.zeros((2, 4), np.float32)).shape)")  # fmt: skip
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "(2,)", out.stderr

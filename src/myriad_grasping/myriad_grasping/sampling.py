@@ -204,7 +204,7 @@ def sample_grasp(
     BLOCKED_TOLERANCE) and narrow enough for the fingers (max_grasp_width), then the former, the latter, any.
     `uniform`: anywhere in the region, any yaw.
     `learned`: the best of candidates scored by `model` (a loaded myriad_learning GraspModel), refined by CEM
-    (myriad_learning.policy; needs PyTorch).
+    (myriad_learning.policy; numpy only).
     The height follows grasp_height at the aimed point. Returns the grasp and the object aimed at ("" uniform)."""
     if params.strategy == "learned":
         from myriad_learning.policy import learned_grasp

@@ -1,6 +1,6 @@
 """The learning loop: a grasp-success model trained on stored attempts, versioned in the database, and the
-`learned` grasp strategy that scores candidate grasps with it. PyTorch is optional: only the modules that need it
-import it (model, train, policy), through require_torch."""
+`learned` grasp strategy that scores candidate grasps with it. PyTorch is optional and needed for training only
+(modules model and train import it, through require_torch); the back ends run stored models with numpy."""
 
 from __future__ import annotations
 
@@ -19,6 +19,6 @@ def require_torch() -> Any:
         import torch
     except ImportError:
         raise TorchMissing(
-            f"the learning loop needs PyTorch, which is not installed: {INSTALL_HINT}"
+            f"training a grasp model needs PyTorch, which is not installed: {INSTALL_HINT}"
         ) from None
     return torch

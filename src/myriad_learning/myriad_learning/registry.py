@@ -13,6 +13,7 @@ from typing import Any
 import gridfs
 from pymongo.errors import ConnectionFailure, DuplicateKeyError
 
+from myriad_learning.inference import GraspModel
 from myriad_runtime import code_version
 from myriad_storage.store import StorageUnavailable, Store
 
@@ -39,7 +40,7 @@ class ModelRegistry:
     def _save(self, data: bytes, info: dict[str, Any]) -> str:
         db = self.store.db
         db.models.create_index("version", unique=True)
-        file_id = self.bucket.upload_from_stream("model.pt", data, metadata={"kind": "grasp_model"})
+        file_id = self.bucket.upload_from_stream("model.npz", data, metadata={"kind": "grasp_model"})
         number = db.models.count_documents({}) + 1
         while True:
             version = f"v{number}"
@@ -71,8 +72,6 @@ class ModelRegistry:
     def load(self, version: str) -> Any:
         """The GraspModel of `version` (cached); ValueError for an unknown version or a corrupt file."""
         if version not in self._loaded:
-            from myriad_learning.model import GraspModel
-
             doc = self.record(version)
             try:
                 data = self._guard(lambda: self.bucket.open_download_stream(doc["file_id"]).read())

@@ -9,8 +9,9 @@ from typing import Any
 import numpy as np
 
 from myriad_learning.data import MIN_ATTEMPTS, Examples, load_examples, validation_mask
+from myriad_learning.inference import GraspModel
 from myriad_learning.metrics import classifier_metrics
-from myriad_learning.model import GraspModel, GraspNet, deterministic, torch
+from myriad_learning.model import GraspNet, deterministic, torch
 from myriad_learning.registry import ModelRegistry
 from myriad_storage.store import Store
 
@@ -79,7 +80,7 @@ def fit(ex: Examples, config: TrainConfig) -> TrainResult:
             opt.step()
             total += loss.item() * len(idx)
         losses.append(total / len(labels))
-    model = GraspModel(net)
+    model = net.eval().deployed()  # measured as the back ends will run it
     metrics = {
         "validation": classifier_metrics(ex.labels[held], model.scores(ex.images[held], ex.vectors[held])),
         "train": classifier_metrics(ex.labels[train], model.scores(ex.images[train], ex.vectors[train])),
