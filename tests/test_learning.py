@@ -130,6 +130,15 @@ def test_same_model_and_seed_same_grasp(storage_store, world_capture):
     assert 0.45 <= g.x <= 0.85 and -0.2 <= g.y <= 0.2 and -math.pi / 2 <= g.yaw < math.pi / 2
     view = DepthView(camera, frame.depth, frame.segmentation, bodies, frame.rgb)
     assert g.z == grasp_height(params, view.surface_height(g.x, g.y))  # the grasp-height rule
+    # The Experiment API samples the same strategy from the experiment's database.
+    from myriad import Experiment
+
+    db = storage_store.db.name
+    with Experiment(
+        renderer="tiny", seed=4, object_count=3, database_uri=storage_store.uri, database=db
+    ) as e:
+        first = e.sample_grasp(strategy="learned", model_version=version)
+        assert first == e.sample_grasp(strategy="learned", model_version=version)
     # With no object seen (none named), the candidates are uniform in the tray: a grasp all the same.
     blind = learned_grasp(
         attempt_rng(4),

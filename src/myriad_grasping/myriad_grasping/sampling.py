@@ -209,6 +209,9 @@ def sample_grasp(
     if params.strategy == "learned":
         from myriad_learning.policy import learned_grasp
 
+        if model is None:
+            raise ValueError(f"strategy 'learned': model {params.model_version} is not loaded")
+
         return learned_grasp(rng, params, objects, region_x, region_y, view, model)
     name, aims = "", []
     if params.strategy == "object":
