@@ -7,6 +7,10 @@ API's in-process back end, as bench/bench_grasp.py) and stores each one as a bac
 builder, PNG images in GridFS) in a campaign of the database (--mongo-uri, else the workspace's local server), so
 `myriad train NAME` reads it like any collected campaign. A run resumes: attempts already stored are skipped.
 Comparing strategies on held-out seeds is bench/bench_grasp.py's job (`--strategies learned object uniform`).
+Measured (2026-12-02, a shared 2-core machine): 380 `uniform` attempts (campaign seed 11, 37 % lifted) and 158
+`object` with position_noise 0.03, yaw_noise 0.5 (seed 12, ~52 % lifted) in ~50 min; `myriad train learn-uniform
+learn-object`: model v2, 538 labelled attempts (420 train / 118 validation by seed), 20 epochs in 14 s (reading
+the images ~30 s): validation accuracy 0.780 (majority class 0.568), ROC AUC 0.849, Brier 0.158, ECE 0.061.
 """
 
 from __future__ import annotations
