@@ -15,15 +15,17 @@ command -v c++ >/dev/null || die "a C++ compiler is missing (needed to build myr
 
 # 1. Virtual environment with the pinned requirements (skipped when requirements.txt is unchanged); with --learn
 # (or MYRIAD_LEARN=1) also the learning loop's optional requirements-learn.txt (CPU PyTorch).
-reqs=(-r requirements.txt)
+files=(requirements.txt)
 if [ "${1:-}" = "--learn" ] || [ "${MYRIAD_LEARN:-0}" = "1" ]; then
-  reqs+=(-r requirements-learn.txt)
+  files+=(requirements-learn.txt)
 fi
+reqs=()
+for f in "${files[@]}"; do reqs+=(-r "$f"); done
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv || die "could not create .venv: apt-get install python3.11-venv"
 fi
 stamp=.venv/.requirements.sha
-want=$(cat requirements.txt "${reqs[@]:2:1}" 2>/dev/null | sha256sum | cut -d' ' -f1)
+want=$(cat "${files[@]}" | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "setup: installing ${reqs[*]} into .venv (about a minute; PyTorch a few more)"
   .venv/bin/python -m pip install -q --disable-pip-version-check "${reqs[@]}" \
