@@ -13,16 +13,23 @@ ver=$("$PY" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 command -v cmake >/dev/null || die "cmake is missing (needed to build myriad_interfaces): apt-get install cmake"
 command -v c++ >/dev/null || die "a C++ compiler is missing (needed to build myriad_interfaces): apt-get install g++"
 
-# 1. Virtual environment with the pinned requirements (skipped when requirements.txt is unchanged).
+# 1. Virtual environment with the pinned requirements (skipped when requirements.txt is unchanged); with --learn
+# (or MYRIAD_LEARN=1) also the learning loop's optional requirements-learn.txt (CPU PyTorch).
+files=(requirements.txt)
+if [ "${1:-}" = "--learn" ] || [ "${MYRIAD_LEARN:-0}" = "1" ]; then
+  files+=(requirements-learn.txt)
+fi
+reqs=()
+for f in "${files[@]}"; do reqs+=(-r "$f"); done
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv || die "could not create .venv: apt-get install python3.11-venv"
 fi
 stamp=.venv/.requirements.sha
-want=$(sha256sum requirements.txt | cut -d' ' -f1)
+want=$(cat "${files[@]}" | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-  echo "setup: installing requirements into .venv (about a minute)"
-  .venv/bin/python -m pip install -q --disable-pip-version-check -r requirements.txt \
-    || die "pip could not install requirements.txt (is PyPI reachable?)"
+  echo "setup: installing ${reqs[*]} into .venv (about a minute; PyTorch a few more)"
+  .venv/bin/python -m pip install -q --disable-pip-version-check "${reqs[@]}" \
+    || die "pip could not install ${reqs[*]} (is PyPI reachable?)"
   echo "$want" > "$stamp"
 fi
 

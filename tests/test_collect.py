@@ -187,5 +187,5 @@ def test_bad_parameters_are_refused_before_anything_runs(db):
     out = collect(db, "--attempts", "2", "--set", "strategy=sideways")
     assert (
         out.returncode == 2
-        and "strategy: expected one of ('uniform', 'object'), got 'sideways'" in out.stderr
+        and "strategy: expected one of ('uniform', 'object', 'learned'), got 'sideways'" in out.stderr
     )

@@ -195,7 +195,7 @@ class Experiment:
 
     def _view(self, image: CameraImage) -> DepthView:
         bodies = {name: o.body_id for name, o in self.objects().items()}
-        return DepthView(image.camera, image.depth, image.segmentation, bodies)
+        return DepthView(image.camera, image.depth, image.segmentation, bodies, image.rgb)
 
     def surface_height(self, x: float, y: float, image: CameraImage | None = None) -> float:
         """Height of the topmost surface the camera sees at (x, y) (what the grasp-height rule grasps below)."""
@@ -212,8 +212,13 @@ class Experiment:
         p = GraspParams.from_dict({**GraspParams().to_dict(), **params}, "grasp params")
         region = self.spec.objects
         view = self._view(image or self.camera())
+        model = None
+        if p.strategy == "learned":  # the stored model, from the experiment's database
+            from myriad_learning.registry import ModelRegistry
+
+            model = ModelRegistry(self.store()).load(p.model_version)
         return sample_grasp(
-            attempt_rng(self.seed), p, list(self.objects()), region.region_x, region.region_y, view
+            attempt_rng(self.seed), p, list(self.objects()), region.region_x, region.region_y, view, model
         )[0]
 
     def grasp(self, x: float, y: float, angle: float, z: float | None = None, **params: Any) -> GraspResult:

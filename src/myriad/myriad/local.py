@@ -123,7 +123,7 @@ class LocalGraspBackend:
 
     def view(self, images: Any) -> DepthView:
         bodies = {s.name: s.body for s in self.local.world.object_states()}
-        return DepthView(self.local.world.camera, images.depth, images.segmentation, bodies)
+        return DepthView(self.local.world.camera, images.depth, images.segmentation, bodies, images.rgb)
 
     def move(
         self, kind: str, position: Vec3, orientation: Quat, seed: int, max_contact_force: float = 0.0

@@ -6,7 +6,9 @@ import contextlib
 import os
 import sys
 
+from myriad_frontend.campaign import CampaignSpec
 from myriad_frontend.description import Description
+from myriad_storage.store import Store
 
 
 def check_worlds(desc: Description, values: dict[str, str]) -> None:
@@ -39,3 +41,16 @@ def _stderr_muted():
         os.dup2(saved, 2)
         os.close(saved)
         os.close(devnull)
+
+
+def check_models(store: Store, spec: CampaignSpec) -> None:
+    """Load every model a `learned` campaign names, here, so that an unknown version, a corrupt file or a missing
+    PyTorch is one clear error (ValueError) before any back end starts."""
+    strategies = spec.sweep.get("strategy", [spec.params.get("strategy", "object")])
+    if "learned" not in strategies:
+        return
+    from myriad_learning.registry import ModelRegistry
+
+    registry = ModelRegistry(store)
+    for version in spec.sweep.get("model_version", [spec.params.get("model_version", "")]):
+        registry.load(version)

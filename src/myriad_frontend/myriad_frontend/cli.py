@@ -1,4 +1,5 @@
-"""The `myriad` command: collect grasps with parallel back ends, show status, export datasets, serve the dashboard.
+"""The `myriad` command: collect grasps with parallel back ends, show status, export datasets, serve the dashboard,
+train a grasp model and run the learning loop.
 
 Exit codes: 0 done, 1 run failure (a back end crash-looping, an internal error), 2 usage or bad input (options,
 campaign/description/world files, ports), 3 storage unavailable or credentials refused, 130 interrupted.
@@ -17,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from myriad_frontend.campaign import CampaignSpec, parse_assignments, spec_from_options
+from myriad_frontend.checks import check_models
 from myriad_frontend.collect import CollectResult, finish, watch
 from myriad_frontend.run import CrashLoop
 from myriad_runtime import workspace
@@ -56,6 +58,7 @@ def cmd_collect(args) -> int:
             f"{MB_PER_BACKEND} MB of available memory each); --force to start them anyway"
         )
     store, uri = _store(args)
+    check_models(store, spec)
     dashboard = None
     if args.dashboard:
         from myriad_frontend.dashboard import serve
@@ -163,6 +166,21 @@ def cmd_export(args) -> int:
     return 0
 
 
+def cmd_train(args) -> int:
+    from myriad_frontend.learning import train
+
+    store, _ = _store(args)
+    train(store, args.campaigns, args)
+    return 0
+
+
+def cmd_loop(args) -> int:
+    from myriad_frontend.learning import loop
+
+    store, uri = _store(args)
+    return loop(store, uri, args)
+
+
 def cmd_dashboard(args) -> int:
     from myriad_frontend.dashboard import main as dashboard_main
 
@@ -232,12 +250,45 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--shard-size", type=int, default=500, help="attempts per Parquet file (default 500)")
     e.add_argument("--quiet", action="store_true", help="no progress bar")
     e.set_defaults(func=cmd_export)
+    t = sub.add_parser(
+        "train", parents=[common], help="train a grasp-success model on campaigns and store it"
+    )
+    t.add_argument("campaigns", nargs="+", metavar="CAMPAIGN")
+    train_options(t)
+    t.set_defaults(func=cmd_train)
+    lp = sub.add_parser(
+        "loop", parents=[common], help="collect random grasps, train, collect learned ones, compare"
+    )
+    lp.add_argument("--name", default="loop", help="campaign name prefix (default loop)")
+    lp.add_argument("--random-attempts", type=int, default=1000, help="random attempts to train on")
+    lp.add_argument("--learned-attempts", type=int, default=200, help="attempts per compared strategy")
+    lp.add_argument("--random-strategy", default="uniform", choices=["uniform", "object"])
+    lp.add_argument("--compare", nargs="*", default=["object"], choices=["object", "uniform"],
+                    help="strategies run on the learned one's held-out seeds (default object)")  # fmt: skip
+    lp.add_argument("--backends", type=int, default=1)
+    lp.add_argument("--seed", type=int, default=0, help="campaign seed of the random attempts (held out: +1)")
+    lp.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="grasp parameter, all phases"
+    )
+    lp.add_argument("--description", default=str(workspace() / "config" / "backend.yaml"))
+    lp.add_argument("--quiet", action="store_true", help="no progress bars")
+    train_options(lp)
+    lp.set_defaults(func=cmd_loop)
     d = sub.add_parser("dashboard", parents=[common], help="web dashboard and database browser")
     d.add_argument("--host", default="127.0.0.1", help="bind address; anything but loopback needs --token")
     d.add_argument("--port", type=int, default=8765)
     d.add_argument("--token", default=os.environ.get("MYRIAD_DASHBOARD_TOKEN"))
     d.set_defaults(func=cmd_dashboard)
     return ap
+
+
+def train_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--lr", type=float, default=1e-3, help="learning rate (Adam)")
+    p.add_argument("--validation", type=float, default=0.2, help="fraction of seeds held out (default 0.2)")
+    p.add_argument("--train-seed", type=int, default=0, help="seed of the weights and batches")
+    p.add_argument("--min-attempts", type=int, default=20, help="fewest labelled attempts to train on")
 
 
 def _interrupt(_signum: int, _frame: object) -> None:

@@ -148,8 +148,15 @@ def run_attempt(
     seed: int,
     region_x: tuple[float, float],
     region_y: tuple[float, float],
+    models: Callable[[str], Any] | None = None,
 ) -> Attempt:
-    """Reset, look, sample a grasp from what the camera sees, execute it, label, look again."""
+    """Reset, look, sample a grasp from what the camera sees, execute it, label, look again. `models(version)`
+    gives the loaded grasp model of the `learned` strategy (myriad_learning.registry.ModelRegistry.load)."""
+    model = None
+    if params.strategy == "learned":
+        if models is None:
+            raise ValueError("strategy 'learned': this back end has no access to stored models")
+        model = models(params.model_version)
     timings: dict[str, float] = {}
     clock = time.perf_counter()
 
@@ -164,7 +171,7 @@ def run_attempt(
     pre = backend.capture()
     lap("capture_pre")
     grasp, target = sample_grasp(
-        attempt_rng(seed), params, [n for n, _, _ in objects], region_x, region_y, backend.view(pre)
+        attempt_rng(seed), params, [n for n, _, _ in objects], region_x, region_y, backend.view(pre), model
     )
     outcome, executed, moves = execute_grasp(backend, grasp, params, seed, lap)
     after = backend.object_positions()

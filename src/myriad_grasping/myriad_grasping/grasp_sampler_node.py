@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 import traceback
@@ -81,6 +82,9 @@ class GraspSamplerNode(Node):
         self.declare_parameter("params", "{}")
         self.declare_parameter("idle_period", 1.0)
         self.declare_parameter("service_timeout", 60.0)
+        # Where the `learned` strategy's models are stored: this database at $MYRIAD_MONGO_URI (as the logger's).
+        self.database = self.declare_parameter("database", "myriad").value
+        self._models = None
         default_id = self.get_namespace().strip("/").replace("/", "_") or "b"
         self.backend_id = self.declare_parameter("backend_id", default_id).value
         self.prefix = self.declare_parameter("frame_prefix", frame_prefix(self.get_namespace())).value
@@ -128,7 +132,8 @@ class GraspSamplerNode(Node):
         )
         self.backend.planner = params.planner
         t0 = time.perf_counter()
-        attempt = run_attempt(self.backend, params, work.seed, self.region.region_x, self.region.region_y)
+        attempt = run_attempt(self.backend, params, work.seed, self.region.region_x, self.region.region_y,
+                              self.model)  # fmt: skip
         attempt.timings["total"] = round(time.perf_counter() - t0, 4)
         if self.markers_pub is not None:
             g = attempt.grasp
@@ -149,6 +154,16 @@ class GraspSamplerNode(Node):
         if not res.accepted:
             raise CallFailed("store_attempt", f"refused {work.item_id}: {res.message}")
         self.get_logger().info(f"{work.item_id}: {attempt.outcome} in {attempt.timings['total']:.2f} s")
+
+    def model(self, version: str):
+        """The stored grasp model `version`, loaded from the database once (the `learned` strategy)."""
+        if self._models is None:
+            from myriad_learning.registry import ModelRegistry
+            from myriad_storage.server import ENV_URI
+            from myriad_storage.store import Store
+
+            self._models = ModelRegistry(Store(os.environ.get(ENV_URI, ""), self.database))
+        return self._models.load(version)
 
     def close(self) -> None:
         self.stopping.set()

@@ -70,7 +70,7 @@ class RosGraspBackend:
 
     def view(self, images: Any) -> DepthView:
         depth, seg = imgmsg_to_cv2(images.depth), imgmsg_to_cv2(images.segmentation)
-        return DepthView(self.camera, depth, seg, self.object_bodies)
+        return DepthView(self.camera, depth, seg, self.object_bodies, imgmsg_to_cv2(images.rgb, rgb=True))
 
     def move(
         self, kind: str, position: Vec3, orientation, seed: int, max_contact_force: float = 0.0

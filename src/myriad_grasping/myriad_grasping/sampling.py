@@ -10,7 +10,7 @@ import numpy as np
 
 from myriad_sim.config import is_int
 
-STRATEGIES = ("uniform", "object")
+STRATEGIES = ("uniform", "object", "learned")
 # Closed ranges of the numeric fields (metres, newtons); every value must also be finite.
 _RANGES: dict[str, tuple[float, float]] = {
     "position_noise": (0.0, 0.5),
@@ -48,6 +48,8 @@ class GraspParams:
     # N: the descent (a guarded move) stops when the contact force pushing the gripper up exceeds this.
     contact_force: float = 20.0
     planner: str = ""
+    # The stored grasp model (`myriad train` prints its version) the `learned` strategy scores grasps with.
+    model_version: str = ""
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str = "params") -> GraspParams:
@@ -59,6 +61,9 @@ class GraspParams:
         values = {k: v for k, v in data.items() if k in known}
         for k, v in values.items():
             values[k] = _check(f"{where}.{k}", k, v)
+        if values.get("strategy") == "learned" and not values.get("model_version"):
+            raise ValueError(f"{where}.model_version: strategy 'learned' needs a model version like v1 (myriad "
+                             "train prints it)")  # fmt: skip
         return cls(**values)
 
     def to_dict(self) -> dict[str, Any]:
@@ -81,6 +86,10 @@ def _check(where: str, name: str, v: Any) -> Any:
         if not isinstance(v, str) or v not in ("", *PLANNERS):
             raise ValueError(f"{where}: expected '' (the configured default) or one of {', '.join(PLANNERS)}, "
                              f"got {v!r}")  # fmt: skip
+        return v
+    if name == "model_version":
+        if not isinstance(v, str):
+            raise ValueError(f"{where}: expected a model version like v1 (a string), got {v!r}")
         return v
     lo, hi = _RANGES[name]
     if not (is_int(v) or isinstance(v, float)) or not math.isfinite(v) or not lo <= v <= hi:
@@ -186,6 +195,7 @@ def sample_grasp(
     region_x: tuple[float, float],
     region_y: tuple[float, float],
     view: View,
+    model: Any = None,
 ) -> tuple[Grasp, str]:
     """A top-down grasp; the fingers close along the yaw direction (yaw 0: along world x).
 
@@ -193,7 +203,16 @@ def sample_grasp(
     (position_noise, yaw_noise). It prefers objects whose descent reaches the grasp height (within
     BLOCKED_TOLERANCE) and narrow enough for the fingers (max_grasp_width), then the former, the latter, any.
     `uniform`: anywhere in the region, any yaw.
+    `learned`: the best of candidates scored by `model` (a loaded myriad_learning GraspModel), refined by CEM
+    (myriad_learning.policy; numpy only).
     The height follows grasp_height at the aimed point. Returns the grasp and the object aimed at ("" uniform)."""
+    if params.strategy == "learned":
+        from myriad_learning.policy import learned_grasp
+
+        if model is None:
+            raise ValueError(f"strategy 'learned': model {params.model_version} is not loaded")
+
+        return learned_grasp(rng, params, objects, region_x, region_y, view, model)
     name, aims = "", []
     if params.strategy == "object":
         aims = [

@@ -88,6 +88,8 @@ class DepthView:
     depth: np.ndarray  # HxW metres along the optical axis
     segmentation: np.ndarray  # HxW body ids (-1 background)
     bodies: dict[str, int]  # object name -> body id
+    # HxWx3 uint8: the same capture's colour image (what the `learned` strategy's model sees besides depth)
+    rgb: np.ndarray | None = None
     _points: np.ndarray | None = field(default=None, init=False, repr=False)  # cached, see points_near
 
     def surface_height(self, x: float, y: float) -> float:

@@ -36,7 +36,7 @@ import pyarrow.parquet as pq
 from pymongo.errors import ConnectionFailure
 
 from .codec import decode_png, encode_png
-from .records import FILM, trajectory_from_record
+from .records import FILM, project, trajectory_from_record
 from .store import StorageUnavailable, Store
 
 FORMATS = ("parquet", "lerobot")
@@ -201,24 +201,6 @@ def png_size(data: bytes) -> tuple[int, int]:
     return struct.unpack(">II", data[16:24])
 
 
-def project(camera: dict, xyz: list[float]) -> list[float] | None:
-    """Pixel (u, v) of a world point, if the camera record has a pose (``position``, ``orientation`` xyzw of the
-    optical frame: x right, y down, z along the view) and intrinsics ``k``; else None."""
-    if not {"k", "position", "orientation"} <= camera.keys():
-        return None
-    x, y, z, w = camera["orientation"]
-    r = np.array([
-        [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-        [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-        [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
-    ])  # fmt: skip
-    p = r.T @ (np.asarray(xyz, float) - np.asarray(camera["position"], float))
-    if p[2] <= 0:
-        return None
-    k = camera["k"]
-    return [float(k[0] * p[0] / p[2] + k[2] - 0.5), float(k[4] * p[1] / p[2] + k[5] - 0.5)]
-
-
 def _write_atomic(path: Path, data: bytes) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_bytes(data)
@@ -229,7 +211,7 @@ def _json(obj: object) -> bytes:
     return (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode()
 
 
-class _Source:
+class Source:
     """The export's attempts from the database in a fixed order: one cursor, images fetched a batch at a time."""
 
     def __init__(self, store: Store, query: dict, images: tuple[str, ...]):
@@ -527,7 +509,7 @@ def export(
         manifest["total"] = store.count_attempts(query)
     total = manifest["total"]
     n_shards = math.ceil(total / shard_rows)
-    source = _Source(store, query, ("pre_rgb", "pre_depth") if fmt == "parquet" else ep.image_names)
+    source = Source(store, query, ("pre_rgb", "pre_depth") if fmt == "parquet" else ep.image_names)
     done_shards = [manifest["shards"][str(i)] for i in range(len(manifest["shards"]))]
     docs = source.docs(done_shards[-1]["last"] if done_shards else None)
     resumed = len(manifest["shards"])

@@ -80,6 +80,30 @@ def trajectory_from_record(doc: dict, film_png: bytes | None = None) -> recordin
     return recording.Recording(doc["seed"], doc["rate"], list(doc["columns"]), values, rate, frames)
 
 
+def camera_point(camera: dict, xyz: Any) -> np.ndarray:
+    """A world point in the optical frame of a record's ``camera`` with a pose (``position``, ``orientation`` xyzw
+    of the optical frame: x right, y down, z along the view); its z is the point's optical depth."""
+    x, y, z, w = camera["orientation"]
+    r = np.array([
+        [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+        [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+        [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
+    ])  # fmt: skip
+    return r.T @ (np.asarray(xyz, float) - np.asarray(camera["position"], float))
+
+
+def project(camera: dict, xyz: Any) -> list[float] | None:
+    """Pixel (u, v) of a world point, if the record's ``camera`` has a pose (see camera_point) and intrinsics
+    ``k``; else None."""
+    if not {"k", "position", "orientation"} <= camera.keys():
+        return None
+    p = camera_point(camera, xyz)
+    if p[2] <= 0:
+        return None
+    k = camera["k"]
+    return [float(k[0] * p[0] / p[2] + k[2] - 0.5), float(k[4] * p[1] / p[2] + k[5] - 0.5)]
+
+
 def image_msg_to_png(img: Any, role: str) -> bytes:
     """PNG bytes of an image by role: "rgb" (8-bit colour), "depth" (metres or mm -> 16-bit mm), "seg"."""
     a = imgmsg_to_cv2(img, rgb=True)

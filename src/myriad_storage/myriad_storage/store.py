@@ -374,7 +374,8 @@ class Store:
     @_guarded
     def progress(self, campaign: str, outcomes: bool = False) -> dict:
         """Counts: target, pending, leased (incl. expired), done, successes, attempts, executed (attempts that
-        executed a grasp: the label's denominator) and, if asked, outcomes (attempts by extra.outcome)."""
+        executed a grasp: the label's denominator) and, if asked, outcomes (attempts by extra.outcome) and
+        strategies: per grasp strategy and model version ("learned v3"), attempts, executed and successes."""
         c = self.campaign(campaign)
         out = {"target": c["target"] if c else 0, PENDING: 0, LEASED: 0, DONE: 0}
         for row in self.db.work_items.aggregate(
@@ -389,6 +390,21 @@ class Store:
         if outcomes:
             by = [{"$match": {"campaign": campaign}}, {"$group": {"_id": "$extra.outcome", "n": {"$sum": 1}}}]
             out["outcomes"] = {str(row["_id"]): row["n"] for row in self.db.attempts.aggregate(by)}
+            key = {"strategy": "$params.strategy", "model": "$params.model_version"}
+            executed = {"$cond": [{"$eq": ["$grasp_executed", False]}, 0, 1]}
+            success = {"$cond": [{"$eq": ["$success", True]}, 1, 0]}
+            group = {
+                "_id": key,
+                "attempts": {"$sum": 1},
+                "executed": {"$sum": executed},
+                "successes": {"$sum": success},
+            }
+            out["strategies"] = {
+                " ".join(
+                    v for v in (row["_id"].get("strategy") or "?", row["_id"].get("model") or "") if v
+                ): {k: row[k] for k in ("attempts", "executed", "successes")}
+                for row in self.db.attempts.aggregate([{"$match": {"campaign": campaign}}, {"$group": group}])
+            }
         return out
 
     @_guarded

@@ -81,6 +81,10 @@ function campaignCard(c) {
     ? "outcomes: " + Object.entries(c.items.outcomes).sort().map(([k, n]) => `${k} ${n}`).join(" · ")
       + ` (${c.items.successes} successes of ${c.items.executed} executed grasps)`
     : "";
+  const strategies = c.items && c.items.strategies && Object.keys(c.items.strategies).length
+    ? "success by strategy: " + Object.entries(c.items.strategies).sort().map(([k, s]) =>
+      `${k} ${s.successes}/${s.executed} (${pct(s.executed ? s.successes / s.executed : null)})`).join(" · ")
+    : "";
   const card = el("div", { class: "card", "data-campaign": c.name },
     el("h3", {}, c.name, c.finished_at ? el("span", { class: "muted", text: " · finished" }) : ""),
     el("div", { class: "bar" }, el("div", { style: `width:${(100 * done).toFixed(1)}%` })),
@@ -93,6 +97,7 @@ function campaignCard(c) {
       el("a", { href: `#work?${qs({ campaign: c.name })}` }, "work items")),
     el("p", { class: "muted", text: items }),
     el("p", { class: "muted c-outcomes", text: outcomes }),
+    el("p", { class: "muted c-strategies", text: strategies }),
     el("div", { class: "plots" },
       plot(rates, tl.t0, step, { title: `attempts/s (per ${step}s)` }),
       plot(succ, tl.t0, step, { title: "success rate", max: 1 })));
