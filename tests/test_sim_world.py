@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import numpy as np
+import pybullet as pb
 import pytest
 from conftest import WS
 
 from myriad_sim.models import ModelError, resolve_source
 from myriad_sim.spec import SpecError, load_world
-from myriad_sim.world import SpawnError, World
+from myriad_sim.world import AWAKE, SpawnError, World
 
 WORLD = WS / "worlds" / "tray.yaml"
 
@@ -72,11 +73,26 @@ def test_reset_returns_a_tray_at_rest(world):
     """The camera must see the scene the robot grasps in: after a reset no object moves any more. (Objects dropped
     all at once, 240 steps before the capture, moved by more than 1 cm later in 53 of 60 trays.)"""
     for seed in range(8):
-        before = {s.name: np.array(s.position) for s in world.reset(seed, 5)}
+        states = world.reset(seed, 5)
+        for s in states:  # the objects sleep after a reset; awake, physics alone keeps them where they are
+            pb.changeDynamics(s.body, -1, activationState=AWAKE, physicsClientId=world.client)
+        before = {s.name: np.array(s.position) for s in states}
         world.step(480)
         after = {s.name: np.array(s.position) for s in world.object_states()}
         moved = max(float(np.linalg.norm(after[n] - before[n])) for n in before)
         assert moved < 0.005, (seed, moved)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_objects_asleep_after_a_reset_wake_when_touched(world, seed):
+    """A reset leaves the objects asleep (no physics cost); something landing on one wakes it and it moves."""
+    (s,) = world.reset(seed, 1)
+    p0 = np.array(s.position)
+    world.step(240)
+    assert np.linalg.norm(np.array(world.state("object_0").position) - p0) < 1e-4
+    world.spawn("weight", "object:3", (p0[0] + 0.01, p0[1], p0[2] + 0.08), mass=1.0)
+    world.step(240)
+    assert np.linalg.norm(np.array(world.state("object_0").position) - p0) > 0.005
 
 
 @pytest.mark.parametrize(

@@ -130,7 +130,7 @@ def follow(
     settle_time: float = 1.0,
     on_feedback: Callable[[float, float, np.ndarray], None] | None = None,
     cancelled: Callable[[], bool] = lambda: False,
-    feedback_every: int = 24,
+    feedback_every: int = 120,
     max_contact_force: float = 0.0,
 ) -> FollowResult:
     """Track `traj` with position targets, one physics step at a time, then settle to the goal.

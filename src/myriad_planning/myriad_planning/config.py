@@ -29,8 +29,8 @@ class PlanningConfig:
     ik_restarts: int = 20
     position_tolerance: float = 0.002
     orientation_tolerance: float = 0.02
-    cartesian_step: float = 0.005
-    max_joint_jump: float = 0.1
+    cartesian_step: float = 0.02
+    max_joint_jump: float = 0.4
     objects_vs_gripper: bool = False
     velocity_scaling: float = 0.5
     acceleration_scaling: float = 0.5

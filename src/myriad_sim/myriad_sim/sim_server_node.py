@@ -156,7 +156,7 @@ class SimServerNode(Node):
             self._wall_start = time.monotonic()
             self.create_timer(0.01, self._free_run, callback_group=group)
         else:  # paused between requests: keep the last state visible to late subscribers
-            self.create_timer(0.1, lambda: self.physics(self.publish_state), callback_group=group)
+            self.create_timer(0.1, self._publish_paused_state, callback_group=group)
         self.physics(self.publish_state)
 
     def physics(self, fn, *args, **kwargs):
@@ -194,6 +194,12 @@ class SimServerNode(Node):
             self.physics(self.advance, min(due, 240))
 
     # -- publishing -----------------------------------------------------------------------------------
+    def _publish_paused_state(self) -> None:
+        """publish_state on the physics thread, only when anyone listens (else the timer would wait for the
+        physics thread, through a whole motion, to publish nothing)."""
+        if self.viz or self.clock_pub.get_subscription_count() or self.joint_pub.get_subscription_count():
+            self.physics(self.publish_state)
+
     def publish_state(self) -> None:
         """Clock, joint states and TF now, to whoever subscribes."""
         if self.clock_pub.get_subscription_count():
