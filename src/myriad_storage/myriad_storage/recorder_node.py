@@ -256,8 +256,21 @@ class RecorderNode(Node):
         )
         (logger.warning if self._full else logger.info)(text)
 
+    def _drain(self) -> None:
+        """Write what the middleware delivered but no callback took yet (a stop right after a publish)."""
+        for topic, sub in list(self._subs.items()):
+            while True:
+                with sub.handle:
+                    taken = sub.handle.take_message(sub.msg_type, sub.raw)
+                if taken is None:
+                    break
+                self._on_message(topic, *taken)
+
     def close(self) -> None:
-        """Write the file's summary and close it; idempotent (the container calls it on shutdown)."""
+        """Write what was delivered, the file's summary, and close it; idempotent (the container calls it on
+        shutdown, while the context is valid)."""
+        if self.context.ok() and not self._bag.closed:
+            self._drain()
         with self._lock:
             if not self._bag.closed:
                 self._close_bag("closed")
