@@ -7,11 +7,13 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+from datetime import UTC, datetime
 
 import numpy as np
 import pytest
 from bson import ObjectId
 
+from myriad_frontend.dashboard.jsonutil import dumps
 from myriad_storage.codec import decode_png, png_to_depth
 from myriad_storage.store import Store
 
@@ -137,6 +139,19 @@ def test_samples_pagination_newest_first(dash):
     times = [a["created_at"] for a in seen]
     assert times == sorted(times, reverse=True)
     assert samples(dash, campaign="alpha", skip=100)["items"] == []
+
+
+def test_times_sort_as_strings():
+    """Times always carry milliseconds (BSON's precision): a whole second once lost its fraction, and
+    '...:12Z' sorted after '...:12.176Z'."""
+    times = [
+        datetime(2026, 12, 2, 1, 30, 12, 176000, tzinfo=UTC),
+        datetime(2026, 12, 2, 1, 30, 12, tzinfo=UTC),
+    ]
+    encoded = json.loads(dumps(times))
+    assert (
+        encoded == ["2026-12-02T01:30:12.176Z", "2026-12-02T01:30:12.000Z"] == sorted(encoded, reverse=True)
+    )
 
 
 def test_image_streams_byte_equal_to_gridfs(dash, seeded):

@@ -1,4 +1,5 @@
-"""JSON encoding of database documents (datetimes as ISO 8601 UTC, ObjectIds as hex strings)."""
+"""JSON encoding of database documents (datetimes as ISO 8601 UTC, always with milliseconds so that their
+strings sort as their times; ObjectIds as hex strings)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from bson import ObjectId
 def _default(value: Any) -> Any:
     if isinstance(value, datetime):
         t = value if value.tzinfo else value.replace(tzinfo=UTC)
-        return t.astimezone(UTC).isoformat().replace("+00:00", "Z")
+        return t.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")  # BSON: ms
     if isinstance(value, ObjectId):
         return str(value)
     if isinstance(value, bytes):
