@@ -226,17 +226,15 @@ class RosClient:
         return call_service(self.node.create_client(srv_type, name), request, timeout)
 
     def action(self, action_type, name: str, goal, timeout: float = 60.0):
-        from rclpy.action import ActionClient
+        from myriad_runtime.calls import action_client, call_action
 
-        from myriad_runtime.calls import call_action
-
-        return call_action(ActionClient(self.node, action_type, name), goal, timeout)
+        return call_action(action_client(self.node, action_type, name), goal, timeout)
 
     def send_goal(self, action_type, name: str, goal, feedback=None, timeout: float = 60.0):
         """Send an action goal; returns its accepted goal handle (get_result_async, cancel_goal_async)."""
-        from rclpy.action import ActionClient
+        from myriad_runtime.calls import action_client
 
-        client = ActionClient(self.node, action_type, name)
+        client = action_client(self.node, action_type, name)
         assert client.wait_for_server(timeout_sec=timeout), f"action {name} not available"
         handle = self._wait(client.send_goal_async(goal, feedback_callback=feedback), timeout)
         assert handle.accepted, f"goal of {name} rejected"

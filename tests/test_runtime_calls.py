@@ -1,5 +1,6 @@
 """myriad_runtime.calls: nested service calls between nodes composed in one small executor complete (callbacks
-await a thread of their own), where callbacks blocking on the call (the old design) starve the executor."""
+await a thread of their own), where callbacks blocking on the call (the old design) starve the executor; action
+clients made while their node spins leave its executor alive."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from rclpy.executors import MultiThreadedExecutor  # noqa: E402
 from rclpy.node import Node  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 
-from myriad_runtime.calls import CallFailed, call_service, in_thread  # noqa: E402
+from myriad_runtime.calls import CallFailed, action_client, call_service, in_thread  # noqa: E402
 
 HOPS = 4  # hop0 -> hop1 -> hop2 -> hop3: three callbacks wait at once per request
 REQUESTS = 3  # concurrent requests into hop0
@@ -109,3 +110,45 @@ def test_blocking_callbacks_starve_the_same_executor():
     """The control: the same chain with callbacks that block (as before) cannot complete on 2 threads."""
     answers = run_chain(blocking=True, threads=2, timeout=3.0)
     assert all(a.startswith("failed: ") and "no answer within" in a for a in answers), answers
+
+
+class PeekingNode(Node):
+    """A node that does what its executor's thread may do the moment a waitable is added: count its entities."""
+
+    def add_waitable(self, waitable) -> None:
+        super().add_waitable(waitable)
+        waitable.get_num_entities()
+
+
+def test_action_clients_made_on_a_spinning_node_leave_its_executor_alive():
+    """rclpy's own ActionClient is unusable for a moment after its node sees it (no lock yet), which kills an
+    executor thread that looks then (ros2/rclpy#1589); one made by `action_client` is usable from that moment,
+    and 100 of them made on a spinning node leave it spinning and serving."""
+    from myriad_interfaces.action import ExecuteTrajectory
+
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    node = PeekingNode("spun", namespace="/calls_test", context=context)
+    node.create_service(Trigger, "alive", lambda _req, res: setattr(res, "success", True) or res)
+    executor = MultiThreadedExecutor(context=context)
+    executor.add_node(node)
+    died: list[BaseException] = []
+
+    def spin() -> None:
+        try:
+            executor.spin()
+        except BaseException as exc:  # the failure this test is about
+            died.append(exc)
+
+    spinner = threading.Thread(target=spin, daemon=True)
+    spinner.start()
+    try:
+        for i in range(100):
+            action_client(node, ExecuteTrajectory, f"action_{i}")
+        assert spinner.is_alive() and not died, died
+        assert call_service(node.create_client(Trigger, "alive"), Trigger.Request(), 30.0).success
+    finally:
+        executor.shutdown(timeout_sec=5.0)
+        spinner.join(timeout=5.0)
+        node.destroy_node()
+        context.try_shutdown()

@@ -8,7 +8,6 @@ from typing import Any
 
 import rclpy
 from geometry_msgs.msg import Pose
-from rclpy.action import ActionClient
 from rclpy.context import Context
 from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
@@ -25,7 +24,7 @@ from myriad_interfaces.srv import (
     ResetWorld,
     SpawnEntity,
 )
-from myriad_runtime.calls import CallFailed, call_action, call_service
+from myriad_runtime.calls import CallFailed, action_client, call_action, call_service
 from myriad_sim.camera import Camera
 from myriad_sim.image_codec import imgmsg_to_cv2
 from myriad_sim.spec import WorldSpec
@@ -65,9 +64,9 @@ class RosBackend:
             )
         }
         self.actions = {
-            "plan_and_execute": ActionClient(n, PlanAndExecute, "plan_and_execute"),
-            "gripper_command": ActionClient(n, GripperCommand, "gripper_command"),
-            "execute_trajectory": ActionClient(n, ExecuteTrajectory, "execute_trajectory"),
+            "plan_and_execute": action_client(n, PlanAndExecute, "plan_and_execute"),
+            "gripper_command": action_client(n, GripperCommand, "gripper_command"),
+            "execute_trajectory": action_client(n, ExecuteTrajectory, "execute_trajectory"),
         }
         self.fixed = {"robot"} | {m.name for m in spec.models}
         self.camera = Camera(spec.camera)

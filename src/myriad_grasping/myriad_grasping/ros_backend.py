@@ -12,7 +12,7 @@ from myriad_grasping.episode import MoveResult, Vec3
 from myriad_interfaces.action import ExecuteTrajectory, GripperCommand
 from myriad_interfaces.msg import ResultCode
 from myriad_interfaces.srv import CaptureImages, GetEntityState, GetTrajectory, PlanMotion, ResetWorld
-from myriad_runtime.calls import CallFailed, call_action, call_service
+from myriad_runtime.calls import CallFailed, action_client, call_action, call_service
 from myriad_sim import recording
 from myriad_sim.camera import Camera, DepthView
 from myriad_sim.image_codec import imgmsg_to_cv2
@@ -28,7 +28,7 @@ class RosCalls:
         return self.node.create_client(srv_type, name)
 
     def action(self, action_type, name: str) -> ActionClient:
-        return ActionClient(self.node, action_type, name)
+        return action_client(self.node, action_type, name)
 
     def call(self, client, request):
         return call_service(client, request, self.timeout)

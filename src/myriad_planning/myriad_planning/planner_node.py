@@ -7,7 +7,7 @@ import threading
 import numpy as np
 from builtin_interfaces.msg import Duration, Time
 from geometry_msgs.msg import Pose
-from rclpy.action import ActionClient, ActionServer, CancelResponse
+from rclpy.action import ActionServer, CancelResponse
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.node import Node
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
@@ -22,7 +22,7 @@ from myriad_planning.planner import Planner, PlanResult
 from myriad_planning.scene import ObjectState, Scene, camera_pose
 from myriad_planning.timing import robot_trajectory
 from myriad_runtime import workspace_path
-from myriad_runtime.calls import CallFailed, call_action, call_service, end_goal, in_thread
+from myriad_runtime.calls import CallFailed, action_client, call_action, call_service, end_goal, in_thread
 from myriad_sim import viz
 from myriad_sim.frames import frame_prefix
 from myriad_sim.image_codec import imgmsg_to_cv2
@@ -85,7 +85,7 @@ class PlannerNode(Node):
         self.state_client = self.create_client(GetEntityState, "get_entity_state", callback_group=group)
         self.capture_client = self.create_client(CaptureImages, "capture_images", callback_group=group)
         self.step_client = self.create_client(StepSimulation, "step_simulation", callback_group=group)
-        self.execute_client = ActionClient(
+        self.execute_client = action_client(
             self, ExecuteTrajectory, "execute_trajectory", callback_group=group
         )
         self.create_service(PlanMotion, "plan", self._plan_service, callback_group=group)

@@ -29,6 +29,28 @@ class CallFailed(RuntimeError):
         self.name, self.reason = name, reason
 
 
+class _ActionClient(ActionClient):
+    """rclpy's ActionClient with its lock made before its node can see it.
+
+    rclpy 9.1 (Kilted) adds the client to its node's waitables before creating the client's lock; an executor
+    thread that wakes in between dies with AttributeError, and every later call through that node times out
+    (ros2/rclpy#1589). Here the lock exists first, and rclpy's own assignment does not replace it.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.__dict__["_lock"] = threading.Lock()
+        super().__init__(*args, **kwargs)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name != "_lock" or "_lock" not in self.__dict__:
+            super().__setattr__(name, value)
+
+
+def action_client(node: Node, action_type: Any, name: str, **kwargs: Any) -> ActionClient:
+    """The one way to make an action client: safe on a node another thread is spinning (see `_ActionClient`)."""
+    return _ActionClient(node, action_type, name, **kwargs)
+
+
 def wait_future(future: Future, timeout: float) -> bool:
     """Block this thread (never an executor's) until an rclpy future is done; False on timeout."""
     done = threading.Event()
