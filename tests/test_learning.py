@@ -23,10 +23,11 @@ else:
 
 from myriad_grasping.sampling import GraspParams, attempt_rng, grasp_height  # noqa: E402
 from myriad_learning.data import load_examples, validation_mask  # noqa: E402
-from myriad_learning.policy import camera_dict, learned_grasp  # noqa: E402
+from myriad_learning.policy import learned_grasp  # noqa: E402
 from myriad_learning.registry import BUCKET, ModelRegistry  # noqa: E402
 from myriad_learning.train import TrainConfig, fit, train_and_store  # noqa: E402
 from myriad_sim.camera import DepthView  # noqa: E402
+from myriad_sim.frames import camera_record  # noqa: E402
 from myriad_storage.store import Store  # noqa: E402
 
 
@@ -62,7 +63,7 @@ def synthetic_campaign(store: Store, capture: dict, n: int, name: str, label=Non
         key = f"{name}/{i:06d}"
         record = {"attempt_key": f"{key}#0", "campaign": name, "item_id": key, "item_index": i, "seed": 1000 + i,
                   "success": success, "grasp": {"x": x, "y": y, "z": z, "yaw": yaw},
-                  "camera": {"width": 472, "height": 472, **camera_dict(camera)}}  # fmt: skip
+                  "camera": camera_record(camera)}  # fmt: skip
         images = {k: capture["images"][k] for k in ("pre_rgb", "pre_depth")}
         store.store_attempt(record, images)
 

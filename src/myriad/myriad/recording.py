@@ -55,17 +55,15 @@ def image_pngs(images: CameraImage | Mapping[str, Any] | None, prefix: str = "pr
 
 def camera_record(image: CameraImage) -> dict[str, Any]:
     """A record's `camera`: image size, intrinsics and (when the image knows its camera) the optical frame's pose."""
-    out = {
+    if image.camera is not None:
+        from myriad_sim.frames import camera_record as record
+
+        return record(image.camera)
+    return {
         "width": image.rgb.shape[1],
         "height": image.rgb.shape[0],
         "k": image.intrinsics.flatten().tolist(),
     }
-    if image.camera is not None:
-        from myriad_sim.frames import optical_pose
-
-        position, orientation = optical_pose(image.camera)
-        out.update(position=list(position), orientation=list(orientation))
-    return out
 
 
 def grasp_record(g: GraspResult, **keys: Any) -> tuple[dict[str, Any], dict[str, bytes]]:

@@ -228,11 +228,16 @@ def sample_grasp(
         dx, dy = rng.normal(0.0, params.position_noise, size=2)
         x, y = aim.x + dx, aim.y + dy
         yaw = aim.yaw + float(rng.normal(0.0, params.yaw_noise))
-        yaw = (yaw + math.pi / 2) % math.pi - math.pi / 2
+        yaw = wrap_yaw(yaw)
     else:
         x, y = rng.uniform(*region_x), rng.uniform(*region_y)
         yaw = float(rng.uniform(-math.pi / 2, math.pi / 2))
     return Grasp(float(x), float(y), grasp_height(params, view.surface_height(x, y)), float(yaw)), name
+
+
+def wrap_yaw(yaw: Any) -> Any:
+    """Yaw (a float or an array) in [-pi/2, pi/2): a two-finger grasp turned by pi is the same grasp."""
+    return (yaw + math.pi / 2) % math.pi - math.pi / 2
 
 
 def label(

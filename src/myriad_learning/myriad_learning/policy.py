@@ -9,9 +9,9 @@ from typing import Any
 
 import numpy as np
 
-from myriad_grasping.sampling import MIN_SEEN_POINTS, Grasp, GraspParams, aim_at, grasp_height
+from myriad_grasping.sampling import MIN_SEEN_POINTS, Grasp, GraspParams, aim_at, grasp_height, wrap_yaw
 from myriad_learning.features import grasp_features
-from myriad_sim.frames import optical_pose
+from myriad_sim.frames import camera_record
 
 POPULATION = 64  # candidates scored per CEM iteration
 ITERATIONS = 3  # refinements after the initial population
@@ -20,21 +20,6 @@ ELITES = 8  # best candidates a refinement's Gaussian is fitted to
 OBJECT_SHARE = 0.75
 AIM_NOISE = (0.02, 0.02, 0.5)  # m, m, rad: spread of the initial candidates around an aim
 MIN_STD = (0.003, 0.003, 0.05)  # floor of a refinement's spread
-
-
-def camera_dict(camera: Any) -> dict:
-    """A record's `camera` (intrinsics and optical pose) for a myriad_sim Camera."""
-    position, orientation = optical_pose(camera)
-    return {
-        "k": camera.intrinsics.flatten().tolist(),
-        "position": list(position),
-        "orientation": list(orientation),
-    }
-
-
-def _wrap(yaw: np.ndarray) -> np.ndarray:
-    """Yaw in [-pi/2, pi/2): a two-finger grasp turned by pi is the same grasp."""
-    return (yaw + math.pi / 2) % math.pi - math.pi / 2
 
 
 def learned_grasp(
@@ -48,7 +33,7 @@ def learned_grasp(
 ) -> tuple[Grasp, str]:
     """The best-scoring grasp found by CEM, and the object whose aim its search started from ("" uniform).
     `view` is a DepthView with the capture's `rgb`."""
-    camera = camera_dict(view.camera)
+    camera = camera_record(view.camera)
     lo, hi = np.array([region_x[0], region_y[0]]), np.array([region_x[1], region_y[1]])
     aims = [
         (n, aim_at(view, params, pts))
@@ -68,7 +53,7 @@ def learned_grasp(
 
     def score(c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         c[:, :2] = np.clip(c[:, :2], lo, hi)
-        c[:, 2] = _wrap(c[:, 2])
+        c[:, 2] = wrap_yaw(c[:, 2])
         z = np.array([grasp_height(params, view.surface_height(x, y)) for x, y in c[:, :2]])
         grasps = np.column_stack([c, z])[:, [0, 1, 3, 2]]  # x, y, z, yaw
         return grasps, model.scores(*grasp_features(view.rgb, view.depth, camera, grasps))
@@ -77,7 +62,7 @@ def learned_grasp(
     for _ in range(ITERATIONS):
         elite = grasps[np.argsort(-scores, kind="stable")[:ELITES]]
         best_yaw = elite[0, 3]
-        yaw = best_yaw + _wrap(elite[:, 3] - best_yaw)  # the elites' yaws unwrapped around the best one
+        yaw = best_yaw + wrap_yaw(elite[:, 3] - best_yaw)  # the elites' yaws unwrapped around the best one
         mean = np.array([elite[:, 0].mean(), elite[:, 1].mean(), yaw.mean()])
         std = np.maximum(np.array([elite[:, 0].std(), elite[:, 1].std(), yaw.std()]), MIN_STD)
         new, new_scores = score(mean + rng.normal(0.0, 1.0, (POPULATION, 3)) * std)

@@ -102,6 +102,18 @@ def optical_pose(camera: Camera) -> tuple[Vec3, Quat]:
     return tuple(float(v) for v in camera.spec.position), matrix_quat(camera.rotation())
 
 
+def camera_record(camera: Camera) -> dict:
+    """A record's `camera`: image size, intrinsics `k` (row-major 3x3) and the optical frame's pose."""
+    position, orientation = optical_pose(camera)
+    return {
+        "width": camera.spec.width,
+        "height": camera.spec.height,
+        "k": camera.intrinsics.flatten().tolist(),
+        "position": list(position),
+        "orientation": list(orientation),
+    }
+
+
 def matrix_quat(m: np.ndarray) -> Quat:
     """Quaternion (x, y, z, w) of a rotation matrix."""
     m = np.asarray(m, float)
