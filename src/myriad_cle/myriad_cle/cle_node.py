@@ -10,7 +10,6 @@ import json
 import threading
 
 from rclpy.callback_groups import ReentrantCallbackGroup
-from rclpy.node import Node
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
@@ -20,10 +19,11 @@ from myriad_cle.remote import RemoteSim
 from myriad_cle.transfer import load_brain
 from myriad_runtime import workspace_path
 from myriad_runtime.calls import in_thread
+from myriad_runtime.node import BackendNode
 from myriad_sim.spec import load_world
 
 
-class CLENode(Node):
+class CLENode(BackendNode):
     def __init__(self, **kwargs) -> None:
         super().__init__("cle", **kwargs)
         defaults = {

@@ -10,7 +10,6 @@ import traceback
 
 import rclpy
 from builtin_interfaces.msg import Time
-from rclpy.node import Node
 from visualization_msgs.msg import MarkerArray
 
 from myriad_grasping.episode import Attempt, run_attempt, top_down
@@ -20,6 +19,7 @@ from myriad_interfaces.msg import EntityState, GraspAttempt
 from myriad_interfaces.srv import ClaimWork, StoreAttempt
 from myriad_runtime import code_version, workspace_path
 from myriad_runtime.calls import CallFailed
+from myriad_runtime.node import BackendNode
 from myriad_sim import recording, viz
 from myriad_sim.camera import Camera
 from myriad_sim.frames import frame_prefix, optical_pose
@@ -75,7 +75,7 @@ def attempt_msg(a: Attempt, work, backend: str, camera: Camera | None = None) ->
     return m
 
 
-class GraspSamplerNode(Node):
+class GraspSamplerNode(BackendNode):
     def __init__(self, **kwargs) -> None:
         super().__init__("grasp_sampler", **kwargs)
         self.declare_parameter("world_file", "worlds/tray.yaml")

@@ -9,7 +9,6 @@ from builtin_interfaces.msg import Duration, Time
 from geometry_msgs.msg import Pose
 from rclpy.action import ActionServer, CancelResponse
 from rclpy.callback_groups import ReentrantCallbackGroup
-from rclpy.node import Node
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 from visualization_msgs.msg import MarkerArray
 
@@ -23,6 +22,7 @@ from myriad_planning.scene import ObjectState, Scene, camera_pose
 from myriad_planning.timing import robot_trajectory
 from myriad_runtime import workspace_path
 from myriad_runtime.calls import CallFailed, action_client, call_action, call_service, end_goal, in_thread
+from myriad_runtime.node import BackendNode
 from myriad_sim import viz
 from myriad_sim.frames import frame_prefix
 from myriad_sim.image_codec import imgmsg_to_cv2
@@ -62,7 +62,7 @@ def pose_of(msg: Pose) -> tuple[np.ndarray, np.ndarray] | None:
     return (np.array([msg.position.x, msg.position.y, msg.position.z]), q / n) if n > 1e-6 else None
 
 
-class PlannerNode(Node):
+class PlannerNode(BackendNode):
     """Plans on a private PyBullet copy of the world, synced from the sim server before every request."""
 
     def __init__(self, **kwargs) -> None:

@@ -8,7 +8,6 @@ from concurrent.futures import ThreadPoolExecutor
 from geometry_msgs.msg import Pose
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.callback_groups import ReentrantCallbackGroup
-from rclpy.node import Node
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import CameraInfo, Image, JointState, PointCloud2
 from std_msgs.msg import String
@@ -27,6 +26,7 @@ from myriad_interfaces.srv import (
 )
 from myriad_runtime import workspace_path
 from myriad_runtime.loading import load_object
+from myriad_runtime.node import BackendNode
 from myriad_sim import recording, viz
 from myriad_sim.description import robot_description
 from myriad_sim.frames import CAMERA_OPTICAL, FrameTree, frame_prefix
@@ -67,7 +67,7 @@ TRAJECTORY_PARAMETERS = (
 )  # fmt: skip
 
 
-class SimServerNode(Node):
+class SimServerNode(BackendNode):
     """Owns one World. PyBullet (and its EGL context) is used from one physics thread only: every service and
     the controllers run their world work through `self.physics(fn, ...)`."""
 

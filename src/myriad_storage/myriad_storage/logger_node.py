@@ -20,10 +20,10 @@ from typing import Any
 
 import rclpy
 from rclpy.executors import ExternalShutdownException
-from rclpy.node import Node
 
 from myriad_interfaces.msg import BackendStatus
 from myriad_interfaces.srv import ClaimWork, StoreAttempt
+from myriad_runtime.node import BackendNode
 
 from .records import attempt_msg_to_record
 from .server import ENV_URI
@@ -33,7 +33,7 @@ from .writer import BufferedWriter
 RATE_WINDOW_S = 60.0
 
 
-class LoggerNode(Node):
+class LoggerNode(BackendNode):
     """Logger of one back end; ``kwargs`` go to ``Node`` (namespace, context, parameter_overrides, ...)."""
 
     def __init__(self, **kwargs: Any) -> None:

@@ -24,9 +24,10 @@ from typing import Any
 import rclpy.logging
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.clock import Clock, ClockType
-from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.subscription import Subscription
+
+from myriad_runtime.node import BackendNode
 
 from .bag import COMPRESSIONS, BagWriter, DefinitionError, message_stamp, qos_dict, stamp_offset
 
@@ -78,7 +79,7 @@ def offered_qos(profile: QoSProfile) -> dict[str, Any]:
     return p
 
 
-class RecorderNode(Node):
+class RecorderNode(BackendNode):
     """Recorder of one back end's topics; ``kwargs`` go to ``Node`` (namespace, context, parameter_overrides...)."""
 
     def __init__(self, **kwargs: Any) -> None:
