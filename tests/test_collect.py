@@ -175,7 +175,13 @@ def test_interrupted_campaign_resumes_by_name(db, tmp_path):
     )  # fmt: skip
     assert status.returncode == 0, status.stderr
     assert f"{name}: 12/12 done, 0 leased, 0 pending, {successes} successes" in status.stdout
-    assert {line.split(":")[0].strip() for line in status.stdout.splitlines()[1:]} <= {"b0", "outcomes"}
+    assert {line.split(":")[0].strip() for line in status.stdout.splitlines()[1:]} <= {
+        "b0",
+        "outcomes",
+        "strategies",
+    }
+    executed = sum(d["grasp_executed"] is not False for d in docs)
+    assert f"  strategies: object {successes}/{executed} (" in status.stdout, status.stdout
 
 
 def test_unreachable_database_is_a_clear_error():

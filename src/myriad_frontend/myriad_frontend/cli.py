@@ -113,12 +113,27 @@ def cmd_status(args) -> int:
               f"{p['successes']} successes of {p['executed']} executed grasps")  # fmt: skip
         if p["outcomes"]:
             print("  outcomes: " + ", ".join(f"{k} {v}" for k, v in sorted(p["outcomes"].items())))
+        if p["strategies"]:
+            print(
+                "  strategies: " + ", ".join(strategy_line(k, v) for k, v in sorted(p["strategies"].items()))
+            )
         for b in store.backends(name):
             print(f"  {b['backend']}: {b.get('state', '?')}, {b.get('attempts', 0)} attempts, "
                   f"item {b.get('current_item') or '-'}, updated {b.get('updated_at')}")  # fmt: skip
     if not args.campaign and store.count_campaigns() > len(names):
         print(f"... and {store.count_campaigns() - len(names)} more campaigns (name one to see it)")
     return 0
+
+
+def strategy_line(strategy: str, counts: dict) -> str:
+    """`object 45/50 (90.0 % [78.6-95.7])`: successes of executed grasps with a 95 % Wilson interval."""
+    from myriad_learning.metrics import wilson
+
+    k, n = counts["successes"], counts["executed"]
+    if n == 0:
+        return f"{strategy} 0/0"
+    lo, hi = wilson(k, n)
+    return f"{strategy} {k}/{n} ({100 * k / n:.1f} % [{100 * lo:.1f}-{100 * hi:.1f}])"
 
 
 def cmd_wait(args) -> int:
