@@ -343,6 +343,32 @@ def dashboard_attempt(storage_attempt_factory):
     return make
 
 
+@pytest.fixture(scope="session")
+def dashboard_model():
+    """save(store, campaigns, seed) -> version: a grasp model stored by ModelRegistry.save itself (no PyTorch),
+    its record as `myriad train` writes it (validation metrics from classifier_metrics); the file's bytes are
+    not a loadable model."""
+    import numpy as np
+
+    from myriad_learning.metrics import classifier_metrics
+    from myriad_learning.registry import ModelRegistry
+
+    def save(store, campaigns: list[str], seed: int) -> str:
+        rng = np.random.default_rng(seed)
+        labels = rng.random(50) < 0.4
+        probs = np.clip(0.3 * labels + 0.7 * rng.random(50), 0.0, 1.0)
+        info = {
+            "campaigns": campaigns, "attempts": 250, "successes": 100, "skipped": 0, "train": 200,
+            "validation": 50, "seconds": 3.5, "losses": [0.69, 0.61],
+            "metrics": {"validation": classifier_metrics(labels, probs), "train": classifier_metrics(labels, probs)},
+            "config": {"epochs": 2, "batch": 64, "lr": 1e-3, "weight_decay": 1e-4, "width": 8, "validation": 0.2,
+                       "seed": seed},
+        }  # fmt: skip
+        return ModelRegistry(store).save(f"weights of seed {seed}".encode(), info)
+
+    return save
+
+
 @pytest.fixture
 def dashboard_serve(mongo_uri):
     """start(database, token=None) -> a started DashboardServer on a free loopback port; stopped afterwards."""

@@ -306,3 +306,49 @@ def test_main_runs_standalone_and_stops_on_sigterm(mongo_uri, seeded):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_models_list_records_and_collection_results(storage_store, dashboard_serve, dashboard_attempt,
+                                                    dashboard_model):  # fmt: skip
+    """Model records newest first, each with its collected results over every campaign that ran it."""
+    from myriad_learning.metrics import wilson
+
+    store = storage_store
+    server = dashboard_serve(store.db.name)
+    assert get_json(server.url + "api/models") == (200, [])  # an empty database
+    # (campaign, index, strategy, model_version, label: True/False, or None when no grasp was executed)
+    plan = [("la", i, "learned", "v1", lab) for i, lab in enumerate((True, True, True, False, False, None))]
+    plan += [("la", i, "object", "", True) for i in range(6, 10)]  # no version
+    plan += [("lb", i, "learned", "v1", i == 0) for i in range(4)]
+    plan += [("lb", i, "learned", "v2", lab) for i, lab in zip(range(4, 8), (True, True, False, None))]
+    plan += [("lb", 8, "object", "v2", True)]  # carries a version (a sweep's template) without using it
+    store.create_campaign("la", [{"seed": i} for i in range(10)])
+    store.create_campaign("lb", [{"seed": i} for i in range(9)])
+    for campaign, i, strategy, version, label in plan:
+        record, images = dashboard_attempt(campaign, i, success=bool(label))
+        record["params"] = {"seed": i, "strategy": strategy, "model_version": version}
+        record.update(success=label, grasp_executed=label is not None)
+        store.store_attempt(record, images)
+    versions = [dashboard_model(store, c, seed) for seed, c in enumerate((["r1"], ["r1", "r2"], ["r2"]))]
+    assert versions == ["v1", "v2", "v3"]
+    records = {r["version"]: r for r in store.db.models.find({}, {"_id": False})}
+
+    status, models = get_json(server.url + "api/models")
+    assert status == 200 and [m["version"] for m in models] == ["v3", "v2", "v1"]
+    collected = {m["version"]: m.pop("collected") for m in models}
+    assert collected == {
+        "v1": {"attempts": 10, "executed": 9, "successes": 4, "campaigns": ["la", "lb"],
+               "success_rate": 4 / 9, "interval": list(wilson(4, 9))},
+        "v2": {"attempts": 4, "executed": 3, "successes": 2, "campaigns": ["lb"],
+               "success_rate": 2 / 3, "interval": list(wilson(2, 3))},
+        "v3": {"attempts": 0, "executed": 0, "successes": 0, "campaigns": [],
+               "success_rate": None, "interval": None},
+    }  # fmt: skip
+    assert collected["v1"]["interval"] == pytest.approx([0.1888, 0.7334], abs=1e-4)  # 4 of 9, by hand
+    for m in models:  # the stored record as the other routes encode documents, without the weights' file id
+        record = records[m["version"]]
+        assert "file_id" in record and "file_id" not in m
+        assert m == json.loads(dumps({k: v for k, v in record.items() if k != "file_id"}))
+        assert m["created_at"].endswith("Z")
+        assert m["metrics"]["validation"]["n"] == 50 and m["validation"] == 50
+    assert models[2]["campaigns"] == ["r1"] and models[1]["campaigns"] == ["r1", "r2"]

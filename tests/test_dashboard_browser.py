@@ -174,3 +174,26 @@ def test_work_items_page(browser, dash, filled):
     rows = wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#work tbody tr"), what="work item rows")
     assert all("pending" in r.text for r in rows) and rows[0].text.startswith("15")
     browser.save_screenshot(str(OUT / "dashboard_work_items.png"))
+
+
+def test_models_table(browser, dash, db, dashboard_attempt, dashboard_model):
+    browser.get(dash.url + "#models")
+    wait(browser, lambda d: d.execute_script("return document.body.dataset.view") == "models")
+    wait(browser, lambda d: "no models yet" in d.find_element(By.ID, "models").text, what="the empty table")
+    store = db[0]
+    for i in range(5):  # 3 of 5 successes with v1
+        record, images = dashboard_attempt("grasps", i, success=i < 3)
+        record["params"] = {"seed": i, "strategy": "learned", "model_version": "v1"}
+        store.store_attempt(record, images)
+    assert [dashboard_model(store, ["random"], seed) for seed in (0, 1)] == ["v1", "v2"]
+    browser.refresh()
+
+    def versions(d) -> list[str]:
+        return d.execute_script(
+            "return [...document.querySelectorAll('#models tbody tr')].map(r => r.dataset.version)"
+        )
+
+    wait(browser, lambda d: versions(d) == ["v2", "v1"], what="the models, newest first")
+    row = browser.find_element(By.CSS_SELECTOR, '#models tr[data-version="v1"]')
+    assert "3/5 (60.0%)" in row.text and row.find_element(By.CSS_SELECTOR, ".m-campaigns").text == "grasps"
+    browser.save_screenshot(str(OUT / "dashboard_models.png"))

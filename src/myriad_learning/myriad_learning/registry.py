@@ -69,6 +69,11 @@ class ModelRegistry:
             )
         return doc
 
+    def records(self) -> list[dict]:
+        """Every model's record, newest (highest version number) first, without its GridFS file id."""
+        fields = {"_id": False, "file_id": False}
+        return self._guard(lambda: list(self.store.db.models.find({}, fields).sort("number", -1)))
+
     def load(self, version: str) -> Any:
         """The GraspModel of `version` (cached); ValueError for an unknown version or a corrupt file."""
         if version not in self._loaded:

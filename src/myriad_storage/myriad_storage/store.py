@@ -48,6 +48,12 @@ MAX_LISTED = 1000  # the most campaigns or heartbeats one call returns (page wit
 _AUTH_CODES = (13, 18)  # Unauthorized, AuthenticationFailed
 _PASSWORD_RE = re.compile(r"(://[^:/@]*):([^@/]*)@")
 _F = TypeVar("_F", bound=Callable[..., Any])
+# $group accumulators of attempt counts: attempts, executed grasps (the label's denominator), successes.
+_COUNTS = {
+    "attempts": {"$sum": 1},
+    "executed": {"$sum": {"$cond": [{"$eq": ["$grasp_executed", False]}, 0, 1]}},
+    "successes": {"$sum": {"$cond": [{"$eq": ["$success", True]}, 1, 0]}},
+}
 
 
 def mask_uri(uri: str) -> str:
@@ -391,14 +397,7 @@ class Store:
             by = [{"$match": {"campaign": campaign}}, {"$group": {"_id": "$extra.outcome", "n": {"$sum": 1}}}]
             out["outcomes"] = {str(row["_id"]): row["n"] for row in self.db.attempts.aggregate(by)}
             key = {"strategy": "$params.strategy", "model": "$params.model_version"}
-            executed = {"$cond": [{"$eq": ["$grasp_executed", False]}, 0, 1]}
-            success = {"$cond": [{"$eq": ["$success", True]}, 1, 0]}
-            group = {
-                "_id": key,
-                "attempts": {"$sum": 1},
-                "executed": {"$sum": executed},
-                "successes": {"$sum": success},
-            }
+            group = {"_id": key, **_COUNTS}
             out["strategies"] = {
                 " ".join(
                     v for v in (row["_id"].get("strategy") or "?", row["_id"].get("model") or "") if v
@@ -406,6 +405,18 @@ class Store:
                 for row in self.db.attempts.aggregate([{"$match": {"campaign": campaign}}, {"$group": group}])
             }
         return out
+
+    @_guarded
+    def model_results(self) -> dict[str, dict]:
+        """Collection results per grasp-model version across all campaigns, in one aggregation: for each
+        params.model_version of attempts with strategy ``learned`` (others carry a version without using it), its
+        attempts, executed grasps, successes and the campaigns it was used in (sorted names)."""
+        match = {"params.strategy": "learned", "params.model_version": {"$nin": ["", None]}}
+        group = {"_id": "$params.model_version", **_COUNTS, "campaigns": {"$addToSet": "$campaign"}}
+        return {
+            row["_id"]: {**{k: row[k] for k in _COUNTS}, "campaigns": sorted(row["campaigns"])}
+            for row in self.db.attempts.aggregate([{"$match": match}, {"$group": group}])
+        }
 
     @_guarded
     def work_items(

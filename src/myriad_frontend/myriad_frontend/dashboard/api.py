@@ -9,6 +9,8 @@ from typing import Any
 from bson import ObjectId
 from bson.errors import InvalidId
 
+from myriad_learning.metrics import wilson
+from myriad_learning.registry import ModelRegistry
 from myriad_storage.store import DONE, LEASED, PENDING, Store
 
 from . import images
@@ -112,6 +114,7 @@ class Api:
             "/api/image": self.image,
             "/api/render": self.render,
             "/api/work_items": self.work_items,
+            "/api/models": self.models,
         }
 
     def handle(self, path: str, q: dict[str, str]) -> Response:
@@ -198,3 +201,17 @@ class Api:
             "has_more": len(docs) > limit,
         }
         return 200, JSON, dumps(body)
+
+    def models(self, q: dict[str, str]) -> Response:
+        """Every stored grasp model's record (newest first, no weights), each with ``collected``: its results
+        across all campaigns that ran strategy learned with it, success of executed grasps with a 95 % Wilson
+        interval (``interval`` and ``success_rate`` null before any executed grasp)."""
+        results = self.store.model_results()
+        unused = {"attempts": 0, "executed": 0, "successes": 0, "campaigns": []}
+        out = []
+        for record in ModelRegistry(self.store).records():
+            c = results.get(record["version"], unused)
+            k, n = c["successes"], c["executed"]
+            rate = {"success_rate": k / n if n else None, "interval": list(wilson(k, n)) if n else None}
+            out.append({**record, "collected": {**c, **rate}})
+        return 200, JSON, dumps(out)

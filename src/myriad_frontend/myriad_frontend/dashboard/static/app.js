@@ -1,4 +1,4 @@
-// Myriad dashboard: hash-routed views (#overview, #samples?…, #attempt?key=…, #work?…) over the JSON API.
+// Myriad dashboard: hash-routed views (#overview, #samples?…, #attempt?key=…, #work?…, #models) over the JSON API.
 "use strict";
 
 const $ = (sel, root = document) => root.querySelector(sel);
@@ -230,6 +230,23 @@ $("#work-filters").addEventListener("change", (ev) => {
   go("work", { campaign: f.campaign.value, state: f.state.value });
 });
 
+// ---- models --------------------------------------------------------------------------------------------
+async function showModels() {
+  const models = await api("models");
+  const num = (text) => el("td", { class: "num", text });
+  $("#models tbody").replaceChildren(...(models.length ? models.map((m) => {
+    const v = m.metrics?.validation || {}, c = m.collected;
+    return el("tr", { "data-version": m.version },
+      el("td", {}, el("b", { text: m.version })), el("td", { text: local(m.created_at) }),
+      el("td", { text: (m.campaigns || []).join(", ") }),
+      num(`${m.attempts ?? "–"} (${m.train ?? "–"} / ${m.validation ?? "–"})`),
+      num(`${fmt(v.accuracy)} (${fmt(v.majority)})`), num(fmt(v.auc)), num(fmt(v.brier, 3)), num(fmt(v.ece, 3)),
+      num(`${c.successes}/${c.executed} (${pct(c.success_rate)})`),
+      num(c.interval ? `${pct(c.interval[0])}–${pct(c.interval[1])}` : "–"), num(c.attempts),
+      el("td", { class: "m-campaigns", text: c.campaigns.join(", ") || "–" }));
+  }) : [el("tr", {}, el("td", { colspan: 12, class: "muted", text: "no models yet" }))]));
+}
+
 // ---- routing -------------------------------------------------------------------------------------------
 function route() {
   const [view, query] = (location.hash.slice(1) || "overview").split("?");
@@ -240,7 +257,7 @@ function go(view, params) {
 }
 async function render() {
   const { view, params } = route();
-  const section = view === "attempt" ? "attempt" : ["samples", "work"].includes(view) ? view : "overview";
+  const section = view === "attempt" ? "attempt" : ["samples", "work", "models"].includes(view) ? view : "overview";
   for (const s of document.querySelectorAll(".view")) s.hidden = s.id !== `view-${section}`;
   for (const a of document.querySelectorAll("header nav a")) a.classList.toggle("active", a.id === `nav-${section === "attempt" ? "samples" : section}`);
   try {
@@ -248,6 +265,7 @@ async function render() {
     if (section === "samples") await showSamples(params);
     if (section === "attempt") await showAttempt(params);
     if (section === "work") await showWork(params);
+    if (section === "models") await showModels();
     document.body.dataset.view = section;
     document.body.dataset.ready = String(Date.now());
   } catch (e) {
