@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import socket
 import sys
 import uuid
@@ -143,6 +144,13 @@ SESSION_DOMAIN = claim_domain(os.environ.get("ROS_DOMAIN_ID"), run="pytest", wor
 os.environ["ROS_DOMAIN_ID"] = str(SESSION_DOMAIN.domain_id)
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
 os.environ.setdefault("MYRIAD_WS", str(WS))
+
+# A suite started as a background job of a non-interactive shell (`cmd &`, as some CI runners and nohup loops do)
+# inherits SIGINT ignored, and every process it starts would too: the tests that send SIGINT to `myriad collect`
+# (a terminal's Ctrl-C) then see it ignored and the campaign run to its end. Processes started by the tests get
+# SIGINT as a terminal gives it (a handled signal is reset to its default in a child at exec).
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 class NodeProcs:
