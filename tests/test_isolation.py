@@ -126,9 +126,7 @@ def test_explicit_domain_held_by_another_run_is_refused(db):
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_stopping_a_collection_leaves_nothing_and_it_resumes(db, sig):
     name = f"stop-{sig.name.lower()}"
-    # 16 attempts: most must still be to do when the signal lands, on a loaded machine too (with 6, all six
-    # were done once before the test process, starved of CPU, had seen the first).
-    proc = start(collect_command(db, "--attempts", "16", "--backends", "2", "--name", name, "--quiet"))
+    proc = start(collect_command(db, "--attempts", "6", "--backends", "2", "--name", name, "--quiet"))
     store = Store(db, "t")
     deadline = time.monotonic() + 200
     while not (store.campaign(name) and store.progress(name)["attempts"] >= 1):
@@ -144,15 +142,15 @@ def test_stopping_a_collection_leaves_nothing_and_it_resumes(db, sig):
     assert "interrupted:" in out and "Traceback" not in out, out[-3000:]
     assert not any(group_alive(p) for p in children)
     p = store.progress(name)
-    assert p["leased"] == 0 and p["done"] < 16  # leases released, not left to expire
+    assert p["leased"] == 0 and p["done"] < 6  # leases released, not left to expire
     assert not abandoned_shared_memory(min_age=0.0)  # no Fast DDS files left behind
     resumed = subprocess.run(
-        collect_command(db, "--attempts", "16", "--backends", "2", "--name", name, "--quiet"),
+        collect_command(db, "--attempts", "6", "--backends", "2", "--name", name, "--quiet"),
         capture_output=True, text=True, timeout=300, env=no_domain_env(),
     )  # fmt: skip
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     docs = store.attempts({"campaign": name})
-    assert sorted(d["item_index"] for d in docs) == list(range(16))  # each item exactly once
+    assert sorted(d["item_index"] for d in docs) == list(range(6))  # each item exactly once
 
 
 @pytest.mark.timeout(300)
