@@ -14,6 +14,9 @@ Measured (2026-12-01, campaign seed 1, 5 objects, settled trays and the finger-m
 lifted = 90.0 % [86.7-92.6], 0.2 % without an executed grasp (missed 27, slipped 11, refused 1, lift failed 1);
 `uniform` 135/400 = 33.8 % [29.3-38.5], 0 %. Before (objects dropped together and captured while still moving):
 `object` 54.2 % [49.4-59.1], `uniform` 25.2 % [21.2-29.7].
+Without the friction cone (2026-12-02, worlds/tray.yaml solver.cone_friction false; paired on the same seeds):
+`object` 357/400 = 89.2 % [85.8-91.9] as before (32 seeds gained, 32 lost), `uniform` 119/400 = 29.8 %
+[25.5-34.4] (55 gained, 70 lost; campaign seed 2: 148/400 = 37.0 % [32.4-41.8] vs 131/400, 68 gained, 51 lost).
 Learned (2026-12-02, model v2 trained by `myriad train` on 538 attempts collected with bench/bench_learn.py: 380
 `uniform` of campaign seed 11, 158 `object` with position_noise 0.03 and yaw_noise 0.5 of campaign seed 12; the
 first 200 items of campaign seed 1 held out): `learned` 183/200 = 91.5 % [86.8-94.6], no attempt without a grasp;

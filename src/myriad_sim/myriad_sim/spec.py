@@ -81,6 +81,15 @@ class ObjectsSpec:
 
 
 @dataclass(frozen=True)
+class SolverSpec:
+    """PyBullet's constraint solver (setPhysicsEngineParameter); absent from a world file: PyBullet's defaults.
+    worlds/tray.yaml says what its settings were measured to cost and change."""
+
+    iterations: int = 50  # numSolverIterations
+    cone_friction: bool = True  # enableConeFriction; false: two friction directions (a pyramid)
+
+
+@dataclass(frozen=True)
 class WorldSpec:
     path: Path
     gravity: tuple[float, float, float]
@@ -91,6 +100,7 @@ class WorldSpec:
     objects: ObjectsSpec
     workspace_min: tuple[float, float, float]
     workspace_max: tuple[float, float, float]
+    solver: SolverSpec = SolverSpec()
     extra: dict[str, Any] = field(default_factory=dict)
 
     def in_workspace(self, xyz: tuple[float, float, float] | list[float]) -> bool:
@@ -227,6 +237,11 @@ def load_world(path: Path | str, workspace_root: Path | None = None) -> WorldSpe
             f"an integer >= settle_steps ({objects.settle_steps})",
             objects.max_settle_steps,
         )
+    sv = r.sub("solver", {})
+    solver = SolverSpec(iterations=sv.integer("iterations", SolverSpec.iterations, positive=True),
+                        cone_friction=sv.get("cone_friction", SolverSpec.cone_friction))  # fmt: skip
+    if not isinstance(solver.cone_friction, bool):
+        sv.fail("cone_friction", "true or false", solver.cone_friction)
     w = r.sub("workspace")
     timestep = r.number("timestep", positive=True)
     spec = WorldSpec(
@@ -239,6 +254,7 @@ def load_world(path: Path | str, workspace_root: Path | None = None) -> WorldSpe
         objects=objects,
         workspace_min=w.vector("min", 3),
         workspace_max=w.vector("max", 3),
+        solver=solver,
     )
     r.finish()
     return spec

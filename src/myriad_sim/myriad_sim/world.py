@@ -84,7 +84,13 @@ class World:
         pb.resetSimulation(physicsClientId=c)
         pb.setGravity(*self.spec.gravity, physicsClientId=c)
         pb.setTimeStep(self.spec.timestep, physicsClientId=c)
-        pb.setPhysicsEngineParameter(deterministicOverlappingPairs=1, physicsClientId=c)
+        sv = self.spec.solver
+        pb.setPhysicsEngineParameter(
+            deterministicOverlappingPairs=1,
+            numSolverIterations=sv.iterations,
+            enableConeFriction=int(sv.cone_friction),
+            physicsClientId=c,
+        )
         self.entities.clear()
         self.steps = 0
         r = self.spec.robot
