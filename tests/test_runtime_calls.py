@@ -120,35 +120,20 @@ class PeekingNode(Node):
         waitable.get_num_entities()
 
 
-def test_action_clients_made_on_a_spinning_node_leave_its_executor_alive():
+def test_action_clients_made_on_a_spinning_node_leave_its_executor_alive(ros_client):
     """rclpy's own ActionClient is unusable for a moment after its node sees it (no lock yet), which kills an
     executor thread that looks then (ros2/rclpy#1589); one made by `action_client` is usable from that moment,
     and 100 of them made on a spinning node leave it spinning and serving."""
     from myriad_interfaces.action import ExecuteTrajectory
 
-    context = rclpy.Context()
-    rclpy.init(context=context)
-    node = PeekingNode("spun", namespace="/calls_test", context=context)
+    client = ros_client("/calls_test")
+    node = PeekingNode("spun", namespace="/calls_test", context=client.context)
     node.create_service(Trigger, "alive", lambda _req, res: setattr(res, "success", True) or res)
-    executor = MultiThreadedExecutor(context=context)
-    executor.add_node(node)
-    died: list[BaseException] = []
-
-    def spin() -> None:
-        try:
-            executor.spin()
-        except BaseException as exc:  # the failure this test is about
-            died.append(exc)
-
-    spinner = threading.Thread(target=spin, daemon=True)
-    spinner.start()
+    client.executor.add_node(node)
     try:
         for i in range(100):
             action_client(node, ExecuteTrajectory, f"action_{i}")
-        assert spinner.is_alive() and not died, died
-        assert call_service(node.create_client(Trigger, "alive"), Trigger.Request(), 30.0).success
+        assert client.thread.is_alive()
+        assert client.call(Trigger, "alive", Trigger.Request(), 30.0).success
     finally:
-        executor.shutdown(timeout_sec=5.0)
-        spinner.join(timeout=5.0)
         node.destroy_node()
-        context.try_shutdown()

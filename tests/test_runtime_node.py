@@ -3,13 +3,10 @@ executor to walk on every wake-up), still delivering; explicit event callbacks a
 
 from __future__ import annotations
 
-import threading
-
 import pytest
 
 rclpy = pytest.importorskip("rclpy", reason="source scripts/env.sh")
 from rclpy.event_handler import EventHandler, PublisherEventCallbacks  # noqa: E402
-from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.node import Node  # noqa: E402
 from std_msgs.msg import String  # noqa: E402
 
@@ -43,24 +40,12 @@ def test_backend_node_publishers_have_no_default_event_handlers(context):
     lean.destroy_node()
 
 
-def test_backend_node_publisher_delivers(context):
-    pub_node = BackendNode("talker", namespace="/node_test", context=context)
-    sub_node = Node("listener", namespace="/node_test", context=context)
-    got, done = [], threading.Event()
-    sub_node.create_subscription(String, "chatter", lambda m: (got.append(m.data), done.set()), 10)
-    pub = pub_node.create_publisher(String, "chatter", 10)
-    executor = SingleThreadedExecutor(context=context)
-    executor.add_node(sub_node)
-    spinner = threading.Thread(target=executor.spin, daemon=True)
-    spinner.start()
+def test_backend_node_publisher_delivers(ros_client):
+    client = ros_client("/node_test")
+    talker = BackendNode("talker", namespace="/node_test", context=client.context)
+    pub = talker.create_publisher(String, "chatter", 10)
     try:
-        for _ in range(300):  # until the subscription has matched and a message came through
-            pub.publish(String(data="hello"))
-            if done.wait(0.1):
-                break
-        assert got and got[0] == "hello"
+        msg = client.wait_message(String, "chatter", trigger=lambda: pub.publish(String(data="hello")))
+        assert msg.data == "hello"
     finally:
-        executor.shutdown(timeout_sec=5.0)
-        spinner.join(timeout=5.0)
-        pub_node.destroy_node()
-        sub_node.destroy_node()
+        talker.destroy_node()
