@@ -14,6 +14,7 @@ import uuid
 from pathlib import Path
 
 import numpy as np
+import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src" / "myriad_storage"))
 
@@ -80,6 +81,15 @@ def record(campaign: str, i: int) -> dict:
     }
 
 
+def _cpu_meter(server: LocalServer | None):
+    """CPU seconds of the local server process so far (0 for a given URI: not measurable from here)."""
+    pid = server.pid() if server is not None else None
+    if pid is None:
+        return lambda: 0.0
+    proc = psutil.Process(pid)
+    return lambda: sum(proc.cpu_times()[:2])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--uri", default=None)
@@ -108,9 +118,17 @@ def main() -> None:
 
         n = a.attempts
         store.create_campaign("img", [{"seed": i} for i in range(n)])
-        t = time.perf_counter()
-        for i in range(n):
-            store.store_attempt(record("img", i), sets[i % len(sets)])
+        server_cpu = _cpu_meter(server)
+        t, window = time.perf_counter(), max(1, n // 4)
+        for start in range(0, n, window):  # the cost must not grow with the images already stored
+            t0, c0 = time.perf_counter(), server_cpu()
+            for i in range(start, min(n, start + window)):
+                store.store_attempt(record("img", i), sets[i % len(sets)])
+            k = min(n, start + window) - start
+            print(
+                f"store_attempt with 4 images, attempts {start}-{start + k}: {k / (time.perf_counter() - t0):.1f}"
+                f" attempts/s, server CPU {(server_cpu() - c0) / k * 1e3:.0f} ms per attempt"
+            )
         dt = time.perf_counter() - t
         print(
             f"store_attempt with 4 images: {n / dt:.1f} attempts/s, "

@@ -2,10 +2,13 @@
 
 import threading
 import time
+import uuid
 from datetime import UTC, datetime
 
+import gridfs
 import pytest
 from conftest import free_port
+from pymongo import monitoring
 
 from myriad_storage.server import LocalServer
 from myriad_storage.store import StorageUnavailable, Store
@@ -128,6 +131,54 @@ def test_store_attempt_idempotent_and_images_byte_equal(storage_store, storage_a
     assert [a["attempt_key"] for a in s.attempts({"backend": "b0"}, limit=5)] == [record["attempt_key"]]
     with pytest.raises(KeyError, match="no image"):
         s.image("0123456789ab0123456789ab")
+
+
+class BucketReads(monitoring.CommandListener):
+    """Records the filter of every find on the image bucket's collections (a real driver's command events)."""
+
+    def __init__(self):
+        self.filters: list[tuple[str, dict]] = []
+        self.active = True  # registered for the process: clients made later report too
+
+    def started(self, event):
+        if self.active and event.command_name == "find" and str(event.command["find"]).startswith("images."):
+            self.filters.append((event.command["find"], dict(event.command.get("filter", {}))))
+
+    def succeeded(self, event):
+        pass
+
+    def failed(self, event):
+        pass
+
+
+def test_images_are_gridfs_files_stored_without_reading_the_bucket(mongo_uri, storage_attempt_factory):
+    """Images are GridFS files any GridFS reader opens (several chunks each for a big one), with GridFS's indexes,
+    and storing them never reads the bucket unfiltered: SecantusDB answers such a read by decoding every stored
+    image (pymongo's upload_from_stream made one per collection per image)."""
+    reads = BucketReads()
+    monitoring.register(reads)  # for clients made from now on, as the Store's
+    s = Store(mongo_uri, database=f"test_{uuid.uuid4().hex[:12]}", server_timeout_ms=3000)
+    try:
+        s.create_campaign("gf", items(2))
+        for index in range(2):
+            record, images = storage_attempt_factory("gf", index, size=600)  # pre_rgb: ~1 MB, 5 chunks
+            assert s.store_attempt(record, images)[1] is True
+        while_storing = list(reads.filters)
+        assert [r for r in while_storing if not r[1]] == []
+        bucket = gridfs.GridFSBucket(s.db, "images")
+        doc = s.attempt(record["attempt_key"])
+        assert s.db["images.chunks"].count_documents({"files_id": doc["images"]["pre_rgb"]}) > 1
+        for name, data in images.items():
+            grid = bucket.open_download_stream(doc["images"][name])
+            assert grid.read() == data and grid.filename == f"{record['attempt_key']}/{name}.png"
+            assert grid.metadata == {"attempt_key": record["attempt_key"], "name": name, "campaign": "gf"}
+        assert len(reads.filters) > len(while_storing)  # the listener hears this client's reads
+        indexes = [i["key"] for i in s.db["images.chunks"].list_indexes()]
+        assert {"files_id": 1, "n": 1} in [dict(k) for k in indexes]
+    finally:
+        reads.active = False
+        s.client.drop_database(s.db.name)
+        s.close()
 
 
 def test_done_even_if_lease_was_reclaimed(storage_store, storage_attempt_factory):

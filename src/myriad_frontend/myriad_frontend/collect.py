@@ -19,6 +19,10 @@ from myriad_frontend.run import CrashLoop, Run, open_run
 from myriad_runtime import workspace
 from myriad_storage.store import StorageUnavailable, Store
 
+# The progress display's share of the database's time at most: it reads the campaign's counts again only after
+# 1/PROGRESS_LOAD times as long as the last read took (SecantusDB counts by reading every document of the campaign).
+PROGRESS_LOAD = 0.1
+
 
 @dataclass
 class CollectResult:
@@ -96,9 +100,14 @@ def watch(
     tty = sys.stderr.isatty()
     bar = tqdm(total=spec.attempts, unit="attempt", disable=not progress, file=sys.stderr, dynamic_ncols=tty,
                mininterval=0.5 if tty else 10.0, ncols=None if tty else 100)  # fmt: skip
-    outage = False
+    outage, next_read = False, 0.0
     try:
         while True:
+            if time.monotonic() < next_read:
+                check(bar)
+                time.sleep(poll)
+                continue
+            asked = time.monotonic()
             try:
                 p = store.progress(spec.name)
             except StorageUnavailable as exc:
@@ -112,6 +121,7 @@ def watch(
             if outage:
                 bar.write("database reachable again")
                 outage = False
+            next_read = asked + (time.monotonic() - asked) / PROGRESS_LOAD
             if result.first_attempt_s is None and p["attempts"] > 0:
                 result.first_attempt_s = time.monotonic() - start
             bar.update(p["done"] - bar.n)

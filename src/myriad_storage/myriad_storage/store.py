@@ -28,7 +28,7 @@ from typing import Any, Self, TypeVar
 
 import gridfs
 import pymongo
-from bson import ObjectId
+from bson import Binary, ObjectId
 from pymongo.errors import (
     BulkWriteError,
     ConfigurationError,
@@ -174,6 +174,8 @@ class Store:
         db.attempts.create_index("created_at")
         db.attempts.create_index([("campaign", 1), ("created_at", -1)])
         db[f"{IMAGE_BUCKET}.files"].create_index("metadata.attempt_key")
+        db[f"{IMAGE_BUCKET}.files"].create_index([("filename", 1), ("uploadDate", 1)])  # GridFS's own two
+        db[f"{IMAGE_BUCKET}.chunks"].create_index([("files_id", 1), ("n", 1)], unique=True)
         if (
             "backend_1" in db.backends.index_information()
         ):  # earlier versions keyed heartbeats by backend alone
@@ -388,11 +390,10 @@ class Store:
             [{"$match": {"campaign": campaign}}, {"$group": {"_id": "$state", "n": {"$sum": 1}}}]
         ):
             out[row["_id"]] = row["n"]
-        out["successes"] = self.db.attempts.count_documents({"campaign": campaign, "success": True})
-        out["attempts"] = self.db.attempts.count_documents({"campaign": campaign})
-        out["executed"] = self.db.attempts.count_documents(
-            {"campaign": campaign, "grasp_executed": {"$ne": False}}
-        )
+        counts = [{"$match": {"campaign": campaign}}, {"$group": {"_id": None, **_COUNTS}}]
+        out.update({k: 0 for k in _COUNTS})
+        for row in self.db.attempts.aggregate(counts):  # one pass, not a count per figure
+            out.update({k: row[k] for k in _COUNTS})
         if outcomes:
             by = [{"$match": {"campaign": campaign}}, {"$group": {"_id": "$extra.outcome", "n": {"$sum": 1}}}]
             out["outcomes"] = {str(row["_id"]): row["n"] for row in self.db.attempts.aggregate(by)}
@@ -447,27 +448,56 @@ class Store:
         if self.db.attempts.find_one({"attempt_key": key}, {"_id": True}) is not None:
             self._mark_done(record)
             return key, False
-        file_ids: dict[str, ObjectId] = {}
+        file_ids = {name: ObjectId() for name in images}
         try:
-            for name, data in images.items():
-                meta = {"attempt_key": key, "name": name, "campaign": record["campaign"]}
-                file_ids[name] = self.bucket.upload_from_stream(f"{key}/{name}.png", data, metadata=meta)
-            doc = {**record, "images": file_ids, "created_at": _now()}
-            self.db.attempts.insert_one(doc)
-        except DuplicateKeyError:
-            existing = self.db.attempts.find_one({"attempt_key": key}, {"images": True})
-            if existing and existing.get("images") == file_ids:  # our own insert, retried by the driver
+            self._put_images(key, record["campaign"], images, file_ids)
+            try:
+                self.db.attempts.insert_one({**record, "images": file_ids, "created_at": _now()})
+            except DuplicateKeyError:
+                existing = self.db.attempts.find_one({"attempt_key": key}, {"images": True})
+                if existing is None:  # not a stored twin: keep the work item open
+                    raise
+                if existing.get("images") == file_ids:  # our own insert, retried by the driver
+                    self._mark_done(record)
+                    return key, True
+                self._delete_files(file_ids.values())
                 self._mark_done(record)
-                return key, True
-            self._delete_files(file_ids.values())
-            self._mark_done(record)
-            return key, False
+                return key, False
         except BaseException:
             with contextlib.suppress(Exception):  # the original error matters; orphans are collectable
                 self._delete_files(file_ids.values())
             raise
         self._mark_done(record)
         return key, True
+
+    def _put_images(
+        self, key: str, campaign: str, images: dict[str, bytes], ids: dict[str, ObjectId]
+    ) -> None:
+        """Write PNG images as GridFS files (the GridFS spec's chunks, then the files documents that complete them)
+        in two inserts. Not GridFSBucket.upload_from_stream: each of its uploads first reads a document of both
+        collections without a filter, which SecantusDB answers by decoding every stored image (measured: its CPU
+        per attempt grew from 0.2 s to 1.2 s over 240 attempts)."""
+        now, size = _now(), gridfs.DEFAULT_CHUNK_SIZE
+        chunks = [
+            {"files_id": ids[name], "n": n, "data": Binary(data[at : at + size])}
+            for name, data in images.items()
+            for n, at in enumerate(range(0, len(data), size))
+        ]
+        files = [
+            {
+                "_id": ids[name],
+                "length": len(data),
+                "chunkSize": size,
+                "uploadDate": now,
+                "filename": f"{key}/{name}.png",
+                "metadata": {"attempt_key": key, "name": name, "campaign": campaign},
+            }
+            for name, data in images.items()
+        ]
+        if chunks:
+            self.db[f"{IMAGE_BUCKET}.chunks"].insert_many(chunks)
+        if files:
+            self.db[f"{IMAGE_BUCKET}.files"].insert_many(files)
 
     def _delete_files(self, ids: Any) -> None:
         for fid in ids:
