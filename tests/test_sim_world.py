@@ -98,6 +98,32 @@ def test_objects_asleep_after_a_reset_wake_when_touched(world, seed):
     assert np.linalg.norm(np.array(world.state("object_0").position) - p0) > 0.005
 
 
+def fall_speed(world: World, name: str, y: float, steps: int = 48) -> float:
+    """Downward speed `name` gains in `steps` of free fall (after 12 to get going), dropped from rest 0.6 m above
+    the table beyond the tray, at y (clear of the robot)."""
+    body = world.entities[name].body
+    pb.changeDynamics(body, -1, activationState=AWAKE, physicsClientId=world.client)
+    pb.resetBasePositionAndOrientation(body, (1.0, y, 0.6), (0, 0, 0, 1), physicsClientId=world.client)
+    pb.resetBaseVelocity(body, (0, 0, 0), (0, 0, 0), physicsClientId=world.client)
+    world.step(12)
+    start = pb.getBaseVelocity(body, physicsClientId=world.client)[0][2]
+    world.step(steps)
+    return start - pb.getBaseVelocity(body, physicsClientId=world.client)[0][2]
+
+
+def test_settle_damping_ends_with_the_settle(world):
+    """Objects settle damped (worlds/tray.yaml: settle_damping), then fall as any body PyBullet loads: the damping
+    does not stay for the grasp. The same model spawned afterwards is the reference."""
+    assert world.spec.objects.settle_damping == 0.5
+    world.reset(4, 2)
+    world.spawn("reference", world.entities["object_0"].source, (1.0, -0.3, 0.6))
+    free = fall_speed(world, "reference", -0.3)
+    assert abs(free - 9.81 * 48 * world.spec.timestep) < 0.05
+    assert fall_speed(world, "object_0", 0.0) == pytest.approx(free, abs=0.01)  # damped: 0.3 less
+    world._damp([world.entities["reference"].body], 0.5)
+    assert fall_speed(world, "reference", 0.3) < free - 0.1
+
+
 @pytest.mark.parametrize(
     "change, error",
     [
@@ -110,6 +136,10 @@ def test_objects_asleep_after_a_reset_wake_when_touched(world, seed):
             r"exclude': expected a list of object ids within the pool",
         ),
         (("rest_steps: 72", "rest_steps: -1"), r"rest_steps': expected a positive integer"),
+        (
+            ("settle_damping: 0.5", "settle_damping: 2"),
+            r"settle_damping': expected a damping fraction in \[0, 1\]",
+        ),
     ],
 )
 def test_object_fields_in_the_world_file_are_checked(tmp_path, change, error):

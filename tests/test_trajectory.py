@@ -75,7 +75,7 @@ def test_samples_are_the_robot_state_at_multiples_of_the_period(recorded):
     for steps, q in seen.items():
         assert np.array_equal(positions[steps // 12], q.astype(np.float32)), steps
     if len(seen) < n:  # the last sample: at most one period before the end, where the arm holds still
-        assert np.allclose(positions[-1], q_end, atol=0.01)
+        assert np.allclose(positions[-1], q_end, atol=0.02)
     ee = rec.column("ee.")
     assert (
         ee[-1, 2] == pytest.approx(a.grasp.z + GraspParams().lift_height, abs=0.03) or a.outcome != "lifted"

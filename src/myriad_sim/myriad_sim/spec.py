@@ -78,6 +78,9 @@ class ObjectsSpec:
     max_settle_steps: int  # ...and until every object has rested for rest_steps, for at most this many
     rest_speed: float  # m/s: resting, no point of an object within 5 cm of its centre moves faster
     rest_steps: int
+    settle_damping: float = (
+        0.0  # linear and angular damping of the objects while they settle (0: PyBullet's own)
+    )
 
 
 @dataclass(frozen=True)
@@ -230,7 +233,10 @@ def load_world(path: Path | str, workspace_root: Path | None = None) -> WorldSpe
         max_settle_steps=o.integer("max_settle_steps", positive=True),
         rest_speed=o.number("rest_speed", positive=True),
         rest_steps=o.integer("rest_steps", positive=True),
+        settle_damping=o.number("settle_damping", 0.0),
     )
+    if not 0.0 <= objects.settle_damping <= 1.0:
+        o.fail("settle_damping", "a damping fraction in [0, 1] (0: PyBullet's own)", objects.settle_damping)
     if objects.max_settle_steps < objects.settle_steps:
         o.fail(
             "max_settle_steps",

@@ -23,6 +23,7 @@ MIN_SCALE, MAX_SCALE = 1e-4, 100.0
 MIN_MASS, MAX_MASS = 1e-4, 1000.0  # kg
 SLEEP = pb.ACTIVATION_STATE_ENABLE_SLEEPING | pb.ACTIVATION_STATE_SLEEP
 AWAKE = pb.ACTIVATION_STATE_WAKE_UP | pb.ACTIVATION_STATE_DISABLE_SLEEPING
+BODY_DAMPING = 0.04  # PyBullet's linear and angular damping of a body loaded from a model file
 
 
 class SpawnError(ValueError):
@@ -195,9 +196,26 @@ class World:
     def settle(self, check_every: int = 24) -> int:
         """Step at least settle_steps, then until every object has rested (rest_speed, checked every `check_every`
         steps) for rest_steps, or max_settle_steps have passed; returns the steps taken. (An object leaning on a
-        wall can stand still for an instant, then topple.)"""
-        o, c = self.spec.objects, self.client
+        wall can stand still for an instant, then topple.) With settle_damping the objects lose their motion faster
+        while they settle (damping is no force at rest), then get PyBullet's own damping back for the grasp."""
+        o = self.spec.objects
         bodies = [self.entities[n].body for n in self.object_names()]
+        if o.settle_damping:
+            self._damp(bodies, o.settle_damping)
+        try:
+            return self._settle(bodies, check_every)
+        finally:
+            if o.settle_damping:
+                self._damp(bodies, BODY_DAMPING)
+
+    def _damp(self, bodies: list[int], damping: float) -> None:
+        for b in bodies:
+            pb.changeDynamics(
+                b, -1, linearDamping=damping, angularDamping=damping, physicsClientId=self.client
+            )
+
+    def _settle(self, bodies: list[int], check_every: int) -> int:
+        o, c = self.spec.objects, self.client
 
         def resting() -> bool:
             for b in bodies:
