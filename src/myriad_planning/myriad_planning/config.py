@@ -32,8 +32,8 @@ class PlanningConfig:
     cartesian_step: float = 0.02
     max_joint_jump: float = 0.4
     objects_vs_gripper: bool = False
-    velocity_scaling: float = 0.5
-    acceleration_scaling: float = 0.5
+    velocity_scaling: float = 1.0
+    acceleration_scaling: float = 1.0
     densify: float = 0.02
     sample_period: float = 0.02
     obstacle_source: str = "ground_truth"
