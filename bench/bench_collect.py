@@ -204,9 +204,14 @@ def main() -> None:
                 stop, peak = threading.Event(), {}
                 sampler = threading.Thread(target=backend_rss, args=(stop, peak, args.backends), daemon=True)
                 sampler.start()
+                db, machine = psutil.Process(server.pid()), psutil.cpu_times()
+                db_cpu = sum(db.cpu_times()[:2])
                 result = run_local(store, spec, uri, "bench", args.backends, WS / "config" / "backend.yaml",
                                    Path(tmp) / "runs", progress=False)  # fmt: skip
                 stop.set()
+                peak["db_cpu"] = sum(db.cpu_times()[:2]) - db_cpu
+                after = psutil.cpu_times()
+                peak["machine_busy"] = 1 - (after.idle - machine.idle) / (sum(after) - sum(machine))
                 docs = list(store.attempts({"campaign": "bench-ros"}))
                 ros = (result, docs, peak)
             direct = run_direct(uri, items, renderer, args.backends)
@@ -253,6 +258,8 @@ def report(args, cores: int, renderer: str, direct: list[dict], ros, wilson) -> 
           f"including start-up)  (target >= 1.5)")  # fmt: skip
     print(f"CPU per attempt : ROS back end {ros_cpu_per_attempt(docs, peak):.3f} s (all its threads), direct "
           f"{sum(cpu.values()):.3f} s")  # fmt: skip
+    print(f"database server : {peak['db_cpu'] / len(docs):.3f} s CPU per stored attempt (the whole run); machine "
+          f"{peak['machine_busy']:.0%} busy during the ROS run")  # fmt: skip
     print(f"ratio ROS/direct: {ros_core / direct_core:.2f}  (target >= 0.95)")
     print("RSS per back end: " + ", ".join(f"{b} {v / 2**20:.0f} MB" for b, v in sorted(peak.items())
                                            if b.startswith("b")) + " peak  (target <= 400 MB)")  # fmt: skip
