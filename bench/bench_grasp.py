@@ -17,6 +17,10 @@ lifted = 90.0 % [86.7-92.6], 0.2 % without an executed grasp (missed 27, slipped
 Without the friction cone (2026-12-02, worlds/tray.yaml solver.cone_friction false; paired on the same seeds):
 `object` 357/400 = 89.2 % [85.8-91.9] as before (32 seeds gained, 32 lost), `uniform` 119/400 = 29.8 %
 [25.5-34.4] (55 gained, 70 lost; campaign seed 2: 148/400 = 37.0 % [32.4-41.8] vs 131/400, 68 gained, 51 lost).
+Damped settle and the data sheet's joint speeds (2026-12-02, worlds/tray.yaml objects.settle_damping 0.5,
+config/planning.yaml scaling 1.0; paired on the same seeds of campaign seed 1): `object` 349/400 = 87.2 %
+[83.6-90.2] (22 seeds gained, 30 lost, McNemar p = 0.33), `uniform` 127/400 = 31.8 % [27.4-36.5] (44 gained, 36
+lost, p = 0.43); both strategies 476 of 800 before and after.
 Learned (2026-12-02, model v2 trained by `myriad train` on 538 attempts collected with bench/bench_learn.py: 380
 `uniform` of campaign seed 11, 158 `object` with position_noise 0.03 and yaw_noise 0.5 of campaign seed 12; the
 first 200 items of campaign seed 1 held out): `learned` 183/200 = 91.5 % [86.8-94.6], no attempt without a grasp;
