@@ -78,9 +78,8 @@ class ObjectsSpec:
     max_settle_steps: int  # ...and until every object has rested for rest_steps, for at most this many
     rest_speed: float  # m/s: resting, no point of an object within 5 cm of its centre moves faster
     rest_steps: int
-    settle_damping: float = (
-        0.0  # linear and angular damping of the objects while they settle (0: PyBullet's own)
-    )
+    # linear and angular damping of the objects while they settle (0: PyBullet's own)
+    settle_damping: float = 0.0
 
 
 @dataclass(frozen=True)
