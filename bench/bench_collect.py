@@ -181,6 +181,7 @@ def per_backend_rates(docs: list[dict]) -> dict[str, float]:
 
 def main() -> None:
     from bench_grasp import wilson
+    from bench_store import server_cpu_meter
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--attempts", type=int, default=40)
@@ -204,12 +205,12 @@ def main() -> None:
                 stop, peak = threading.Event(), {}
                 sampler = threading.Thread(target=backend_rss, args=(stop, peak, args.backends), daemon=True)
                 sampler.start()
-                db, machine = psutil.Process(server.pid()), psutil.cpu_times()
-                db_cpu = sum(db.cpu_times()[:2])
+                db_cpu, machine = server_cpu_meter(server), psutil.cpu_times()
+                db_before = db_cpu()
                 result = run_local(store, spec, uri, "bench", args.backends, WS / "config" / "backend.yaml",
                                    Path(tmp) / "runs", progress=False)  # fmt: skip
                 stop.set()
-                peak["db_cpu"] = sum(db.cpu_times()[:2]) - db_cpu
+                peak["db_cpu"] = db_cpu() - db_before
                 after = psutil.cpu_times()
                 peak["machine_busy"] = 1 - (after.idle - machine.idle) / (sum(after) - sum(machine))
                 docs = list(store.attempts({"campaign": "bench-ros"}))

@@ -81,7 +81,7 @@ def record(campaign: str, i: int) -> dict:
     }
 
 
-def _cpu_meter(server: LocalServer | None):
+def server_cpu_meter(server: LocalServer | None):
     """CPU seconds of the local server process so far (0 for a given URI: not measurable from here)."""
     pid = server.pid() if server is not None else None
     if pid is None:
@@ -118,7 +118,7 @@ def main() -> None:
 
         n = a.attempts
         store.create_campaign("img", [{"seed": i} for i in range(n)])
-        server_cpu = _cpu_meter(server)
+        server_cpu = server_cpu_meter(server)
         t, window = time.perf_counter(), max(1, n // 4)
         for start in range(0, n, window):  # the cost must not grow with the images already stored
             t0, c0 = time.perf_counter(), server_cpu()
