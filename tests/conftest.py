@@ -244,6 +244,17 @@ class RosClient:
 
         client = action_client(self.node, action_type, name)
         assert client.wait_for_server(timeout_sec=timeout), f"action {name} not available"
+        if feedback is not None:
+            # Feedback is volatile: a goal's first feedback is lost while the server has not yet matched this new
+            # client's feedback subscription (DDS discovery runs beside the goal request; seen in CI: a
+            # plan_and_execute goal's "planning" feedback missing). Wait for the server's feedback publisher, then
+            # give the server the same time to see this subscriber.
+            topic = f"{name}/_action/feedback"
+            deadline = time.monotonic() + timeout
+            while self.node.count_publishers(topic) == 0:
+                assert time.monotonic() < deadline, f"no feedback publisher on {topic}"
+                time.sleep(0.05)
+            time.sleep(0.5)
         handle = self._wait(client.send_goal_async(goal, feedback_callback=feedback), timeout)
         assert handle.accepted, f"goal of {name} rejected"
         return handle
