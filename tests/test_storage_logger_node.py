@@ -64,23 +64,43 @@ def attempt_msg(item):
     return m
 
 
+def wait_done(store: Store, n: int) -> None:
+    """Wait (up to 30 s) until `n` items of campaign "ln" are done."""
+    deadline = time.monotonic() + 30
+    while store.progress("ln")["done"] < n and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
 def test_logger_node_claims_stores_and_reports(logger_process, mongo_uri, ros_client):
     proc, ns, db, log_path = logger_process
     client = ros_client(ns)
     first = client.call(ClaimWork, "claim_work", ClaimWork.Request())
-    second = client.call(ClaimWork, "claim_work", ClaimWork.Request())
     assert first.available and (first.item_id, first.seed) == ("ln/000000", 10), log_path.read_text()
-    assert json.loads(first.params_json) == {"seed": 10} and second.item_id == "ln/000001"
-    none_left = client.call(ClaimWork, "claim_work", ClaimWork.Request())
-    assert not none_left.available and not none_left.done and "2 leased" in none_left.message
-
-    for item in (first, second):
-        res = client.call(StoreAttempt, "store_attempt", StoreAttempt.Request(attempt=attempt_msg(item)))
-        assert res.accepted and not res.buffered, res.message
+    assert json.loads(first.params_json) == {"seed": 10}
+    # A claim while the back end holds an unstored item (its answer lost, its attempt failed) gets that item again.
+    again = client.call(ClaimWork, "claim_work", ClaimWork.Request())
+    assert (again.item_id, again.seed) == (first.item_id, first.seed), again
     with Store(mongo_uri, db) as s:
-        deadline = time.monotonic() + 30
-        while s.progress("ln")["done"] < 2 and time.monotonic() < deadline:
-            time.sleep(0.1)
+        leased = [(w["item_id"], w["claims"]) for w in s.work_items("ln") if w["state"] == "leased"]
+        assert leased == [(first.item_id, 2)]
+    assert log_path.read_text().count("claimed but not stored") == 1
+    res = client.call(StoreAttempt, "store_attempt", StoreAttempt.Request(attempt=attempt_msg(first)))
+    assert res.accepted and not res.buffered, res.message
+
+    with Store(mongo_uri, db) as s:
+        wait_done(s, 1)  # the logger writes in the background
+        other = s.claim("ln", "someone_else", 60.0)  # the other item, leased to another back end
+    none_left = client.call(ClaimWork, "claim_work", ClaimWork.Request())
+    assert not none_left.available and not none_left.done and "1 leased" in none_left.message
+    with Store(mongo_uri, db) as s:
+        assert s.release(other["item_id"], "someone_else")
+    second = client.call(ClaimWork, "claim_work", ClaimWork.Request())
+    assert (second.item_id, second.seed) == ("ln/000001", 11), second
+    res = client.call(StoreAttempt, "store_attempt", StoreAttempt.Request(attempt=attempt_msg(second)))
+    assert res.accepted and not res.buffered, res.message
+    assert log_path.read_text().count("claimed but not stored") == 1
+    with Store(mongo_uri, db) as s:
+        wait_done(s, 2)
         assert s.progress("ln")["attempts"] == 2
         doc = s.attempt("ln/000000/0")
         assert doc["backend"] == ns[1:] and set(doc["images"]) == {"pre_rgb", "pre_depth"}

@@ -1,9 +1,11 @@
 """The ``logger`` node of a back end: hands out work items, stores attempts, reports heartbeats.
 
 The database URI comes from the environment (``MYRIAD_MONGO_URI``), never from a parameter: parameters are
-readable by every process on the host. Services (relative): ``claim_work`` (ClaimWork), ``store_attempt`` (StoreAttempt). Topic: ``status``
-(BackendStatus, every heartbeat_period). Database I/O other than the services' own calls (lease renewal,
-heartbeats, attempt writes) runs in background threads, so callbacks never wait on an outage for long.
+readable by every process on the host. Services (relative): ``claim_work`` (ClaimWork), ``store_attempt``
+(StoreAttempt). Topic: ``status`` (BackendStatus, every heartbeat_period). A back end works on one item at a time:
+a claim hands back the items claimed before and not stored, so a claim whose answer was lost is safe to repeat.
+Database I/O other than the services' own calls (lease renewal, heartbeats, attempt writes) runs in background
+threads, so callbacks never wait on an outage for long.
 """
 
 from __future__ import annotations
@@ -106,6 +108,7 @@ class LoggerNode(BackendNode):
             res.message = "no campaign: set the logger's parameter 'campaign'"
             return res
         try:
+            self._hand_back_unstored()
             item = self._store.claim(self._campaign, self._backend, self._lease_s)
             prog = None if item else self._store.progress(self._campaign)
             known = item is not None or self._store.campaign(self._campaign) is not None
@@ -130,6 +133,21 @@ class LoggerNode(BackendNode):
             self._waiting = not res.done
             res.message = "campaign done" if res.done else f"no pending item; {prog['leased']} leased"
         return res
+
+    def _hand_back_unstored(self) -> None:
+        """Release the items this back end claimed and never stored before it claims again.
+
+        The sampler asks for work only when it has none, so such an item's claim answer was lost (a service
+        response DDS drops while the server has not yet matched the client) or its attempt failed. Renewed for
+        ever, it would keep its campaign from finishing; released, the retried claim gets it again.
+        """
+        with self._lock:
+            unstored, self._leased = list(self._leased), {}
+        for item_id in unstored:
+            self._store.release(item_id, self._backend)
+            self.get_logger().warning(
+                f"{item_id}: claimed but not stored (a lost answer or a failed attempt), handed back"
+            )
 
     def _on_store(self, req: StoreAttempt.Request, res: StoreAttempt.Response) -> StoreAttempt.Response:
         try:
