@@ -130,10 +130,13 @@ def test_action_clients_made_on_a_spinning_node_leave_its_executor_alive(ros_cli
     node = PeekingNode("spun", namespace="/calls_test", context=client.context)
     node.create_service(Trigger, "alive", lambda _req, res: setattr(res, "success", True) or res)
     client.executor.add_node(node)
+    made = []
     try:
         for i in range(100):
-            action_client(node, ExecuteTrajectory, f"action_{i}")
+            made.append(action_client(node, ExecuteTrajectory, f"action_{i}"))
         assert client.thread.is_alive()
         assert client.call(Trigger, "alive", Trigger.Request(), 30.0).success
     finally:
+        for action in made:  # each holds the node (and its participant) until destroyed
+            action.destroy()
         node.destroy_node()
