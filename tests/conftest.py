@@ -236,7 +236,8 @@ class RosClient:
         if client is None:
             # A service drops its answer if it has not yet matched the client's response reader within 100 ms
             # (Fast DDS); discovery runs beside the first request, and wait_for_service only shows this side's match
-            # (seen in CI: a fresh logger's first claim_work answer lost). Give the server time to see the client.
+            # (the likely cause of a CI failure: a fresh logger's first claim_work never answered). Give the server
+            # time to see the client.
             client = self.clients[(srv_type, name)] = self.node.create_client(srv_type, name)
             assert client.wait_for_service(timeout_sec=timeout), f"service {name} not available"
             time.sleep(0.5)
