@@ -158,7 +158,7 @@ class NodeProcs:
     ROS environment of the front end, parameters from a file. Calling it starts one; stop() ends them all."""
 
     def __init__(self, directory: Path):
-        self.directory, self.procs = directory, []
+        self.directory, self.procs, self.logs = directory, [], []
 
     def __call__(
         self,
@@ -185,15 +185,20 @@ class NodeProcs:
         cmd += ["--threads", str(threads)] if threads else []
         cmd += ["--ros-args", "-r", f"__ns:={namespace}", "-r", f"/clock:={namespace}/clock"]
         cmd += ["--params-file", str(pfile)] if params else []
-        proc = start_group(cmd, self.directory / (log or f"proc_{len(self.procs)}.log"), ros_env(env))
+        log_file = self.directory / (log or f"proc_{len(self.procs)}.log")
+        proc = start_group(cmd, log_file, ros_env(env))
         self.procs.append(proc)
+        self.logs.append(log_file)
         return proc
 
     def stop(self) -> None:
+        """Stop every process, then print the end of each log (pytest shows it when the test failed)."""
         from myriad_frontend.processes import clean_shared_memory, stop_groups
 
         stop_groups(self.procs)
         clean_shared_memory()
+        for log_file in self.logs:
+            print(f"--- {log_file.name}:\n{log_file.read_text(errors='replace')[-3000:]}")
 
 
 @pytest.fixture
