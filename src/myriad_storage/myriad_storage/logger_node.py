@@ -141,13 +141,18 @@ class LoggerNode(BackendNode):
         response DDS drops while the server has not yet matched the client) or its attempt failed. Renewed for
         ever, it would keep its campaign from finishing; released, the retried claim gets it again.
         """
-        with self._lock:
-            unstored, self._leased = list(self._leased), {}
-        for item_id in unstored:
-            self._store.release(item_id, self._backend)
+        for item_id in self._release_leased():
             self.get_logger().warning(
                 f"{item_id}: claimed but not stored (a lost answer or a failed attempt), handed back"
             )
+
+    def _release_leased(self) -> list[str]:
+        """Put every item leased here (claimed, not stored) back to pending; returns their ids."""
+        with self._lock:
+            items, self._leased = list(self._leased), {}
+        for item_id in items:
+            self._store.release(item_id, self._backend)
+        return items
 
     def _on_store(self, req: StoreAttempt.Request, res: StoreAttempt.Response) -> StoreAttempt.Response:
         try:
@@ -268,11 +273,8 @@ class LoggerNode(BackendNode):
         self._housekeeper.join(timeout=self._db_timeout_s + 1.0)
         if not self._writer.close(flush_timeout):
             self.get_logger().warning(f"{self._writer.pending()} attempts not flushed at shutdown")
-        with self._lock:
-            unfinished = list(self._leased)
         try:  # hand unfinished items back at once rather than leaving their leases to expire
-            for item_id in unfinished:
-                self._store.release(item_id, self._backend)
+            self._release_leased()
             self._store.heartbeat(self._backend, **self._status_fields())
         except StorageUnavailable:
             pass
