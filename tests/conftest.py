@@ -218,6 +218,12 @@ def module_node_procs(tmp_path_factory):
     procs.stop()
 
 
+# A new client's first request or feedback subscription is lost while the server has not matched it yet (Fast DDS
+# discovery runs beside the first request; a service waits only 100 ms for the match), and this side cannot see the
+# server's match: wait this long after discovering the server.
+MATCH_GRACE_S = 0.5
+
+
 class RosClient:
     """A node in the test process, spun in a background thread; blocking calls with timeouts."""
 
@@ -236,13 +242,10 @@ class RosClient:
     def call(self, srv_type, name: str, request, timeout: float = 60.0):
         from myriad_runtime.calls import call_service
 
-        # A service drops its answer if it has not yet matched the client's response reader within 100 ms
-        # (Fast DDS); discovery runs beside the first request, and wait_for_service only shows this side's match
-        # (the likely cause of a CI failure: a fresh logger's first claim_work never answered). Give the server
-        # time to see the new client.
+        # The likely cause of a CI failure: a fresh logger's first claim_work never answered (MATCH_GRACE_S).
         client = self.node.create_client(srv_type, name)
         assert client.wait_for_service(timeout_sec=timeout), f"service {name} not available"
-        time.sleep(0.5)
+        time.sleep(MATCH_GRACE_S)
         return call_service(client, request, timeout)
 
     def action(self, action_type, name: str, goal, timeout: float = 60.0):
@@ -257,16 +260,14 @@ class RosClient:
         client = action_client(self.node, action_type, name)
         assert client.wait_for_server(timeout_sec=timeout), f"action {name} not available"
         if feedback is not None:
-            # Feedback is volatile: a goal's first feedback is lost while the server has not yet matched this new
-            # client's feedback subscription (DDS discovery runs beside the goal request; seen in CI: a
-            # plan_and_execute goal's "planning" feedback missing). Wait for the server's feedback publisher, then
-            # give the server the same time to see this subscriber.
+            # Feedback is volatile (seen in CI: a plan_and_execute goal's "planning" feedback missing): wait for the
+            # server's feedback publisher, then MATCH_GRACE_S for the server to see this subscriber.
             topic = f"{name}/_action/feedback"
             deadline = time.monotonic() + timeout
             while self.node.count_publishers(topic) == 0:
                 assert time.monotonic() < deadline, f"no feedback publisher on {topic}"
                 time.sleep(0.05)
-            time.sleep(0.5)
+            time.sleep(MATCH_GRACE_S)
         handle = self._wait(client.send_goal_async(goal, feedback_callback=feedback), timeout)
         assert handle.accepted, f"goal of {name} rejected"
         return handle
