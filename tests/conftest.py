@@ -345,6 +345,11 @@ for _pkg in ("myriad_frontend", "myriad_sim"):  # the source tree when the packa
         sys.path.insert(0, str(WS / "src" / _pkg))
 
 
+# The timings every dashboard_attempt carries (seconds per phase, as a back end's attempt records them).
+DASHBOARD_TIMINGS = {"reset": 0.25, "capture_pre": 0.12, "reach": 0.3, "descend": 0.1, "close": 0.1, "lift": 0.15,
+                     "capture_post": 0.12, "total": 1.14, "encode": 0.04}  # fmt: skip
+
+
 @pytest.fixture(scope="session")
 def dashboard_attempt(storage_attempt_factory):
     """make(campaign, index, backend="b0", success=True) -> (record, images): a full attempt record with objects,
@@ -368,6 +373,7 @@ def dashboard_attempt(storage_attempt_factory):
             lifted_object=f"obj{obj}" if success else "",
             lift_height=0.1 if success else 0.0,
             camera={"width": 64, "height": 64, "k": [55.0, 0, 32.0, 0, 55.0, 32.0, 0, 0, 1.0]},
+            timings=dict(DASHBOARD_TIMINGS),
         )
         images["post_rgb"] = images["pre_rgb"]  # same bytes, stored as a distinct GridFS file
         return record, images

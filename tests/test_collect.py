@@ -176,9 +176,18 @@ def test_interrupted_campaign_resumes_by_name(db, tmp_path):
         "b0",
         "outcomes",
         "strategies",
+        "time per attempt",
     }
     executed = sum(d["grasp_executed"] is not False for d in docs)
     assert f"  strategies: object {successes}/{executed} (" in status.stdout, status.stdout
+    # where the time goes: the sampler's phases, then the logger's encoding of the images
+    for d in docs:
+        assert list(d["timings"])[:2] == ["reset", "capture_pre"] and list(d["timings"])[-2:] == [
+            "total",
+            "encode",
+        ]
+        assert all(v > 0 for v in d["timings"].values()), d["timings"]
+    assert "  time per attempt: reset " in status.stdout and "encode" in status.stdout, status.stdout
 
 
 def test_unreachable_database_is_a_clear_error():

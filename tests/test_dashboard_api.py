@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 from bson import ObjectId
+from conftest import DASHBOARD_TIMINGS
 
 from myriad_frontend.dashboard.jsonutil import dumps
 from myriad_storage.codec import decode_png, png_to_depth
@@ -96,6 +97,9 @@ def test_overview_counts_progress_and_backends(dash):
     assert by["alpha"]["items"]["done"] == N_ALPHA and by["alpha"]["items"]["leased"] == 1
     assert by["beta"]["attempts"] == N_BETA and by["beta"]["success_rate"] == 0
     assert sum(by["alpha"]["timeline"]["attempts"]) == N_ALPHA
+    time_ = by["alpha"]["items"]["time"]  # where the time goes: every stored attempt has DASHBOARD_TIMINGS
+    assert time_["attempts"] == N_ALPHA and list(time_["phases"]) == list(DASHBOARD_TIMINGS)
+    assert time_["phases"] == pytest.approx(DASHBOARD_TIMINGS)
     assert by["alpha"]["rate"] > 0 and by["alpha"]["eta_s"] > 0
     assert [b["backend"] for b in o["backends"]] == ["b1"] and o["backends"][0][
         "current_item"

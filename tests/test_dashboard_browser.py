@@ -13,6 +13,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from conftest import DASHBOARD_TIMINGS
 
 from myriad_storage.store import Store
 
@@ -95,6 +96,14 @@ def counter(driver) -> int | None:
     return int(text) if text.isdigit() else None
 
 
+def time_bar(driver) -> tuple[list[tuple[str, str]], int] | None:
+    """The time-per-phase bar of campaign grasps once it shows: its legend's (phase, text) and its segment count."""
+    card = driver.find_element(By.CSS_SELECTOR, '.card[data-campaign="grasps"]')
+    legend = card.find_elements(By.CSS_SELECTOR, ".c-time .legend span")
+    segments = card.find_elements(By.CSS_SELECTOR, ".c-time .phases > div")
+    return ([(e.get_attribute("data-phase"), e.text) for e in legend], len(segments)) if legend else None
+
+
 def test_overview_counter_rises_during_collection(browser, dash, db, dashboard_attempt):
     store = db[0]
     store.heartbeat("b0", host="localhost", state="running", campaign="grasps", attempts=0, rate=0.0)
@@ -124,6 +133,12 @@ def test_overview_counter_rises_during_collection(browser, dash, db, dashboard_a
     card = browser.find_element(By.CSS_SELECTOR, '.card[data-campaign="grasps"]')
     assert card.find_element(By.CSS_SELECTOR, ".c-attempts").text == "15"
     assert len(card.find_elements(By.CSS_SELECTOR, "svg.plot path")) == 2
+    # where an attempt's time goes: a segment and a legend entry per phase (the total is the bar's length)
+    phases = [k for k in DASHBOARD_TIMINGS if k != "total"]
+    legend, segments = wait(browser, time_bar, what="the time-per-phase bar")
+    assert [k for k, _ in legend] == phases and segments == len(phases)
+    share = DASHBOARD_TIMINGS["reset"] / sum(DASHBOARD_TIMINGS[k] for k in phases)
+    assert legend[0][1] == f"reset 0.250 s ({100 * share:.1f}%)"
     assert "grasps/000014" in browser.find_element(By.ID, "backends").text
     browser.save_screenshot(str(OUT / "dashboard_overview.png"))
 

@@ -195,6 +195,28 @@ def test_done_even_if_lease_was_reclaimed(storage_store, storage_attempt_factory
     assert s.claim("rc", "fast", 60.0) is None
 
 
+def test_phase_times_are_means_per_attempt_in_run_order(storage_store, storage_attempt_factory):
+    """Where the time goes: each phase's mean over the campaign's attempts with timings (a phase an attempt never
+    reached counts 0), in the order the attempts ran them; other campaigns and attempts without timings aside."""
+    s = storage_store
+    s.create_campaign("pt", items(4))
+    s.create_campaign("other", items(1))
+    full = {"reset": 0.25, "capture_pre": 0.1, "reach": 0.5, "lift": 0.25, "total": 1.1, "encode": 0.05}
+    refused = {"reset": 0.35, "capture_pre": 0.1, "total": 0.45, "encode": 0.05}
+    for i, timings in enumerate((full, full, refused, None)):
+        record, images = storage_attempt_factory("pt", i)
+        s.store_attempt({**record, "timings": timings} if timings else record, images)
+    record, images = storage_attempt_factory("other", 0)
+    s.store_attempt({**record, "timings": {"reset": 9.0, "capture_pre": 9.0}}, images)
+    t = s.phase_times("pt")
+    assert t["attempts"] == 3
+    assert list(t["phases"]) == ["reset", "capture_pre", "reach", "lift", "total", "encode"]
+    expected = {"reset": 0.85 / 3, "capture_pre": 0.1, "reach": 1 / 3, "lift": 0.5 / 3, "total": 2.65 / 3,
+                "encode": 0.05}  # fmt: skip
+    assert t["phases"] == pytest.approx(expected)
+    assert s.phase_times("none") == {"attempts": 0, "phases": {}}
+
+
 def test_heartbeat_upsert_and_backends(storage_store):
     s = storage_store
     s.heartbeat("b0", campaign="c", state="idle", attempts=0)

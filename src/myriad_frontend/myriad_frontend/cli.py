@@ -117,6 +117,10 @@ def cmd_status(args) -> int:
             print(
                 "  strategies: " + ", ".join(strategy_line(k, v) for k, v in sorted(p["strategies"].items()))
             )
+        t = store.phase_times(name)
+        if t["attempts"]:
+            print("  time per attempt: " + ", ".join(f"{k} {v:.3f} s" for k, v in t["phases"].items())
+                  + f" (mean wall time of {t['attempts']} attempts)")  # fmt: skip
         for b in store.backends(name):
             print(f"  {b['backend']}: {b.get('state', '?')}, {b.get('attempts', 0)} attempts, "
                   f"item {b.get('current_item') or '-'}, updated {b.get('updated_at')}")  # fmt: skip

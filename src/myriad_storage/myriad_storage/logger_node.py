@@ -156,7 +156,9 @@ class LoggerNode(BackendNode):
 
     def _on_store(self, req: StoreAttempt.Request, res: StoreAttempt.Response) -> StoreAttempt.Response:
         try:
+            started = time.perf_counter()
             record, images = attempt_msg_to_record(req.attempt)
+            record["timings"]["encode"] = round(time.perf_counter() - started, 4)  # the images' PNGs, mostly
             record["backend"] = record["backend"] or self._backend
             self._writer.submit(record, images)
         except (ValueError, OSError, RuntimeError) as exc:

@@ -408,6 +408,34 @@ class Store:
         return out
 
     @_guarded
+    def phase_times(self, campaign: str) -> dict:
+        """Where an attempt's time goes: {"attempts": n, "phases": {phase: mean wall seconds per attempt}} over the
+        campaign's n attempts with `timings`, phases in the order attempts run them (a phase an attempt did not
+        reach counts 0, so the phases add up to the mean attempt)."""
+        rows = list(
+            self.db.attempts.aggregate(
+                [
+                    {"$match": {"campaign": campaign}},
+                    {"$project": {"t": {"$objectToArray": "$timings"}}},
+                    {"$unwind": {"path": "$t", "includeArrayIndex": "i"}},
+                    {
+                        "$group": {
+                            "_id": "$t.k",
+                            "sum": {"$sum": "$t.v"},
+                            "n": {"$sum": 1},
+                            "at": {"$max": "$i"},
+                        }
+                    },
+                ]
+            )
+        )
+        n = max((r["n"] for r in rows), default=0)
+        return {
+            "attempts": n,
+            "phases": {r["_id"]: r["sum"] / n for r in sorted(rows, key=lambda r: r["at"])},
+        }
+
+    @_guarded
     def model_results(self) -> dict[str, dict]:
         """Collection results per grasp-model version across all campaigns, in one aggregation: for each
         params.model_version of attempts with strategy ``learned`` (others carry a version without using it), its

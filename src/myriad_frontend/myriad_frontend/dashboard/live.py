@@ -3,7 +3,8 @@
 Per campaign the poller keeps per-second attempt/success counts. Seconds older than ``lag_s`` are settled
 once (an attempt's created_at is stamped just before its insert, so later arrivals there are not expected);
 each tick re-reads only the window since the settled watermark through the created_at index. Work-item
-state counts (``Store.progress``, a scan) are refreshed at a rate that adapts to their cost.
+state counts and where the attempts' time goes (``Store.progress``, ``Store.phase_times``: scans) are refreshed
+at a rate that adapts to their cost.
 """
 
 from __future__ import annotations
@@ -194,6 +195,7 @@ class LivePoller:
     def _refresh_progress(self, state: CampaignState) -> None:
         started = time.monotonic()
         progress = self.store.progress(state.doc["name"], outcomes=True)
+        progress["time"] = self.store.phase_times(state.doc["name"])
         state.progress_cost = time.monotonic() - started
         state.progress_at = time.monotonic()
         state.progress = {**progress, "as_of": datetime.now(UTC)}

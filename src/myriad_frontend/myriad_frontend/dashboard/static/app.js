@@ -69,6 +69,21 @@ function plot(values, t0, step, { title, max = null, unit = "" }) {
 
 // ---- overview ------------------------------------------------------------------------------------------
 let overview = null;
+const PHASE_COLOURS = ["#3a8ee6", "#f0a030", "#5cb85c", "#d9534f", "#9b59b6", "#17a2b8", "#e67e22", "#7f8c8d", "#c0ca33"];
+function timeBar(t) {
+  // Where an attempt's time goes: each phase's mean wall seconds per attempt as one segment of a bar.
+  const phases = t && t.attempts ? Object.entries(t.phases).filter(([k]) => k !== "total") : [];
+  const sum = phases.reduce((a, [, v]) => a + v, 0);
+  if (!(sum > 0)) return "";
+  const colour = (i) => PHASE_COLOURS[i % PHASE_COLOURS.length];
+  const label = ([k, v]) => `${k} ${fmt(v, 3)} s (${pct(v / sum)})`;
+  return el("div", { class: "c-time" },
+    el("p", { class: "muted" }, `where an attempt's time goes: ${fmt(sum)} s (mean wall time of ${t.attempts} attempts)`),
+    el("div", { class: "phases" }, ...phases.map((p, i) =>
+      el("div", { style: `width:${(100 * p[1] / sum).toFixed(2)}%;background:${colour(i)}`, title: label(p) }))),
+    el("p", { class: "legend" }, ...phases.map((p, i) =>
+      el("span", { "data-phase": p[0] }, el("i", { style: `background:${colour(i)}` }), label(p)))));
+}
 function campaignCard(c) {
   const tl = c.timeline, step = tl.bucket_s;
   const rates = tl.attempts.map((n) => n / step);
@@ -98,6 +113,7 @@ function campaignCard(c) {
     el("p", { class: "muted", text: items }),
     el("p", { class: "muted c-outcomes", text: outcomes }),
     el("p", { class: "muted c-strategies", text: strategies }),
+    timeBar(c.items && c.items.time),
     el("div", { class: "plots" },
       plot(rates, tl.t0, step, { title: `attempts/s (per ${step}s)` }),
       plot(succ, tl.t0, step, { title: "success rate", max: 1 })));
