@@ -84,6 +84,23 @@ def test_gripper_closes_freely_and_stalls_on_object(world):
         command_gripper(r, 1.5, 10.0, world.spec.timestep, world.step)
 
 
+def test_gripper_stall_on_a_held_object_is_seen_by_where_the_fingers_are(world):
+    """A free 200 g box caught between the fingertips: squeezed, the fingers jitter without getting anywhere. The
+    stall shows within 0.25 s (their speed stayed above a speed threshold for 0.73 s), and the box stays held."""
+    world.build()
+    r, c = world.robot, world.client
+    tips = [np.array(pb.getLinkState(r.body, j, physicsClientId=c)[4]) for j in r.tips]
+    shape = pb.createCollisionShape(pb.GEOM_BOX, halfExtents=[0.015] * 3, physicsClientId=c)
+    box = pb.createMultiBody(0.2, shape, -1, ((tips[0] + tips[1]) / 2).tolist(), physicsClientId=c)
+    steps = []
+    held = command_gripper(r, 0.0, 20.0, world.spec.timestep, lambda n: steps.append(n) or world.step(n))
+    assert held.stalled and not held.reached_goal and 0.1 < held.position < 0.9, held
+    assert sum(steps) * world.spec.timestep <= 0.25, sum(steps)
+    z = pb.getBasePositionAndOrientation(box, physicsClientId=c)[0][2]
+    world.step(240)
+    assert abs(pb.getBasePositionAndOrientation(box, physicsClientId=c)[0][2] - z) < 0.005
+
+
 def test_result_codes_are_one_table_without_clashes():
     """Every error_code (planning, execution, plan-and-execute) is a named ResultCode; no value means two things."""
     codes = {n: getattr(ResultCode, n) for n in dir(ResultCode) if n.isupper() and not n.startswith("_")}

@@ -88,14 +88,6 @@ class Robot:
             vals.append((q - closed) / (open_ - closed))
         return float(np.mean(vals))
 
-    def gripper_speed(self) -> float:
-        return float(
-            max(
-                abs(pb.getJointState(self.body, j, physicsClientId=self.client)[1])
-                for j, _, _ in self.fingers
-            )
-        )
-
     def gripper_lift_force(self) -> float:
         """Upward contact force on the gripper (N) from anything but the robot: a wrist force sensor's Fz."""
         total = 0.0
