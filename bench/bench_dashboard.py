@@ -121,6 +121,18 @@ def main() -> None:
     store = Store(uri, database, server_timeout_ms=60_000)
     try:
         fill(store, a.attempts, a.items if a.items is not None else a.attempts)
+        recent = datetime.now(UTC) - timedelta(minutes=10)
+        for what, scan in (
+            ("progress (a scan)", lambda: store.progress(CAMPAIGN, outcomes=True)),
+            (
+                "where the time goes, whole campaign (a scan; myriad status)",
+                lambda: store.phase_times(CAMPAIGN),
+            ),
+            ("where the time goes, last 10 min (the dashboard)", lambda: store.phase_times(CAMPAIGN, recent)),
+        ):
+            t = time.perf_counter()
+            scan()
+            print(f"{what} of {a.attempts} attempts: {time.perf_counter() - t:.1f} s")
         t = time.perf_counter()
         dash = serve(uri, database, port=0)
         while b'"loading":true' in urllib.request.urlopen(dash.url + "api/overview").read():

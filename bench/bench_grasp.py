@@ -21,6 +21,9 @@ Damped settle and the data sheet's joint speeds (2026-12-02, worlds/tray.yaml ob
 config/planning.yaml scaling 1.0; paired on the same seeds of campaign seed 1): `object` 349/400 = 87.2 %
 [83.6-90.2] (22 seeds gained, 30 lost, McNemar p = 0.33), `uniform` 127/400 = 31.8 % [27.4-36.5] (44 gained, 36
 lost, p = 0.43); both strategies 476 of 800 before and after.
+Lift 0.20 m and the gripper's stall seen by position (2026-12-02, GraspParams.lift_height, myriad_control.gripper;
+paired on the same seeds): `object` 354/400 = 88.5 % [85.0-91.3] (7 seeds gained, 2 lost, p = 0.18), `uniform`
+127/400 = 31.8 % [27.4-36.5] (5 gained, 5 lost); 1352 instead of 1523 physics steps per `object` attempt.
 Learned (2026-12-02, model v2 trained by `myriad train` on 538 attempts collected with bench/bench_learn.py: 380
 `uniform` of campaign seed 11, 158 `object` with position_noise 0.03 and yaw_noise 0.5 of campaign seed 12; the
 first 200 items of campaign seed 1 held out): `learned` 183/200 = 91.5 % [86.8-94.6], no attempt without a grasp;
@@ -31,6 +34,10 @@ Learned after the damped settle and full joint speeds (2026-12-02, retrained on 
 noised `object` attempts, model val. AUC 0.80; same 200 held-out seeds): `learned` 190/200 = 95.0 % [91.0-97.3],
 `object` 177/200 = 88.5 % [83.3-92.2] (paired: 21 seeds only `learned` lifted, 8 only `object`, McNemar p = 0.024),
 `uniform` 71/200 = 35.5 % [29.2-42.3].
+Learned after the 0.20 m lift and the gripper's stall by position (2026-12-02, retrained on the same recipe: model v2,
+val. AUC 0.79; same 200 held-out seeds): `learned` 190/200 = 95.0 % [91.0-97.3], `object` 180/200 = 90.0 %
+[85.1-93.4] (paired: 19 only `learned`, 9 only `object`, McNemar p = 0.087), `uniform` 70/200 = 35.0 % [28.7-41.8];
+the model trained before these changes: `learned` 187/200 = 93.5 % [89.2-96.2] (18 vs 11, p = 0.27).
 """
 
 from __future__ import annotations

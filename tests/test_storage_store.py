@@ -3,7 +3,7 @@
 import threading
 import time
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import gridfs
 import pytest
@@ -215,6 +215,13 @@ def test_phase_times_are_means_per_attempt_in_run_order(storage_store, storage_a
                 "encode": 0.05}  # fmt: skip
     assert t["phases"] == pytest.approx(expected)
     assert s.phase_times("none") == {"attempts": 0, "phases": {}}
+    # since: only the attempts stored since then (a full one moved an hour back drops out)
+    s.db.attempts.update_one(
+        {"item_id": "pt/000000"}, {"$set": {"created_at": datetime.now(UTC) - timedelta(hours=1)}}
+    )
+    recent = s.phase_times("pt", since=datetime.now(UTC) - timedelta(minutes=10))
+    mean = {k: (full[k] + refused.get(k, 0.0)) / 2 for k in full}  # one full attempt and the refused one
+    assert recent["attempts"] == 2 and recent["phases"] == pytest.approx(mean)
 
 
 def test_heartbeat_upsert_and_backends(storage_store):

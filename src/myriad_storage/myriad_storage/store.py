@@ -408,32 +408,21 @@ class Store:
         return out
 
     @_guarded
-    def phase_times(self, campaign: str) -> dict:
+    def phase_times(self, campaign: str, since: datetime | None = None) -> dict:
         """Where an attempt's time goes: {"attempts": n, "phases": {phase: mean wall seconds per attempt}} over the
-        campaign's n attempts with `timings`, phases in the order attempts run them (a phase an attempt did not
-        reach counts 0, so the phases add up to the mean attempt)."""
-        rows = list(
-            self.db.attempts.aggregate(
-                [
-                    {"$match": {"campaign": campaign}},
-                    {"$project": {"t": {"$objectToArray": "$timings"}}},
-                    {"$unwind": {"path": "$t", "includeArrayIndex": "i"}},
-                    {
-                        "$group": {
-                            "_id": "$t.k",
-                            "sum": {"$sum": "$t.v"},
-                            "n": {"$sum": 1},
-                            "at": {"$max": "$i"},
-                        }
-                    },
-                ]
-            )
-        )
+        campaign's n attempts with `timings` (stored since `since`, through the created_at index: a whole campaign
+        is a scan), phases in the order attempts run them (a phase an attempt did not reach counts 0, so the phases
+        add up to the mean attempt)."""
+        window = [{"$match": {"created_at": {"$gte": since}}}] if since is not None else []
+        pipeline = window + [
+            {"$match": {"campaign": campaign}},
+            {"$project": {"t": {"$objectToArray": "$timings"}}},
+            {"$unwind": {"path": "$t", "includeArrayIndex": "i"}},
+            {"$group": {"_id": "$t.k", "sum": {"$sum": "$t.v"}, "n": {"$sum": 1}, "at": {"$max": "$i"}}},
+        ]
+        rows = sorted(self.db.attempts.aggregate(pipeline), key=lambda r: r["at"])
         n = max((r["n"] for r in rows), default=0)
-        return {
-            "attempts": n,
-            "phases": {r["_id"]: r["sum"] / n for r in sorted(rows, key=lambda r: r["at"])},
-        }
+        return {"attempts": n, "phases": {r["_id"]: r["sum"] / n for r in rows}}
 
     @_guarded
     def model_results(self) -> dict[str, dict]:

@@ -3,8 +3,8 @@
 Per campaign the poller keeps per-second attempt/success counts. Seconds older than ``lag_s`` are settled
 once (an attempt's created_at is stamped just before its insert, so later arrivals there are not expected);
 each tick re-reads only the window since the settled watermark through the created_at index. Work-item
-state counts and where the attempts' time goes (``Store.progress``, ``Store.phase_times``: scans) are refreshed
-at a rate that adapts to their cost.
+state counts (``Store.progress``, a scan) and where the last ``phase_window_s`` of attempts' time went
+(``Store.phase_times``, through the created_at index) are refreshed at a rate that adapts to their cost.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ class CampaignState:
     settled: dict[int, list[int]] = field(default_factory=dict)  # epoch second -> [attempts, successes]
     live: dict[int, list[int]] = field(default_factory=dict)
     watermark: datetime | None = None
+    last_attempt: datetime | None = None  # second of the newest attempt counted
     progress: dict | None = None
     progress_at: float = -math.inf  # monotonic time of the last progress refresh
     progress_cost: float = 0.0
@@ -86,12 +87,14 @@ class LivePoller:
         lag_s: float = 60.0,
         rate_window_s: int = 60,
         progress_min_s: float = 2.0,
+        phase_window_s: float = 600.0,
     ) -> None:
         self.store = store
         self.interval_s = interval_s
         self.lag = timedelta(seconds=lag_s)
         self.rate_window_s = rate_window_s
         self.progress_min_s = progress_min_s
+        self.phase_window_s = phase_window_s
         self.campaigns: dict[str, CampaignState] = {}
         self._lock = threading.Lock()
         self._snapshot = dumps({"loading": True, "campaigns": [], "backends": [], "error": None})
@@ -170,6 +173,8 @@ class LivePoller:
         else:
             rows = self.store.attempt_histogram(name, since=min(state.watermark, new_mark))
             self.counted += 1
+        if rows:
+            state.last_attempt = max(state.last_attempt or rows[-1]["t"], rows[-1]["t"])
         _merge(state.settled, [r for r in rows if r["t"] < new_mark])
         rows = [r for r in rows if r["t"] >= new_mark]
         state.watermark = max(new_mark, state.watermark or new_mark)
@@ -195,7 +200,15 @@ class LivePoller:
     def _refresh_progress(self, state: CampaignState) -> None:
         started = time.monotonic()
         progress = self.store.progress(state.doc["name"], outcomes=True)
-        progress["time"] = self.store.phase_times(state.doc["name"])
+        last = state.last_attempt
+        if (
+            last is not None
+        ):  # the attempts of the campaign's last phase_window_s, through the created_at index
+            since = last - timedelta(seconds=self.phase_window_s)
+            progress["time"] = {
+                **self.store.phase_times(state.doc["name"], since),
+                "window_s": self.phase_window_s,
+            }
         state.progress_cost = time.monotonic() - started
         state.progress_at = time.monotonic()
         state.progress = {**progress, "as_of": datetime.now(UTC)}

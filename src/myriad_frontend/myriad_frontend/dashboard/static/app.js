@@ -78,7 +78,8 @@ function timeBar(t) {
   const colour = (i) => PHASE_COLOURS[i % PHASE_COLOURS.length];
   const label = ([k, v]) => `${k} ${fmt(v, 3)} s (${pct(v / sum)})`;
   return el("div", { class: "c-time" },
-    el("p", { class: "muted" }, `where an attempt's time goes: ${fmt(sum)} s (mean wall time of ${t.attempts} attempts)`),
+    el("p", { class: "muted" }, `where an attempt's time goes: ${fmt(sum)} s (mean wall time of the ${t.attempts} `
+      + `attempts of the campaign's last ${Math.round(t.window_s / 60)} min)`),
     el("div", { class: "phases" }, ...phases.map((p, i) =>
       el("div", { style: `width:${(100 * p[1] / sum).toFixed(2)}%;background:${colour(i)}`, title: label(p) }))),
     el("p", { class: "legend" }, ...phases.map((p, i) =>
