@@ -201,9 +201,7 @@ class LivePoller:
         started = time.monotonic()
         progress = self.store.progress(state.doc["name"], outcomes=True)
         last = state.last_attempt
-        if (
-            last is not None
-        ):  # the attempts of the campaign's last phase_window_s, through the created_at index
+        if last is not None:  # the campaign's last phase_window_s of attempts, through the created_at index
             since = last - timedelta(seconds=self.phase_window_s)
             progress["time"] = {
                 **self.store.phase_times(state.doc["name"], since),
