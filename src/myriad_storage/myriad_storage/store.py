@@ -112,6 +112,16 @@ def _guarded(fn: _F) -> _F:
     return wrapper  # type: ignore[return-value]
 
 
+def _campaign_attempts(
+    campaign: str, since: datetime | None = None, until: datetime | None = None
+) -> list[dict]:
+    """Aggregation stages matching a campaign's attempts stored in [since, until). The time window is its own first
+    stage, so that the created_at index bounds the scan (a planner seeing both fields may pick (campaign, success)
+    and read the whole campaign)."""
+    window = {op: t for op, t in (("$gte", since), ("$lt", until)) if t is not None}
+    return ([{"$match": {"created_at": window}}] if window else []) + [{"$match": {"campaign": campaign}}]
+
+
 class Store:
     """Typed access to the Myriad database; thread-safe (one pymongo client, pooled connections)."""
 
@@ -413,9 +423,7 @@ class Store:
         campaign's n attempts with `timings` (stored since `since`, through the created_at index: a whole campaign
         is a scan), phases in the order attempts run them (a phase an attempt did not reach counts 0, so the phases
         add up to the mean attempt)."""
-        window = [{"$match": {"created_at": {"$gte": since}}}] if since is not None else []
-        pipeline = window + [
-            {"$match": {"campaign": campaign}},
+        pipeline = _campaign_attempts(campaign, since) + [
             {"$project": {"t": {"$objectToArray": "$timings"}}},
             {"$unwind": {"path": "$t", "includeArrayIndex": "i"}},
             {"$group": {"_id": "$t.k", "sum": {"$sum": "$t.v"}, "n": {"$sum": 1}, "at": {"$max": "$i"}}},
@@ -634,13 +642,8 @@ class Store:
         Rows ``{"t": bucket start, "attempts": n, "successes": k}``, oldest first. A bounded range is served
         by the created_at index, so polling the recent past stays cheap however large the campaign grows.
         """
-        window = {op: t for op, t in (("$gte", since), ("$lt", until)) if t is not None}
-        # The time window as its own first stage, so that the created_at index bounds the scan (a planner
-        # seeing both fields may pick (campaign, success) and read the whole campaign).
-        stages: list[dict] = [{"$match": {"created_at": window}}] if window else []
         bucket = {"$dateTrunc": {"date": "$created_at", "unit": "second", "binSize": int(bucket_s)}}
-        stages += [
-            {"$match": {"campaign": campaign}},
+        stages = _campaign_attempts(campaign, since, until) + [
             {
                 "$group": {
                     "_id": bucket,
