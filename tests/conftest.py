@@ -153,6 +153,35 @@ if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
+def dds_participants(pid: int | None = None, domain: int | None = None) -> list[int]:
+    """The participant numbers of process `pid`'s (default: this one) DDS participants in `domain` (default: the
+    session's), as the OS sees them: each binds its discovery port 7410 + 250 domain + 2 number (RTPS mapping)."""
+    import psutil
+
+    base = 7410 + 250 * (SESSION_DOMAIN.domain_id if domain is None else domain)
+    ports = {c.laddr.port for c in psutil.Process(pid).net_connections(kind="udp")}
+    return sorted((p - base) // 2 for p in ports if base <= p < base + 240 and (p - base) % 2 == 0)
+
+
+def discovery_report(client: RosClient, pids: list[int], logs: list[Path]) -> str:
+    """What to look at when `client` does not discover nodes of processes `pids`: the graph it sees, the graph a
+    fresh process sees (as `ros2 node list` would), each process's DDS participants and the end of each log."""
+    import subprocess
+
+    code = (
+        "import rclpy, time; rclpy.init(); n = rclpy.create_node('graph_probe'); time.sleep(5); "
+        "print(sorted(n.get_node_names_and_namespaces()))"
+    )
+    fresh = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    lines = [
+        f"this client ({dds_participants()} in this process) sees {client.node.get_node_names_and_namespaces()}",
+        f"a fresh process sees {fresh.stdout.strip() or fresh.stderr[-500:]}",
+        *(f"pid {pid}: participants {dds_participants(pid)}" for pid in pids),
+        *(f"--- {log.parent.name}/{log.name}:\n{log.read_text()[-1500:]}" for log in logs if log.exists()),
+    ]
+    return "\n".join(lines)
+
+
 class NodeProcs:
     """Node processes started as the front end starts them: `myriad_runtime.container` in its own process group,
     ROS environment of the front end, parameters from a file. Calling it starts one; stop() ends them all."""
@@ -315,8 +344,10 @@ class RosClient:
         return future.result()
 
     def close(self):
+        from myriad_runtime.calls import destroy_node
+
         self.executor.shutdown()
-        self.node.destroy_node()
+        destroy_node(self.node)
         self.context.try_shutdown()
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import dds_participants
 
 WS = Path(__file__).resolve().parents[1]
 NS = "/test_cle"
@@ -98,7 +99,9 @@ def test_experiment_attaches_to_a_running_back_end(backend, tmp_path):
         "".join(f"v {x * 0.02} {y * 0.02} {z * 0.02}\n" for x in (-1, 1) for y in (-1, 1) for z in (-1, 1))
         + "f 1 2 4 3\nf 5 7 8 6\nf 1 5 6 2\nf 3 4 8 7\nf 1 3 7 5\nf 2 6 8 4\n"
     )
+    before = dds_participants()
     with Experiment(namespace=NS, world=WS / "worlds" / "tray.yaml", timeout=20.0) as exp:
+        assert len(dds_participants()) == len(before) + 1
         assert exp.reset(2, object_count=0) == []
         box = exp.load_object(mesh, (0.6, -0.05, 0.05), fixed=True)
         with pytest.raises(ExperimentError, match="scale: expected a positive number"):
@@ -114,3 +117,9 @@ def test_experiment_attaches_to_a_running_back_end(backend, tmp_path):
         assert len(trace.times) == 100 and np.linalg.norm(trace.ee_positions[-1] - TARGET) < 0.01
         exp.remove_object(box.name)
         assert exp.objects() == {}
+    # Closing releases the connection's DDS participant at once (a script that opens and closes connections
+    # would pile them up, and past 32 on a host new processes are no longer discovered).
+    deadline = time.monotonic() + 5.0
+    while dds_participants() != before:
+        assert time.monotonic() < deadline, f"participants {dds_participants()} after close, {before} before"
+        time.sleep(0.1)

@@ -14,7 +14,7 @@ from rclpy.executors import MultiThreadedExecutor  # noqa: E402
 from rclpy.node import Node  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 
-from myriad_runtime.calls import CallFailed, action_client, call_service, in_thread  # noqa: E402
+from myriad_runtime.calls import CallFailed, action_client, call_service, destroy_node, in_thread  # noqa: E402
 
 HOPS = 4  # hop0 -> hop1 -> hop2 -> hop3: three callbacks wait at once per request
 REQUESTS = 3  # concurrent requests into hop0
@@ -137,6 +137,6 @@ def test_action_clients_made_on_a_spinning_node_leave_its_executor_alive(ros_cli
         assert client.thread.is_alive()
         assert client.call(Trigger, "alive", Trigger.Request(), 30.0).success
     finally:
-        for action in made:  # each holds the node (and its participant) until destroyed
-            action.destroy()
-        node.destroy_node()
+        destroy_node(
+            node
+        )  # with its action clients: each holds the node (and its participant) until destroyed

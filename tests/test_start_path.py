@@ -11,7 +11,7 @@ import time
 
 import pytest
 import yaml
-from conftest import WS, free_port
+from conftest import WS, discovery_report, free_port
 
 from myriad_frontend.description import load_description
 from myriad_frontend.launching import LaunchArgs, start_run, wait_command
@@ -86,7 +86,8 @@ def test_launch_start_path_runs_two_backends_and_collects(db, tmp_path, ros_clie
             (f"/myriad/b{i}", n) for i in (0, 1) for n in ("sim_server", "planner", "grasp_sampler", "logger")
         }
         while not want <= {(ns, n) for n, ns in client.node.get_node_names_and_namespaces()}:
-            assert time.monotonic() < deadline, client.node.get_node_names_and_namespaces()
+            if time.monotonic() > deadline:
+                pytest.fail(discovery_report(client, [p.pid for p in procs], [p.log_file for p in plans]))
             assert all(p.poll() is None for p in procs), plans[0].log_file.read_text()[-2000:]
             time.sleep(0.5)
         names = client.call(ListParameters, "/myriad/b1/logger/list_parameters", ListParameters.Request())

@@ -24,7 +24,7 @@ from myriad_interfaces.srv import (
     ResetWorld,
     SpawnEntity,
 )
-from myriad_runtime.calls import CallFailed, action_client, call_action, call_service
+from myriad_runtime.calls import CallFailed, action_client, call_action, call_service, destroy_node
 from myriad_sim.camera import Camera
 from myriad_sim.image_codec import imgmsg_to_cv2
 from myriad_sim.spec import WorldSpec
@@ -171,5 +171,5 @@ class RosBackend:
 
     def close(self) -> None:
         self.executor.shutdown(timeout_sec=1.0)
-        self.node.destroy_node()
+        destroy_node(self.node)
         rclpy.try_shutdown(context=self.context)

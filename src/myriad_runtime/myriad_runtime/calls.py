@@ -51,6 +51,17 @@ def action_client(node: Node, action_type: Any, name: str, **kwargs: Any) -> Act
     return _ActionClient(node, action_type, name, **kwargs)
 
 
+def destroy_node(node: Node) -> None:
+    """Destroy `node` with its action clients and servers. rclpy's `Node.destroy_node` leaves these (waitables)
+    alive, and each keeps the node, and with it the process's DDS participant, alive: a process that opens and
+    closes nodes would pile up participants, and past 32 on one host new processes are no longer discovered."""
+    for waitable in list(node.waitables):
+        destroy = getattr(waitable, "destroy", None)
+        if destroy is not None:
+            destroy()
+    node.destroy_node()
+
+
 def wait_future(future: Future, timeout: float) -> bool:
     """Block this thread (never an executor's) until an rclpy future is done; False on timeout."""
     done = threading.Event()
