@@ -6,8 +6,10 @@ The launch file itself needs `launch`/`launch_ros`, which are not installable he
 from __future__ import annotations
 
 import ast
+import json
 import os
-import time
+import subprocess
+import sys
 
 import pytest
 import yaml
@@ -68,11 +70,10 @@ def test_launch_file_uses_only_what_launching_provides():
 
 
 @pytest.mark.timeout(400)
-def test_launch_start_path_runs_two_backends_and_collects(db, tmp_path, ros_client):
+def test_launch_start_path_runs_two_backends_and_collects(db, tmp_path):
     """What the launch file starts for backends:=2, started as launch would (exact cmd and env): each composed
-    process keeps its nodes' own names and parameters, both back ends store attempts, the watcher ends it."""
-    from rcl_interfaces.srv import GetParameters, ListParameters
-
+    process keeps its nodes' own names and parameters (as a user's `ros2 node list` and `ros2 param get` see
+    them), both back ends store attempts, the watcher ends it."""
     args = launch_args(db, backends="2", attempts="6", seed="5", campaign=f"launch-{free_port()}")
     run, plans, summary = start_run(args)
     procs = []
@@ -80,28 +81,26 @@ def test_launch_start_path_runs_two_backends_and_collects(db, tmp_path, ros_clie
         assert f"ROS_DOMAIN_ID {run.domain.domain_id}" in summary and "***" not in summary
         assert [p.label for p in plans] == ["b0.backend", "b1.backend"]
         procs = [start_group(list(p.cmd), p.log_file, {**os.environ, **p.env}) for p in plans]
-        client = ros_client("/myriad", domain_id=run.domain.domain_id)
-        deadline = time.monotonic() + 120
-        want = {
-            (f"/myriad/b{i}", n) for i in (0, 1) for n in ("sim_server", "planner", "grasp_sampler", "logger")
-        }
-        while not want <= {(ns, n) for n, ns in client.node.get_node_names_and_namespaces()}:
-            if time.monotonic() > deadline:
-                pytest.fail(discovery_report(client, [p.pid for p in procs], [p.log_file for p in plans]))
-            assert all(p.poll() is None for p in procs), plans[0].log_file.read_text()[-2000:]
-            time.sleep(0.5)
-        names = client.call(ListParameters, "/myriad/b1/logger/list_parameters", ListParameters.Request())
-        assert "campaign" in names.result.names and "mongo_uri" not in names.result.names
-        got = client.call(
-            GetParameters,
-            "/myriad/b1/logger/get_parameters",
-            GetParameters.Request(names=["campaign", "backend_id"]),
+        want = [
+            f"/myriad/b{i}/{n}" for i in (0, 1) for n in ("sim_server", "planner", "grasp_sampler", "logger")
+        ]
+        probe = subprocess.run(
+            [sys.executable, str(WS / "tests" / "ros_probe.py"), "--wait", *want, "--list", "/myriad/b1/logger",
+             "--get", "/myriad/b1/logger:campaign,backend_id", "/myriad/b0/sim_server:renderer"],
+            capture_output=True, text=True, timeout=200, env={**os.environ, "ROS_DOMAIN_ID": str(run.domain.domain_id)},
+        )  # fmt: skip
+        if probe.returncode != 0:
+            pytest.fail(
+                f"ros_probe (exit {probe.returncode}): {probe.stdout}{probe.stderr[-1500:]}\n"
+                + discovery_report([p.pid for p in procs], [p.log_file for p in plans])
+            )
+        seen = json.loads(probe.stdout)
+        assert (
+            "campaign" in seen["list"]["/myriad/b1/logger"]
+            and "mongo_uri" not in seen["list"]["/myriad/b1/logger"]
         )
-        assert [v.string_value for v in got.values] == [run.spec.name, "b1"]
-        got = client.call(
-            GetParameters, "/myriad/b0/sim_server/get_parameters", GetParameters.Request(names=["renderer"])
-        )
-        assert got.values[0].string_value == "tiny"
+        assert seen["get"]["/myriad/b1/logger"] == {"campaign": run.spec.name, "backend_id": "b1"}
+        assert seen["get"]["/myriad/b0/sim_server"] == {"renderer": "tiny"}
         watcher = start_group(wait_command(run), tmp_path / "wait.log", {**os.environ, **run.env})
         assert watcher.wait(timeout=300) == 0, (tmp_path / "wait.log").read_text()[-2000:]
         docs = Store(db, "t").attempts({"campaign": run.spec.name})
@@ -132,9 +131,6 @@ def test_launch_file_under_real_launch(db, tmp_path):
     pytest.importorskip(
         "ros2launch", reason="the ROS 2 `ros2launch` package is not installable from PyPI here"
     )
-    import subprocess
-    import sys
-
     code = (
         "import sys; from ros2launch.api.api import launch_a_launch_file; "
         "sys.exit(launch_a_launch_file(launch_file_path=sys.argv[1], launch_file_arguments=sys.argv[2:], "
