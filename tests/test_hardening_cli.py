@@ -46,6 +46,17 @@ def test_bad_collect_options_are_one_line_usage_errors(mongo_uri, args, words):
     assert Store(mongo_uri, "t").campaign("never") is None
 
 
+def test_more_local_backends_than_ros_tools_discover_is_a_warning():
+    """32 local back ends: the warning comes before anything starts (here the database is unreachable: exit 3)."""
+    uri = f"mongodb://127.0.0.1:{free_port()}/"
+    for backends, warned in ((31, False), (32, True)):
+        out = myriad("collect", "--mongo-uri", uri, "--backends", str(backends), "--force", "--name", "never")
+        assert out.returncode == 3, out.stderr
+        assert ("discovers only those among the first 32 DDS participants" in out.stderr) == warned, (
+            out.stderr
+        )
+
+
 def test_bad_database_names_and_uris(mongo_uri):
     one_line(
         myriad("status", "--mongo-uri", mongo_uri, "--database", "bad$name"), 2, "database name", "bad$name"

@@ -28,6 +28,10 @@ from myriad_storage.store import StorageAuthError, StorageUnavailable, Store, ch
 
 EXIT_RUN, EXIT_USAGE, EXIT_STORAGE, EXIT_INTERRUPTED = 1, 2, 3, 130
 MB_PER_BACKEND = 400  # measured ≈ 330-430 MB resident per local back end
+# rmw_fastrtps with ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST probes the first 32 participant numbers of a domain
+# on this host: two participants numbered 32 or higher never discover each other (measured: a 41st process does
+# not see a 42nd). Each local back end is one participant of the run's domain.
+LOCALHOST_DISCOVERY_PARTICIPANTS = 32
 
 
 def _store(args) -> tuple[Store, str]:
@@ -46,6 +50,17 @@ def local_capacity() -> int:
     return max(1, min(2 * (os.cpu_count() or 1), by_memory))
 
 
+def discovery_warning(backends: int) -> str:
+    """A warning when a local run has more back ends than a ROS 2 tool started beside them can discover."""
+    if backends < LOCALHOST_DISCOVERY_PARTICIPANTS:
+        return ""
+    return (
+        f"warning: {backends} back ends in one ROS 2 domain on this host: a ROS 2 tool started beside them (rviz2, "
+        f"ros2 node list) discovers only those among the first {LOCALHOST_DISCOVERY_PARTICIPANTS} DDS participants "
+        "of the domain (collection is not affected); use --ray to give each back end its own domain"
+    )
+
+
 def cmd_collect(args) -> int:
     spec = spec_from_options(args.campaign, args.name, args.seed, args.attempts, parse_assignments(args.set))
     if args.ray and args.record:
@@ -57,6 +72,8 @@ def cmd_collect(args) -> int:
             f"--backends {args.backends}: this machine hosts at most {local_capacity()} (2 per CPU core and "
             f"{MB_PER_BACKEND} MB of available memory each); --force to start them anyway"
         )
+    if not args.ray and discovery_warning(args.backends):
+        print(discovery_warning(args.backends), file=sys.stderr)
     store, uri = _store(args)
     check_models(store, spec)
     dashboard = None
