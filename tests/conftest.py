@@ -244,15 +244,33 @@ def module_node_procs(tmp_path_factory):
 MATCH_GRACE_S = 0.5
 
 
+_CONTEXTS: dict[int, object] = {}
+
+
+def session_context(domain_id: int | None = None):
+    """The test process's one rclpy context (one DDS participant) in `domain_id` (default: the session's), kept
+    for the whole session: test clients come and go as nodes in it. Two full runs that instead made a participant
+    per client and destroyed it at close lost service answers in tests that pass alone: a participant number
+    reused again and again in one process is what no user's process does."""
+    import rclpy
+
+    domain = SESSION_DOMAIN.domain_id if domain_id is None else domain_id
+    if domain not in _CONTEXTS:
+        context = rclpy.Context()
+        rclpy.init(context=context, domain_id=domain)
+        _CONTEXTS[domain] = context
+    return _CONTEXTS[domain]
+
+
 class RosClient:
-    """A node in the test process, spun in a background thread; blocking calls with timeouts."""
+    """A node in the test process (in its session context), spun in a background thread; blocking calls with
+    timeouts."""
 
     def __init__(self, namespace: str, domain_id: int | None = None):
         import rclpy
         from rclpy.executors import MultiThreadedExecutor
 
-        self.context = rclpy.Context()
-        rclpy.init(context=self.context, domain_id=domain_id)
+        self.context = session_context(domain_id)
         self.node = rclpy.create_node("test_client", namespace=namespace, context=self.context)
         self.executor = MultiThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
@@ -339,7 +357,6 @@ class RosClient:
 
         self.executor.shutdown()
         destroy_node(self.node)
-        self.context.try_shutdown()
 
 
 @pytest.fixture
