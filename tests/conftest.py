@@ -249,9 +249,9 @@ _CONTEXTS: dict[int, object] = {}
 
 def session_context(domain_id: int | None = None):
     """The test process's one rclpy context (one DDS participant) in `domain_id` (default: the session's), kept
-    for the whole session: test clients come and go as nodes in it. Two full runs that instead made a participant
-    per client and destroyed it at close lost service answers in tests that pass alone: a participant number
-    reused again and again in one process is what no user's process does."""
+    for the whole session: test clients come and go as nodes in it. Runs that made a participant per client and
+    destroyed it at close (its number reused again and again in one process, as no user's process does) lost
+    service answers in tests that pass alone: a full run, and a 12-file run the round before."""
     import rclpy
 
     domain = SESSION_DOMAIN.domain_id if domain_id is None else domain_id

@@ -72,8 +72,9 @@ def cmd_collect(args) -> int:
             f"--backends {args.backends}: this machine hosts at most {local_capacity()} (2 per CPU core and "
             f"{MB_PER_BACKEND} MB of available memory each); --force to start them anyway"
         )
-    if not args.ray and discovery_warning(args.backends):
-        print(discovery_warning(args.backends), file=sys.stderr)
+    warning = "" if args.ray else discovery_warning(args.backends)
+    if warning:
+        print(warning, file=sys.stderr)
     store, uri = _store(args)
     check_models(store, spec)
     dashboard = None
