@@ -137,6 +137,5 @@ def test_action_clients_made_on_a_spinning_node_leave_its_executor_alive(ros_cli
         assert client.thread.is_alive()
         assert client.call(Trigger, "alive", Trigger.Request(), 30.0).success
     finally:
-        destroy_node(
-            node
-        )  # with its action clients: each holds the node (and its participant) until destroyed
+        # With its action clients: each holds the node (and its participant) until destroyed.
+        destroy_node(node)

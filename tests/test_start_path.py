@@ -95,10 +95,8 @@ def test_launch_start_path_runs_two_backends_and_collects(db, tmp_path):
                 + discovery_report([p.pid for p in procs], [p.log_file for p in plans])
             )
         seen = json.loads(probe.stdout)
-        assert (
-            "campaign" in seen["list"]["/myriad/b1/logger"]
-            and "mongo_uri" not in seen["list"]["/myriad/b1/logger"]
-        )
+        logger_params = seen["list"]["/myriad/b1/logger"]
+        assert "campaign" in logger_params and "mongo_uri" not in logger_params
         assert seen["get"]["/myriad/b1/logger"] == {"campaign": run.spec.name, "backend_id": "b1"}
         assert seen["get"]["/myriad/b0/sim_server"] == {"renderer": "tiny"}
         watcher = start_group(wait_command(run), tmp_path / "wait.log", {**os.environ, **run.env})
