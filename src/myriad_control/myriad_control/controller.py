@@ -10,7 +10,7 @@ from myriad_control.gripper import command_gripper
 from myriad_control.trajectory import TrajectoryError, follow, make_trajectory
 from myriad_interfaces.action import ExecuteTrajectory, GripperCommand
 from myriad_interfaces.msg import ResultCode
-from myriad_runtime.calls import end_goal, in_thread
+from myriad_runtime.calls import end_goal
 
 
 class Controllers:
@@ -64,8 +64,8 @@ class Controllers:
             fb = ExecuteTrajectory.Feedback(time_from_start=t, tracking_error=err, positions=list(q))
             goal_handle.publish_feedback(fb)
 
-        out = await in_thread(self.node, lambda: sim.physics(
-            follow, robot, traj, sim.world.spec.timestep, sim.advance, path_tol, goal_tol,
+        out = await sim.physics_async(lambda: follow(
+            robot, traj, sim.world.spec.timestep, sim.advance, path_tol, goal_tol,
             on_feedback=feedback, cancelled=lambda: goal_handle.is_cancel_requested or sim.stopping,
             max_contact_force=goal.max_contact_force,
         ))  # fmt: skip
@@ -79,9 +79,7 @@ class Controllers:
         goal = goal_handle.request
         sim = self.sim
         try:
-            out = await in_thread(
-                self.node,
-                sim.physics,
+            out = await sim.physics_async(
                 command_gripper,
                 sim.world.robot,
                 goal.position,

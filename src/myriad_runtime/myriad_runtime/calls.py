@@ -10,6 +10,7 @@ it returns: give it a ReentrantCallbackGroup (or one apart from the clients `fn`
 
 from __future__ import annotations
 
+import concurrent.futures
 import threading
 import time
 from collections.abc import Callable
@@ -116,21 +117,37 @@ def call_action(
     return future.result().result
 
 
-def in_thread(node: Node, fn: Callable[..., Any], *args: Any) -> Future:
-    """Run fn(*args) on a new thread; the returned future is awaitable in an `async def` callback of `node`."""
-    future = Future(executor=node.executor)
+def awaitable(node: Node, future: concurrent.futures.Future) -> Future:
+    """`future`, completed on another thread (a worker's, the physics thread's), as an rclpy future that an
+    `async def` callback of `node` awaits holding no executor thread."""
+    out = Future(executor=node.executor)
     # A done callback makes completion schedule a task on the executor, which wakes it to resume the awaiting
     # coroutine (rclpy re-polls pending coroutines only when it wakes).
-    future.add_done_callback(lambda _f: None)
+    out.add_done_callback(lambda _f: None)
+
+    def copy(done: concurrent.futures.Future) -> None:
+        exc = done.exception()
+        if exc is None:
+            out.set_result(done.result())
+        else:  # delivered to the awaiting callback
+            out.set_exception(exc)
+
+    future.add_done_callback(copy)
+    return out
+
+
+def in_thread(node: Node, fn: Callable[..., Any], *args: Any) -> Future:
+    """Run fn(*args) on a new thread; the returned future is awaitable in an `async def` callback of `node`."""
+    done: concurrent.futures.Future = concurrent.futures.Future()
 
     def work() -> None:
         try:
-            future.set_result(fn(*args))
-        except Exception as exc:  # delivered to the awaiting callback
-            future.set_exception(exc)
+            done.set_result(fn(*args))
+        except Exception as exc:
+            done.set_exception(exc)
 
     threading.Thread(target=work, name=f"{node.get_name()}_call", daemon=True).start()
-    return future
+    return awaitable(node, done)
 
 
 def end_goal(goal_handle: Any, succeeded: bool) -> None:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 
 from geometry_msgs.msg import Pose
 from rcl_interfaces.msg import ParameterDescriptor
@@ -25,6 +26,7 @@ from myriad_interfaces.srv import (
     StepSimulation,
 )
 from myriad_runtime import workspace_path
+from myriad_runtime.calls import awaitable
 from myriad_runtime.loading import load_object
 from myriad_runtime.node import BackendNode
 from myriad_sim import recording, viz
@@ -95,7 +97,11 @@ class SimServerNode(BackendNode):
                 raise ValueError(f"parameter {name}: expected a non-negative number, got {p[name]}")
         world_file = workspace_path(p["world_file"])
         spec = load_world(world_file)
-        self._physics = ThreadPoolExecutor(1, thread_name_prefix="physics")
+        self._physics_thread: threading.Thread | None = None
+        self._physics = ThreadPoolExecutor(
+            1, thread_name_prefix="physics", initializer=self._on_physics_thread
+        )
+        self._jobs: dict[str, Future] = {}  # the timers' last physics job each
         self.world = self.physics(World, spec, p["renderer"])
         recording.attach(self.world, p["trajectory_rate"], p["trajectory_camera_rate"],
                          p["trajectory_camera_size"], prefix="parameter ")  # fmt: skip
@@ -142,13 +148,18 @@ class SimServerNode(BackendNode):
             )
             self.physics(self.publish_scene)
         group = ReentrantCallbackGroup()
-        self.create_service(SpawnEntity, "spawn_entity", self._spawn, callback_group=group)
-        self.create_service(DeleteEntity, "delete_entity", self._delete, callback_group=group)
-        self.create_service(GetEntityState, "get_entity_state", self._get_state, callback_group=group)
-        self.create_service(ResetWorld, "reset_world", self._reset, callback_group=group)
-        self.create_service(CaptureImages, "capture_images", self._capture, callback_group=group)
-        self.create_service(StepSimulation, "step_simulation", self._step, callback_group=group)
-        self.create_service(GetTrajectory, "get_trajectory", self._trajectory, callback_group=group)
+        for srv_type, name, callback in (
+            (SpawnEntity, "spawn_entity", self._spawn),
+            (DeleteEntity, "delete_entity", self._delete),
+            (GetEntityState, "get_entity_state", self._get_state),
+            (ResetWorld, "reset_world", self._reset),
+            (CaptureImages, "capture_images", self._capture),
+            (StepSimulation, "step_simulation", self._step_physics),
+        ):
+            self.create_service(srv_type, name, self._on_physics(callback), callback_group=group)
+        self.create_service(
+            GetTrajectory, "get_trajectory", self._on_physics(self._trajectory), callback_group=group
+        )
         if p["controllers"]:
             self.controllers = load_object(p["controllers"], "parameter controllers")(self, self)
         self.rtf = p["real_time_factor"]
@@ -159,9 +170,40 @@ class SimServerNode(BackendNode):
             self.create_timer(0.1, self._publish_paused_state, callback_group=group)
         self.physics(self.publish_state)
 
+    def _on_physics_thread(self) -> None:
+        self._physics_thread = threading.current_thread()
+
     def physics(self, fn, *args, **kwargs):
-        """Run fn on the physics thread and return its result (exceptions propagate to the caller)."""
+        """Run fn on the physics thread and return its result (exceptions propagate to the caller); called on
+        the physics thread, fn runs at once."""
+        if threading.current_thread() is self._physics_thread:
+            return fn(*args, **kwargs)
         return self._physics.submit(fn, *args, **kwargs).result()
+
+    def physics_async(self, fn, *args):
+        """fn(*args) on the physics thread, as a future an `async def` callback awaits holding no executor thread
+        (a motion runs for seconds: cancel requests and other calls are served meanwhile)."""
+        return awaitable(self, self._physics.submit(fn, *args))
+
+    def _on_physics(self, callback):
+        """A service callback run on the physics thread and awaited."""
+
+        async def run(req, res):
+            return await self.physics_async(callback, req, res)
+
+        return run
+
+    def _physics_job(self, kind: str, fn, *args) -> None:
+        """A timer's physics work, queued without waiting for it; skipped while its last one is still queued or
+        running (a motion publishes as it steps)."""
+        last = self._jobs.get(kind)
+        if last is None or last.done():
+            self._jobs[kind] = job = self._physics.submit(fn, *args)
+            job.add_done_callback(self._report_failure)
+
+    def _report_failure(self, job: Future) -> None:
+        if job.exception() is not None:
+            self.get_logger().error(f"physics job failed: {job.exception()!r}")
 
     # -- stepping -------------------------------------------------------------------------------------
     def advance(self, n: int = 1) -> None:
@@ -191,14 +233,13 @@ class SimServerNode(BackendNode):
         target = (time.monotonic() - self._wall_start) * self.rtf
         due = int((target - self.world.sim_time) / self.world.spec.timestep)
         if due > 0:
-            self.physics(self.advance, min(due, 240))
+            self._physics_job("free_run", self.advance, min(due, 240))
 
     # -- publishing -----------------------------------------------------------------------------------
     def _publish_paused_state(self) -> None:
-        """publish_state on the physics thread, only when anyone listens (else the timer would wait for the
-        physics thread, through a whole motion, to publish nothing)."""
+        """publish_state on the physics thread, only when anyone listens."""
         if self.viz or self.clock_pub.get_subscription_count() or self.joint_pub.get_subscription_count():
-            self.physics(self.publish_state)
+            self._physics_job("paused_state", self.publish_state)
 
     def publish_state(self) -> None:
         """Clock, joint states and TF now, to whoever subscribes."""
@@ -319,9 +360,6 @@ class SimServerNode(BackendNode):
             res.message = f"{len(res.trajectory.values) // len(res.trajectory.columns)} samples"
         res.success = True
         return res
-
-    def _step(self, req, res):
-        return self.physics(self._step_physics, req, res)
 
     def _step_physics(self, req, res):
         robot = self.world.robot
