@@ -10,11 +10,11 @@ import pytest
 
 rclpy = pytest.importorskip("rclpy", reason="source scripts/env.sh")
 from rclpy.callback_groups import ReentrantCallbackGroup  # noqa: E402
-from rclpy.executors import MultiThreadedExecutor  # noqa: E402
 from rclpy.node import Node  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 
 from myriad_runtime.calls import CallFailed, action_client, call_service, destroy_node, in_thread  # noqa: E402
+from myriad_runtime.container import make_executor  # noqa: E402
 
 HOPS = 4  # hop0 -> hop1 -> hop2 -> hop3: three callbacks wait at once per request
 REQUESTS = 3  # concurrent requests into hop0
@@ -63,7 +63,7 @@ def run_chain(blocking: bool, threads: int, timeout: float) -> list[str]:
     threads; each request's answer (or failure)."""
     context = rclpy.Context()
     rclpy.init(context=context)
-    executor = MultiThreadedExecutor(num_threads=threads, context=context)
+    executor = make_executor(threads, context)  # as the container makes it
     nodes = [Hop(i, context, blocking, timeout) for i in range(HOPS)]
     caller = Node("caller", namespace="/calls_test", context=context)
     for node in [*nodes, caller]:

@@ -12,7 +12,7 @@ import sys
 import threading
 
 import rclpy
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import Executor, ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
 
@@ -29,10 +29,21 @@ def load_class(path: str) -> type[Node]:
     return cls
 
 
-def run_nodes(classes: list[type[Node]], args: list[str] | None = None, threads: int = 4) -> None:
+def make_executor(threads: int = 1, context: rclpy.Context | None = None) -> Executor:
+    """The executor of a node process: single-threaded for 1 thread, else a MultiThreadedExecutor."""
+    if threads == 1:
+        return SingleThreadedExecutor(context=context)
+    return MultiThreadedExecutor(num_threads=threads, context=context)
+
+
+def run_nodes(classes: list[type[Node]], args: list[str] | None = None, threads: int = 1) -> None:
     """rclpy.init, construct each node, spin them together, and shut down in order on SIGINT/SIGTERM or error:
     first each node's `close()` while the context is still valid (the logger flushes its attempts, the
-    controllers stop), then the executor and the nodes, then rclpy."""
+    controllers stop), then the executor and the nodes, then rclpy.
+
+    One executor thread by default, as ROS 2's component_container: no callback blocks on another node
+    (myriad_runtime.calls), so one thread serves nested calls, and it costs ~8 % less CPU per grasp attempt than
+    four (bench/bench_collect.py)."""
     # Our own handlers, not rclpy's: rclpy's would invalidate the context at the first signal, under callbacks
     # still running. Python runs them in the main thread, which wakes from rcl_wait at least every SPIN_S.
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
@@ -40,7 +51,7 @@ def run_nodes(classes: list[type[Node]], args: list[str] | None = None, threads:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda _n, _f: stop.set())
     nodes: list[Node] = []
-    executor = MultiThreadedExecutor(num_threads=threads)
+    executor = make_executor(threads)
     code = 0
     try:
         for cls in classes:
@@ -93,7 +104,7 @@ def main(argv: list[str] | None = None) -> None:
     own = argv[: len(argv) - len(ros_args)]
     parser = argparse.ArgumentParser(prog="container", description=__doc__.splitlines()[0])
     parser.add_argument("--nodes", nargs="+", required=True, help="node classes, package.module:Class")
-    parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--threads", type=int, default=1, help="executor threads (default 1)")
     opts = parser.parse_args(own)
     try:
         classes = [load_class(p) for p in opts.nodes]
