@@ -154,3 +154,31 @@ def test_sigterm_to_the_container_stops_it_cleanly(logger_process, mongo_uri, ro
         (doc,) = [w for w in s.work_items("ln") if w["item_id"] == item.item_id]
     assert hb["backend"] == ns[1:] and hb["state"] == "stopping", hb
     assert doc["state"] == "pending" and doc["lease_owner"] is None and doc["claims"] == 1, doc
+
+
+def test_a_claim_waiting_on_a_dead_database_blocks_no_other_callback(tmp_path, node_procs, ros_client):
+    """The logger's database calls for a claim wait out the client's timeout (3 s) in an outage; meanwhile the
+    back end's one executor thread, and the logger's other callbacks, keep serving: a store is answered (queued)
+    while the claim is still waiting."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from conftest import free_port
+
+    ns = f"/t{uuid.uuid4().hex[:8]}"
+    params = {"database": "down", "campaign": "ln", "db_timeout_s": 3.0, "spool_dir": str(tmp_path / "spool")}
+    env = {"MYRIAD_MONGO_URI": f"mongodb://127.0.0.1:{free_port()}"}  # nothing listens there
+    node_procs(["myriad_storage.logger_node:LoggerNode"], ns, {"logger": params}, log="logger.log", env=env)
+    client = ros_client(ns)
+    item = ClaimWork.Response(campaign="ln", item_id="ln/000000", item_index=0, seed=10, params_json="{}")
+    client.call(StoreAttempt, "store_attempt", StoreAttempt.Request(attempt=attempt_msg(item)))  # discovered
+    with ThreadPoolExecutor(1) as pool:
+        claim = pool.submit(client.call, ClaimWork, "claim_work", ClaimWork.Request())
+        time.sleep(1.5)  # the client's match grace (0.5 s), then the claim is in the logger
+        started = time.monotonic()
+        stored = client.call(StoreAttempt, "store_attempt", StoreAttempt.Request(attempt=attempt_msg(item)))
+        answered_in = time.monotonic() - started
+        pending = not claim.done()
+        res = claim.result(timeout=60)
+    assert stored.accepted, stored.message
+    assert pending, f"the store was answered after the claim ({answered_in:.1f} s)"
+    assert not res.available and "database unavailable" in res.message, res.message

@@ -21,10 +21,12 @@ from pathlib import Path
 from typing import Any
 
 import rclpy
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.executors import ExternalShutdownException
 
 from myriad_interfaces.msg import BackendStatus
 from myriad_interfaces.srv import ClaimWork, StoreAttempt
+from myriad_runtime.calls import in_thread
 from myriad_runtime.node import BackendNode
 
 from .records import attempt_msg_to_record
@@ -61,7 +63,10 @@ class LoggerNode(BackendNode):
         self._db_down = False  # last claim/heartbeat/renewal found the database unreachable
         self._host = socket.gethostname()
         self._status_pub = self.create_publisher(BackendStatus, "status", 10)
-        self.create_service(ClaimWork, "claim_work", self._on_claim)
+        # Its own group: while a claim awaits the database, stores and status go on.
+        self.create_service(
+            ClaimWork, "claim_work", self._on_claim, callback_group=MutuallyExclusiveCallbackGroup()
+        )
         self.create_service(StoreAttempt, "store_attempt", self._on_store)
         self.create_timer(self._hb_period, self._publish_status)
         self._stop = threading.Event()
@@ -102,7 +107,12 @@ class LoggerNode(BackendNode):
 
     # -- services --------------------------------------------------------------------------------------
 
-    def _on_claim(self, req: ClaimWork.Request, res: ClaimWork.Response) -> ClaimWork.Response:
+    async def _on_claim(self, req: ClaimWork.Request, res: ClaimWork.Response) -> ClaimWork.Response:
+        """The database calls run on a thread of their own: in an outage they wait out the client's timeout, and
+        the back end's executor (one thread for all its nodes) keeps serving meanwhile."""
+        return await in_thread(self, self._claim, res)
+
+    def _claim(self, res: ClaimWork.Response) -> ClaimWork.Response:
         res.campaign = self._campaign
         if not self._campaign:
             res.message = "no campaign: set the logger's parameter 'campaign'"
