@@ -38,6 +38,10 @@ Learned after the 0.20 m lift and the gripper's stall by position (2026-12-02, r
 val. AUC 0.79; same 200 held-out seeds): `learned` 190/200 = 95.0 % [91.0-97.3], `object` 180/200 = 90.0 %
 [85.1-93.4] (paired: 19 only `learned`, 9 only `object`, McNemar p = 0.087), `uniform` 70/200 = 35.0 % [28.7-41.8];
 the model trained before these changes: `learned` 187/200 = 93.5 % [89.2-96.2] (18 vs 11, p = 0.27).
+The tray loaded before the table (2026-12-02, worlds/tray.yaml: TinyRenderer shades ~22 ms less per capture; the
+body order also changes PyBullet's collision order; paired on the same seeds of campaign seed 1): `object` 350/400 =
+87.5 % [83.9-90.4] vs 354/400 (12 seeds gained, 16 lost, McNemar p = 0.57), `uniform` 128/400 = 32.0 % [27.6-36.7]
+vs 127/400 (17 gained, 16 lost, p = 1.00): 478 vs 481 of 800.
 """
 
 from __future__ import annotations
