@@ -52,7 +52,7 @@ def test_missing_model_file_is_reported(tmp_path):
     f = tmp_path / "worlds" / "w.yaml"
     text = WORLD.read_text().replace("description: urdf/", f"description: {WS}/urdf/")
     f.write_text(text.replace("pybullet_data:tray/tray.urdf", "models/no_such_tray.urdf"))
-    with pytest.raises(SpecError, match=r"models\[1\]\.source.*no_such_tray\.urdf.*not found"):
+    with pytest.raises(SpecError, match=r"models\[0\]\.source.*no_such_tray\.urdf.*not found"):
         load_world(f)
 
 
