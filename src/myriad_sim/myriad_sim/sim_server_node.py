@@ -70,8 +70,8 @@ TRAJECTORY_PARAMETERS = (
 
 
 class SimServerNode(BackendNode):
-    """Owns one World. PyBullet (and its EGL context) is used from one physics thread only: every service and
-    the controllers run their world work through `self.physics(fn, ...)`."""
+    """Owns one World. PyBullet (and its EGL context) is used from one physics thread only: services, timers and
+    the controllers run their world work there (`physics_async`, awaited; `physics` from other threads)."""
 
     def __init__(self, **kwargs) -> None:
         super().__init__("sim_server", **kwargs)
