@@ -42,8 +42,8 @@ def run_nodes(classes: list[type[Node]], args: list[str] | None = None, threads:
     controllers stop), then the executor and the nodes, then rclpy.
 
     One executor thread by default, as ROS 2's component_container: no callback blocks on another node
-    (myriad_runtime.calls), so one thread serves nested calls, and it costs ~8 % less CPU per grasp attempt than
-    four (bench/bench_collect.py)."""
+    (myriad_runtime.calls), so one thread serves nested calls, and a back end spends 3-9 % less CPU per grasp
+    attempt than with four (bench/bench_collect.py, 1 and 2 back ends, interleaved runs)."""
     # Our own handlers, not rclpy's: rclpy's would invalidate the context at the first signal, under callbacks
     # still running. Python runs them in the main thread, which wakes from rcl_wait at least every SPIN_S.
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
