@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 
@@ -97,10 +96,7 @@ class SimServerNode(BackendNode):
                 raise ValueError(f"parameter {name}: expected a non-negative number, got {p[name]}")
         world_file = workspace_path(p["world_file"])
         spec = load_world(world_file)
-        self._physics_thread: threading.Thread | None = None
-        self._physics = ThreadPoolExecutor(
-            1, thread_name_prefix="physics", initializer=self._on_physics_thread
-        )
+        self._physics = ThreadPoolExecutor(1, thread_name_prefix="physics")
         self._jobs: dict[str, Future] = {}  # the timers' last physics job each
         self.world = self.physics(World, spec, p["renderer"])
         recording.attach(self.world, p["trajectory_rate"], p["trajectory_camera_rate"],
@@ -155,11 +151,9 @@ class SimServerNode(BackendNode):
             (ResetWorld, "reset_world", self._reset),
             (CaptureImages, "capture_images", self._capture),
             (StepSimulation, "step_simulation", self._step_physics),
+            (GetTrajectory, "get_trajectory", self._trajectory),
         ):
             self.create_service(srv_type, name, self._on_physics(callback), callback_group=group)
-        self.create_service(
-            GetTrajectory, "get_trajectory", self._on_physics(self._trajectory), callback_group=group
-        )
         if p["controllers"]:
             self.controllers = load_object(p["controllers"], "parameter controllers")(self, self)
         self.rtf = p["real_time_factor"]
@@ -170,14 +164,9 @@ class SimServerNode(BackendNode):
             self.create_timer(0.1, self._publish_paused_state, callback_group=group)
         self.physics(self.publish_state)
 
-    def _on_physics_thread(self) -> None:
-        self._physics_thread = threading.current_thread()
-
     def physics(self, fn, *args, **kwargs):
-        """Run fn on the physics thread and return its result (exceptions propagate to the caller); called on
-        the physics thread, fn runs at once."""
-        if threading.current_thread() is self._physics_thread:
-            return fn(*args, **kwargs)
+        """Run fn on the physics thread and return its result (exceptions propagate to the caller); for other
+        threads only (on the physics thread it would wait for itself)."""
         return self._physics.submit(fn, *args, **kwargs).result()
 
     def physics_async(self, fn, *args):
@@ -186,7 +175,7 @@ class SimServerNode(BackendNode):
         return awaitable(self, self._physics.submit(fn, *args))
 
     def _on_physics(self, callback):
-        """A service callback run on the physics thread and awaited."""
+        """A service callback run on the physics thread and awaited: it uses the world directly."""
 
         async def run(req, res):
             return await self.physics_async(callback, req, res)
@@ -301,20 +290,17 @@ class SimServerNode(BackendNode):
     def _spawn(self, req, res):
         position, orientation = pose_tuple(req.pose)
         try:
-            w = self.world
-            e = self.physics(
-                w.spawn, req.name, req.source, position, orientation, req.scale, req.mass, req.fixed
-            )
+            e = self.world.spawn(req.name, req.source, position, orientation, req.scale, req.mass, req.fixed)
             res.success, res.name, res.body_id, res.message = True, e.name, e.body, f"spawned {e.name}"
-            self.physics(self.publish_scene)
+            self.publish_scene()
         except SpawnError as exc:
             res.success, res.message = False, str(exc)
         return res
 
     def _delete(self, req, res):
         try:
-            self.physics(self.world.delete, req.name)
-            self.physics(self.publish_scene)
+            self.world.delete(req.name)
+            self.publish_scene()
             res.success, res.message = True, f"deleted {req.name}"
         except (KeyError, ValueError) as exc:
             res.success, res.message = False, str(exc.args[0])
@@ -323,7 +309,7 @@ class SimServerNode(BackendNode):
     def _get_state(self, req, res):
         try:
             names = list(req.names) or list(self.world.entities)
-            res.states = self.physics(lambda: [entity_msg(self.world.state(n)) for n in names])
+            res.states = [entity_msg(self.world.state(n)) for n in names]
             res.success = True
         except KeyError as exc:
             res.success, res.message = False, str(exc.args[0])
@@ -331,7 +317,9 @@ class SimServerNode(BackendNode):
 
     def _reset(self, req, res):
         try:
-            objects = self.physics(self._reset_world, req.seed, req.object_count, list(req.object_ids))
+            objects = self.world.reset(req.seed, req.object_count, list(req.object_ids))
+            self.publish_state()
+            self.publish_scene()
             res.objects = [entity_msg(s) for s in objects]
             res.sim_time = time_msg(self.world.sim_time)
             res.success, res.message = True, f"reset with seed {req.seed}: {len(objects)} objects"
@@ -339,14 +327,8 @@ class SimServerNode(BackendNode):
             res.success, res.message = False, str(exc)
         return res
 
-    def _reset_world(self, seed: int, count: int, ids: list[int]):
-        objects = self.world.reset(seed, count, ids)
-        self.publish_state()
-        self.publish_scene()
-        return objects
-
     def _capture(self, req, res):
-        frame = self.physics(self.world.capture)
+        frame = self.world.capture()
         res.rgb, res.depth, res.segmentation, res.camera_info = self.publish_images(frame)
         res.success = True
         return res
@@ -356,7 +338,7 @@ class SimServerNode(BackendNode):
         if recorder is None:
             res.message = "not recording: parameter trajectory_rate is 0"
         else:
-            recording.to_msg(self.physics(recorder.recording), res.trajectory)
+            recording.to_msg(recorder.recording(), res.trajectory)
             res.message = f"{len(res.trajectory.values) // len(res.trajectory.columns)} samples"
         res.success = True
         return res
