@@ -212,8 +212,10 @@ def test_two_backends_during_a_collection_in_their_own_namespaces_and_frames(tmp
         client.node.create_subscription(String, "robot_description", got[b]["description"].append, LATCHED)
         client.node.create_subscription(PointCloud2, "camera/points", got[b]["points"].append, 10)
     try:
+        # 10 attempts (~5 s): long enough for this process to match both back ends' publishers (with 4, ~3 s since
+        # attempts got cheaper, 2 of 9 runs saw a back end's description or dynamic TF never arrive).
         cmd = collect_command(
-            uri, "--attempts", "4", "--backends", "2", "--seed", "3", "--name", "viz", "--quiet"
+            uri, "--attempts", "10", "--backends", "2", "--seed", "3", "--name", "viz", "--quiet"
         )
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=360)
     finally:
