@@ -44,6 +44,8 @@ body order also changes PyBullet's collision order; paired on the same seeds of 
 vs 127/400 (17 gained, 16 lost, p = 1.00): 478 vs 481 of 800.
 The same model v2 (not retrained) on the 200 held-out seeds: `learned` 188/200 = 94.0 % [89.8-96.5], `object`
 174/200 = 87.0 % [81.6-91.0] (paired: 25 only `learned`, 11 only `object`, McNemar p = 0.03), `uniform` 66/200.
+The tray and table asleep (2026-12-03, myriad_sim.world: PyBullet skips their contacts with resting objects; paired
+on the same seeds of campaign seed 1): `object` 350/400, `uniform` 128/400, as before; no seed changed its outcome.
 """
 
 from __future__ import annotations
