@@ -289,7 +289,7 @@ class Scene:
         b, c = self.robot.body, self.client
         boxes = np.array([pb.getAABB(b, k, physicsClientId=c) for k in self._links])
         lo, hi, a, z = boxes[:, 0], boxes[:, 1], self._pair_rows[:, 0], self._pair_rows[:, 1]
-        gap = np.maximum(lo[a] - hi[z], lo[z] - hi[a]).max(axis=1, initial=-np.inf)
+        gap = np.maximum(lo[a] - hi[z], lo[z] - hi[a]).max(axis=1)
         return [self.self_pairs[k] for k in np.flatnonzero(gap <= self.config.self_padding)]
 
     def is_valid(self, q: Sequence[float], objects_vs_gripper: bool = True) -> bool:
