@@ -8,7 +8,7 @@ import pytest
 from conftest import WS
 
 from myriad_control.gripper import command_gripper
-from myriad_control.trajectory import TrajectoryError, follow, make_trajectory
+from myriad_control.trajectory import Trajectory, TrajectoryError, follow, make_trajectory, samples
 from myriad_interfaces.msg import ResultCode
 from myriad_sim.spec import load_world
 from myriad_sim.world import World
@@ -41,6 +41,22 @@ def test_reorders_joint_names(world):
     q = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6]
     t = make_trajectory(r, list(reversed(JOINTS)), [1.0], [q[::-1]], None)
     np.testing.assert_allclose(t.positions[0], q)
+
+
+def test_samples_pass_through_the_points_with_their_velocities():
+    """The targets of a motion: at each point its position, in between a cubic with the points' velocities as
+    slopes (linear without velocities), before and after the span the end points."""
+    rng = np.random.default_rng(3)
+    times = np.array([0.0, 0.3, 0.5, 1.2])
+    q, v = rng.normal(size=(4, 7)), rng.normal(size=(4, 7))
+    cubic, linear = Trajectory(times, q, v), Trajectory(times, q, None)
+    assert np.array_equal(samples(cubic, times), q) and np.allclose(samples(linear, times), q, atol=1e-12)
+    assert np.array_equal(samples(cubic, [-1.0, 5.0]), q[[0, -1]])
+    eps = 1e-7
+    slopes = (samples(cubic, times[1:3] + eps) - samples(cubic, times[1:3] - eps)) / (2 * eps)
+    assert np.allclose(slopes, v[1:3], atol=1e-4)
+    assert np.allclose(samples(linear, [0.4])[0], (q[1] + q[2]) / 2)
+    assert np.array_equal(samples(Trajectory(times[:1], q[:1], v[:1]), [0.0, 1.0]), q[[0, 0]])
 
 
 def test_follow_reaches_goal_within_tolerance(world):

@@ -94,22 +94,27 @@ def make_trajectory(robot: Robot, joint_names, times, positions, velocities=None
     return Trajectory(t, q, v)
 
 
-def sample(traj: Trajectory, t: float) -> np.ndarray:
-    """Desired positions at time t: cubic Hermite with velocities, linear without; held outside the span."""
+def samples(traj: Trajectory, t: np.ndarray) -> np.ndarray:
+    """Desired positions at the times t (one row each): cubic Hermite with velocities, linear without; held
+    outside the span. One vectorized pass for a whole motion, the same numbers as point by point."""
     ts, qs = traj.times, traj.positions
-    if t <= ts[0]:
-        # Before the first point: blend from where the robot is (handled by the caller's start point).
-        return qs[0]
-    if t >= ts[-1]:
-        return qs[-1]
-    i = int(np.searchsorted(ts, t) - 1)
+    t = np.asarray(t, dtype=float)
+    if len(ts) == 1:
+        return np.repeat(qs, len(t), axis=0)
+    i = np.clip(np.searchsorted(ts, t) - 1, 0, len(ts) - 2)
     h = ts[i + 1] - ts[i]
-    s = (t - ts[i]) / h
+    s = ((t - ts[i]) / h)[:, None]
     if traj.velocities is None:
-        return qs[i] + s * (qs[i + 1] - qs[i])
-    v0, v1 = traj.velocities[i] * h, traj.velocities[i + 1] * h
-    h00, h10, h01, h11 = 2 * s**3 - 3 * s**2 + 1, s**3 - 2 * s**2 + s, -2 * s**3 + 3 * s**2, s**3 - s**2
-    return h00 * qs[i] + h10 * v0 + h01 * qs[i + 1] + h11 * v1
+        out = qs[i] + s * (qs[i + 1] - qs[i])
+    else:
+        v0, v1 = traj.velocities[i] * h[:, None], traj.velocities[i + 1] * h[:, None]
+        # pow() as a scalar s**2 computes it (an array's **2 is s*s, a different last bit in 0.08 % of values)
+        s2, s3 = np.float_power(s, 2), np.float_power(s, 3)
+        h00, h10, h01, h11 = 2 * s3 - 3 * s2 + 1, s3 - 2 * s2 + s, -2 * s3 + 3 * s2, s3 - s2
+        out = h00 * qs[i] + h10 * v0 + h01 * qs[i + 1] + h11 * v1
+    out[t <= ts[0]] = qs[0]  # before the first point: the caller's start point (with_start) is the first
+    out[t >= ts[-1]] = qs[-1]
+    return out
 
 
 def with_start(traj: Trajectory, q0: np.ndarray) -> Trajectory:
@@ -139,15 +144,16 @@ def follow(
     force pushing the gripper up exceeds it, the arm stops and holds where it is (success, `contact` set)."""
     traj = with_start(traj, robot.joint_positions())
     n = int(np.ceil(traj.duration / dt))
+    targets = samples(traj, np.arange(1, n + 1) * dt)
     max_err, k = 0.0, 0
     for k in range(1, n + 1):
         if cancelled():
             return FollowResult(ResultCode.CANCELLED, "cancelled", max_err, max_err, k)
         t = k * dt
-        target = sample(traj, t)
+        target = targets[k - 1]
         robot.set_arm_targets(target)
         step(1)
-        err = float(np.max(np.abs(robot.joint_positions() - target)))
+        err = float(np.abs(robot.joint_positions() - target).max())
         max_err = max(max_err, err)
         if max_contact_force > 0 and robot.gripper_lift_force() > max_contact_force:
             robot.set_arm_targets(robot.joint_positions())
@@ -166,7 +172,7 @@ def follow(
             on_feedback(t, err, robot.joint_positions())
     goal = traj.positions[-1]
     for extra in range(int(settle_time / dt) + 1):
-        err = float(np.max(np.abs(robot.joint_positions() - goal)))
+        err = float(np.abs(robot.joint_positions() - goal).max())
         if err <= goal_tolerance:
             return FollowResult(ResultCode.SUCCESS, "goal reached", max_err, err, k + extra)
         step(1)

@@ -28,6 +28,7 @@ class Robot:
             raise ValueError(f"robot model {spec.model} has no link {spec.ee_link!r}; it has {sorted(links)}")
         self.joint_index = names
         self.arm = [names[n] for n in spec.arm_joints]
+        self.arm_forces = [spec.max_force] * len(self.arm)
         self.ee = links[spec.ee_link]
         self.fingers = [(names[f.joint], f.open, f.closed) for f in spec.gripper.fingers]
         self.tips = [names[t] for t in spec.gripper.tips]
@@ -50,8 +51,8 @@ class Robot:
             self.body,
             self.arm,
             pb.POSITION_CONTROL,
-            targetPositions=[float(v) for v in q],
-            forces=[self.spec.max_force] * len(self.arm),
+            targetPositions=self.arm_targets.tolist(),
+            forces=self.arm_forces,
             physicsClientId=self.client,
         )
 
