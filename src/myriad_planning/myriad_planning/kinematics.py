@@ -13,6 +13,11 @@ from myriad_sim.robot import Robot
 Pose = tuple[np.ndarray, np.ndarray]  # position (3,), quaternion x, y, z, w (4,)
 # m and rad: an IK solution this close to the pose is not refined further (the tolerances are ~20x coarser).
 CONVERGED = 1e-4
+# PyBullet's iterations per IK call; `_solve_from` calls again from the last answer until CONVERGED. Until
+# 2026-12-03: 100, and every call's null space pulled toward the first seed, which left 1-2 mm at the tool centre
+# that no further call removed (CONVERGED never held: 4 calls per pose). Pulled toward the last answer instead, with
+# 20: 100 grasp poses over the tray, 3.4 calls and 2.2 ms per pose (7.0 ms before), worst error 0.10 mm (1.75 mm).
+IK_ITERATIONS = 20
 
 
 def orientation_error(q1: Sequence[float], q2: Sequence[float]) -> float:
@@ -57,8 +62,8 @@ class Kinematics:
     def _solve_from(
         self, seed: np.ndarray, pose: tuple[Sequence[float], Sequence[float]], ee_pos, ee_orn, iterations: int
     ) -> tuple[np.ndarray, float, float]:
-        """Up to `iterations` IK calls, each from the last solution, until within CONVERGED of the gripper-centre
-        `pose`; returns the solution and its position and orientation errors."""
+        """Up to `iterations` IK calls, each from (and its null space toward) the last solution, until within
+        CONVERGED of the gripper-centre `pose`; returns the solution and its position and orientation errors."""
         lo, hi = self.robot.lower, self.robot.upper
         pad = self._dofs - len(seed)
         q, dp, da = seed, math.inf, math.inf
@@ -72,8 +77,8 @@ class Kinematics:
                 lowerLimits=list(lo) + [-10.0] * pad,
                 upperLimits=list(hi) + [10.0] * pad,
                 jointRanges=list(hi - lo) + [20.0] * pad,
-                restPoses=list(seed) + [0.0] * pad,
-                maxNumIterations=100,
+                restPoses=list(q) + [0.0] * pad,
+                maxNumIterations=IK_ITERATIONS,
                 residualThreshold=1e-6,
                 physicsClientId=self.client,
             )
