@@ -11,6 +11,7 @@ import pybullet as pb
 import pytest
 
 from myriad_planning.config import ConfigError, load_config
+from myriad_planning.kinematics import CONVERGED
 from myriad_planning.planner import INVALID_GOAL, NO_IK_SOLUTION, SUCCESS, Planner
 from myriad_planning.scene import ObjectState, Scene, camera_pose
 from myriad_planning.timing import densify, robot_trajectory
@@ -69,8 +70,6 @@ def ends(planner):
 def test_ik_converges_on_grasp_poses_over_the_tray(planner):
     """Each IK call's null space pulls toward its last answer, so calls again from it converge to within 0.1 mm
     (before, toward the first seed: 1-2 mm left at the tool centre that no further call removed)."""
-    from myriad_planning.kinematics import CONVERGED
-
     kin, rng = planner.scene.kinematics, np.random.default_rng(0)
     for _ in range(20):
         position = (rng.uniform(0.6, 0.72), rng.uniform(-0.08, 0.08), rng.uniform(0.03, 0.2))
