@@ -18,6 +18,15 @@ class Frame:
     segmentation: np.ndarray  # HxW int32, PyBullet body id, -1 for background
 
 
+@dataclass
+class Layer:
+    """A camera's raw view of bodies that never move, rendered once and composited into every later capture."""
+
+    rgb: np.ndarray  # HxWx3 uint8
+    zbuf: np.ndarray  # HxW float32, the renderer's depth buffer (0 at near .. 1 at far)
+    segmentation: np.ndarray  # HxW int32, body ids in the client whose captures it joins
+
+
 class Camera:
     def __init__(self, spec: CameraSpec):
         self.spec = spec
@@ -33,16 +42,33 @@ class Camera:
         f = (s.height / 2.0) / math.tan(math.radians(s.fov_deg) / 2.0)
         return np.array([[f, 0.0, s.width / 2.0], [0.0, f, s.height / 2.0], [0.0, 0.0, 1.0]])
 
-    def render(self, client: int, renderer: int) -> Frame:
+    def layer(self, client: int, renderer: int) -> Layer:
+        """The raw buffers of one render of what `client` holds."""
         s = self.spec
         _, _, rgba, zbuf, seg = pb.getCameraImage(
             s.width, s.height, self.view, self.projection, renderer=renderer, physicsClientId=client
         )
         rgba = np.asarray(rgba, dtype=np.uint8).reshape(s.height, s.width, 4)
-        zbuf = np.asarray(zbuf, dtype=np.float64).reshape(s.height, s.width)
-        depth = s.far * s.near / (s.far - (s.far - s.near) * zbuf)
-        seg = np.asarray(seg, dtype=np.int32).reshape(s.height, s.width)
-        return Frame(np.ascontiguousarray(rgba[:, :, :3]), depth.astype(np.float32), seg)
+        return Layer(
+            np.ascontiguousarray(rgba[:, :, :3]),
+            np.asarray(zbuf, dtype=np.float32).reshape(s.height, s.width),
+            np.asarray(seg, dtype=np.int32).reshape(s.height, s.width),
+        )
+
+    def render(self, client: int, renderer: int, behind: Layer | None = None) -> Frame:
+        """A capture; with `behind`, the bodies the client renders composited over that layer by depth: the
+        nearer surface wins each pixel, as in one render (TinyRenderer shades each fragment from its own
+        triangle alone, and renders no shadows unless asked)."""
+        s = self.spec
+        f = self.layer(client, renderer)
+        rgb, zbuf, seg = f.rgb, f.zbuf, f.segmentation
+        if behind is not None:
+            back = behind.zbuf < zbuf
+            rgb = np.where(back[:, :, None], behind.rgb, rgb)
+            zbuf = np.where(back, behind.zbuf, zbuf)
+            seg = np.where(back, behind.segmentation, seg)
+        depth = s.far * s.near / (s.far - (s.far - s.near) * zbuf.astype(np.float64))
+        return Frame(rgb, depth.astype(np.float32), seg)
 
     def project(self, xyz: np.ndarray | list[float]) -> tuple[float, float]:
         """Pixel (u, v) of a world point, by the same view and projection used for rendering."""

@@ -134,7 +134,7 @@ class Recorder:
         if self.camera is not None and len(self.rows) % self.frame_every == 0:
             if len(self.frames) == MAX_FRAMES:
                 return
-            self.frames.append(self.camera.render(world.client, world.renderer).rgb)
+            self.frames.append(world.capture(self.camera).rgb)
         r = world.robot
         position, orientation = r.tool_pose()
         row = [world.sim_time, *r.joint_positions(), *r.joint_velocities(), *position, *orientation,

@@ -87,11 +87,11 @@ def _pose(m: Marker, position: Sequence[float], orientation: Sequence[float] = (
     o.x, o.y, o.z, o.w = (float(v) for v in orientation)
 
 
-def body_markers(client: int, body: int, frame: str, ns: str, stamp, first_id: int = 0) -> list[Marker]:
+def body_markers(world, body: int, frame: str, ns: str, stamp, first_id: int = 0) -> list[Marker]:
     """Mesh (or box/sphere/cylinder) markers of a body's base visuals, locked to the body's frame."""
     out = []
-    inertial = pb.getDynamicsInfo(body, -1, physicsClientId=client)[3:5]
-    for v in pb.getVisualShapeData(body, physicsClientId=client):
+    inertial = pb.getDynamicsInfo(body, -1, physicsClientId=world.client)[3:5]
+    for v in world.visual_shapes(body):
         if v[1] != -1:
             continue
         # PyBullet gives a base visual's frame relative to the base's centre of mass.
@@ -139,9 +139,9 @@ def scene_markers(world, prefix: str, stamp) -> MarkerArray:
     Starts with DELETEALL, so objects of an earlier attempt disappear."""
     markers = [Marker(action=Marker.DELETEALL)]
     for m in world.spec.models:
-        markers += body_markers(world.client, world.entities[m.name].body, prefix + m.name, m.name, stamp)
+        markers += body_markers(world, world.entities[m.name].body, prefix + m.name, m.name, stamp)
     for name in world.object_names():
-        markers += body_markers(world.client, world.entities[name].body, prefix + name, name, stamp)
+        markers += body_markers(world, world.entities[name].body, prefix + name, name, stamp)
     spec = world.spec
     markers.append(box_lines(spec.workspace_min, spec.workspace_max, prefix + WORLD, "workspace", stamp))
     return MarkerArray(markers=markers)

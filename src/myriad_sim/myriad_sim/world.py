@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 import pybullet as pb
 
-from myriad_sim.camera import Camera, Frame
+from myriad_sim.camera import Camera, Frame, Layer
 from myriad_sim.config import is_int
 from myriad_sim.description import load_robot_body
 from myriad_sim.models import MESH_SUFFIXES, ModelError, check_model_file, resolve_source
@@ -62,6 +62,9 @@ class World:
         self.steps = 0
         self.robot: Robot
         self.recorder = None  # a myriad_sim.recording.Recorder: samples after every step, restarted by reset
+        # static models (see _hide_static): body -> model, its visual shapes
+        self._static: dict[int, tuple[ModelSpec, list]] = {}
+        self._layers: dict[tuple, Layer] = {}  # (camera spec, static bodies) -> what the camera sees of them
         self.build()
 
     def _load_egl(self, required: bool) -> None:
@@ -106,15 +109,51 @@ class World:
         self.robot = Robot(c, body, r)
         self.robot.reset_joints(r.home)
         for m in self.spec.models:
-            self._add_model(m)
+            self.entities[m.name] = Entity(m.name, m.source, self._add_model(m, c))
+        self._hide_static()
 
-    def _add_model(self, m: ModelSpec) -> None:
+    def _add_model(self, m: ModelSpec, client: int) -> int:
         path = resolve_source(m.source, self.spec.path.parent.parent)
-        body = self._load(path, m.position, pb.getQuaternionFromEuler(m.rpy), m.scale, m.fixed)
-        self.entities[m.name] = Entity(m.name, m.source, body)
+        return self._load(path, m.position, pb.getQuaternionFromEuler(m.rpy), m.scale, m.fixed, client=client)
 
-    def _load(self, path, position, orientation, scale: float, fixed: bool, mass: float = 0.0) -> int:
+    def _hide_static(self) -> None:
+        """TinyRenderer's time goes to shading pixels, most of them the table and the tray, which never move. So
+        models that cannot move (fixed, no moving joint) are invisible to it (alpha 0: it skips such a shape), and
+        each camera sees them through a layer rendered once (see capture); measured bit-identical to rendering
+        everything at once. Not for EGL, which blends by alpha."""
+        self._static.clear()
+        if self.renderer != pb.ER_TINY_RENDERER:
+            return
         c = self.client
+        for m in self.spec.models:
+            body = self.entities[m.name].body
+            joints = range(pb.getNumJoints(body, physicsClientId=c))
+            moving = any(pb.getJointInfo(body, j, physicsClientId=c)[2] != pb.JOINT_FIXED for j in joints)
+            held = m.source.lower().endswith(".sdf")  # a fixed SDF model is held by a constraint
+            if not m.fixed or moving or held:
+                continue
+            shapes = pb.getVisualShapeData(body, physicsClientId=c)
+            for v in shapes:
+                pb.changeVisualShape(body, v[1], rgbaColor=(0.0, 0.0, 0.0, 0.0), physicsClientId=c)
+            self._static[body] = (m, shapes)
+
+    def visual_shapes(self, body: int) -> list:
+        """PyBullet's visual shape data of a body, with the colours it was loaded with."""
+        if body in self._static:
+            return self._static[body][1]
+        return pb.getVisualShapeData(body, physicsClientId=self.client)
+
+    def _load(
+        self,
+        path,
+        position,
+        orientation,
+        scale: float,
+        fixed: bool,
+        mass: float = 0.0,
+        client: int | None = None,
+    ) -> int:
+        c = self.client if client is None else client
         suffix = path.suffix.lower()
         if suffix == ".urdf":
             body = pb.loadURDF(
@@ -158,7 +197,7 @@ class World:
             # A fixed body asleep: PyBullet then skips its contacts with sleeping objects (a pair is computed only
             # when one of its bodies is awake), half the cost of a step while the arm moves over a resting tray.
             # Outcomes unchanged on 800 paired seeds (bench/bench_grasp.py).
-            self._activation(body, SLEEP)
+            pb.changeDynamics(body, -1, activationState=SLEEP, physicsClientId=c)
         return body
 
     def reset(self, seed: int, object_count: int, object_ids: list[int] | None = None) -> list[EntityState]:
@@ -334,8 +373,29 @@ class World:
             if self.recorder is not None:
                 self.recorder.after_step(self)
 
-    def capture(self) -> Frame:
-        return self.camera.render(self.client, self.renderer)
+    def capture(self, camera: Camera | None = None) -> Frame:
+        """What `camera` (by default the world's) sees now."""
+        camera = camera or self.camera
+        return camera.render(self.client, self.renderer, self._static_layer(camera))
+
+    def _static_layer(self, camera: Camera) -> Layer | None:
+        """The camera's view of the static models alone, rendered once in a client of their own."""
+        if not self._static:
+            return None
+        key = (camera.spec, tuple(self._static))
+        if key not in self._layers:
+            c = pb.connect(pb.DIRECT)
+            try:
+                ids = {self._add_model(m, c): body for body, (m, _) in self._static.items()}
+                layer = camera.layer(c, pb.ER_TINY_RENDERER)
+            finally:
+                pb.disconnect(c)
+            lookup = np.full(max(ids) + 2, -1, dtype=np.int32)  # index id + 1: the background (-1) stays -1
+            for own, body in ids.items():
+                lookup[own + 1] = body
+            layer.segmentation = lookup[layer.segmentation + 1]
+            self._layers[key] = layer
+        return self._layers[key]
 
     def robot_contacts(self, exclude: tuple[str, ...] = ()) -> list[str]:
         """Names of entities the arm (links before the gripper) touches."""
