@@ -42,3 +42,17 @@ def test_node_class_must_be_a_node():
         load_class("json:dumps")
     with pytest.raises(LoadError, match="node class: myriad_sim.sim_server_node has no attribute 'Nope'"):
         load_class("myriad_sim.sim_server_node:Nope")
+
+
+def test_container_says_what_failed_and_where(node_procs, tmp_path):
+    """A node that fails (here at start, on a bad parameter) ends its process with exit code 1 and one line that
+    names the error and the line that raised it."""
+    pytest.importorskip("rclpy", reason="source scripts/env.sh")
+    params = {"sim_server": {"renderer": "bogus"}}
+    proc = node_procs(["myriad_sim.sim_server_node:SimServerNode"], "/fatal_test", params, log="fatal.log")
+    assert proc.wait(60) == 1
+    (line,) = [x for x in (tmp_path / "fatal.log").read_text().splitlines() if "fatal:" in x]
+    assert line.startswith(
+        "[SimServerNode] fatal: ValueError: parameter renderer: expected auto, egl or tiny"
+    ), line
+    assert line.endswith(" in __init__)") and "(at sim_server_node.py:" in line, line

@@ -46,7 +46,8 @@ def logger_process(mongo_uri, tmp_path, node_procs):
         Store(mongo_uri, db).client.drop_database(db)
 
 
-def attempt_msg(item):
+def attempt_msg(item, executed: bool = True):
+    """A GraspAttempt for `item`; when not `executed` (no grasp could be planned) it carries no label."""
     h, w = 16, 20
     rgb = np.full((h, w, 3), 200, np.uint8)
     m = GraspAttempt(
@@ -56,7 +57,8 @@ def attempt_msg(item):
         item_index=item.item_index,
         seed=item.seed,
         params_json=item.params_json,
-        success=True,
+        extra_json=json.dumps({"grasp_executed": executed}),
+        success=executed,
     )
     m.pre_rgb = Image(height=h, width=w, encoding="rgb8", step=w * 3, data=rgb.tobytes())
     depth = np.full((h, w), 0.8, np.float32)
@@ -96,7 +98,8 @@ def test_logger_node_claims_stores_and_reports(logger_process, mongo_uri, ros_cl
         assert s.release(other["item_id"], "someone_else")
     second = client.call(ClaimWork, "claim_work", ClaimWork.Request())
     assert (second.item_id, second.seed) == ("ln/000001", 11), second
-    res = client.call(StoreAttempt, "store_attempt", StoreAttempt.Request(attempt=attempt_msg(second)))
+    # An attempt whose grasp was never executed has no label (success None): it counts, and the node goes on.
+    res = client.call(StoreAttempt, "store_attempt", StoreAttempt.Request(attempt=attempt_msg(second, False)))
     assert res.accepted and not res.buffered, res.message
     assert log_path.read_text().count("claimed but not stored") == 1
     with Store(mongo_uri, db) as s:
@@ -104,9 +107,10 @@ def test_logger_node_claims_stores_and_reports(logger_process, mongo_uri, ros_cl
         assert s.progress("ln")["attempts"] == 2
         doc = s.attempt("ln/000000/0")
         assert doc["backend"] == ns[1:] and set(doc["images"]) == {"pre_rgb", "pre_depth"}
+        assert doc["success"] is True and s.attempt("ln/000001/0")["success"] is None
     assert client.call(ClaimWork, "claim_work", ClaimWork.Request()).done
     status = client.wait_message(BackendStatus, "status", lambda m: m.attempts == 2, timeout=30)
-    assert status.backend == ns[1:] and status.successes == 2
+    assert status.backend == ns[1:] and status.successes == 1
 
     os.killpg(proc.pid, signal.SIGINT)  # the production shutdown path: no handler installed by the test
     assert proc.wait(30) == 0, log_path.read_text()

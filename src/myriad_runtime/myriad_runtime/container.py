@@ -10,6 +10,8 @@ import argparse
 import signal
 import sys
 import threading
+import traceback
+from pathlib import Path
 
 import rclpy
 from rclpy.executors import Executor, ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
@@ -62,10 +64,9 @@ def run_nodes(classes: list[type[Node]], args: list[str] | None = None, threads:
             executor.spin_once(timeout_sec=SPIN_S)
     except ExternalShutdownException:
         pass
-    except Exception as exc:  # a node failing to start must say why, then exit non-zero
-        print(
-            f"[{' '.join(c.__name__ for c in classes)}] fatal: {type(exc).__name__}: {exc}", file=sys.stderr
-        )
+    except Exception as exc:  # a node failing to start (or a callback failing) must say why and where, exit 1
+        names = " ".join(c.__name__ for c in classes)
+        print(f"[{names}] fatal: {type(exc).__name__}: {exc} ({_origin(exc)})", file=sys.stderr)
         code = 1
     finally:
         # Under `ros2 launch` every process gets SIGINT twice (terminal and launch) and later SIGTERM: once the
@@ -79,6 +80,15 @@ def run_nodes(classes: list[type[Node]], args: list[str] | None = None, threads:
             _destroy(node)
         rclpy.try_shutdown()
     sys.exit(code)
+
+
+def _origin(exc: BaseException) -> str:
+    """Where `exc` was raised: the innermost frame of its traceback, as `at file:line in function`."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    if not frames:
+        return "no traceback"
+    f = frames[-1]
+    return f"at {Path(f.filename).name}:{f.lineno} in {f.name}"
 
 
 def _close(node: Node) -> None:

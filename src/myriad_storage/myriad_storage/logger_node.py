@@ -182,7 +182,7 @@ class LoggerNode(BackendNode):
             if self._current_item == record["item_id"]:
                 self._current_item = ""
             self._attempts += 1
-            self._successes += record["success"]
+            self._successes += bool(record["success"])  # None: no grasp executed, no label
             self._times.append(now)
         res.accepted = True
         res.buffered = self._writer.db_up is False or self._db_down
