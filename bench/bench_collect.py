@@ -6,7 +6,7 @@ Both paths run the same attempts (same seeds, same run_attempt script, same PNG 
 ROS one as `myriad collect --backends N` runs it, the direct one in N processes calling World, Planner and the
 controllers. Printed: per-phase time per attempt (wall from the attempt documents' `timings`, CPU and physics
 steps of the direct path), stored attempts/s per core (steady: first to last stored attempt of each back end),
-their ratio, peak RSS per back end, time to the first stored attempt, and the success rate with its 95 % Wilson
+CPU per attempt of a back end and of its executor thread (where the ROS overhead runs), their ratio, peak RSS per back end, time to the first stored attempt, and the success rate with its 95 % Wilson
 interval (the two paths must give the same labels: a determinism check). Targets (issue 10): >= 1.5 attempts/s
 per core through ROS, ratio >= 0.95, <= 400 MB per back end, first sample <= 15 s.
 """
@@ -130,9 +130,11 @@ def run_direct(uri: str, items: list[dict], renderer: str, jobs: int) -> list[di
 
 def backend_rss(stop: threading.Event, peak: dict, backends: int = 1) -> None:
     """Peak summed RSS of each back end bN of this run (our child processes whose command line has its namespace):
-    peak["bN"], and peak["rss"] for b0; peak["cpu_bN"]: (wall time, CPU seconds so far) samples of its processes."""
+    peak["bN"], and peak["rss"] for b0; peak["cpu_bN"]: (wall time, CPU seconds so far) samples of its processes,
+    peak["executor_bN"] the same of their main threads (a node process spins its executor there)."""
     me = psutil.Process()
     cpu: dict[int, float] = {}  # pid -> CPU seconds, kept after the process ends
+    main: dict[int, float] = {}  # pid -> CPU seconds of its main thread
     while not stop.is_set():
         total: dict[str, int] = defaultdict(int)
         pids: dict[str, list[int]] = defaultdict(list)
@@ -144,6 +146,9 @@ def backend_rss(stop: threading.Event, peak: dict, backends: int = 1) -> None:
                         total[f"b{i}"] += p.memory_info().rss
                         t = p.cpu_times()
                         cpu[p.pid] = t.user + t.system + t.children_user + t.children_system
+                        main[p.pid] = next(
+                            (th.user_time + th.system_time for th in p.threads() if th.id == p.pid), 0.0
+                        )
                         pids[f"b{i}"].append(p.pid)
             except psutil.NoSuchProcess:
                 pass
@@ -151,16 +156,18 @@ def backend_rss(stop: threading.Event, peak: dict, backends: int = 1) -> None:
         for k, v in total.items():
             peak[k] = max(peak.get(k, 0), v)
             peak.setdefault(f"cpu_{k}", []).append((now, sum(cpu[p] for p in pids[k])))
+            peak.setdefault(f"executor_{k}", []).append((now, sum(main[p] for p in pids[k])))
         peak["rss"] = peak.get("b0", 0)
         stop.wait(0.5)
 
 
-def ros_cpu_per_attempt(docs: list[dict], peak: dict) -> float:
-    """Back-end CPU seconds per stored attempt, from each back end's first to its last stored attempt."""
+def ros_cpu_per_attempt(docs: list[dict], peak: dict, series: str = "cpu") -> float:
+    """Back-end CPU seconds per stored attempt (series "executor": of its executor threads), from each back end's
+    first to its last stored attempt."""
     cpu, n = 0.0, 0
     for b in {d["backend"] for d in docs}:
         stamps = sorted(d["created_at"].replace(tzinfo=UTC).timestamp() for d in docs if d["backend"] == b)
-        samples = peak.get(f"cpu_{b}", [])
+        samples = peak.get(f"{series}_{b}", [])
         if len(stamps) > 1 and samples:
             at = {t: min(samples, key=lambda s, t=t: abs(s[0] - t))[1] for t in (stamps[0], stamps[-1])}
             cpu, n = cpu + at[stamps[-1]] - at[stamps[0]], n + len(stamps) - 1
@@ -257,8 +264,8 @@ def report(args, cores: int, renderer: str, direct: list[dict], ros, wilson) -> 
     print(f"ROS 2 path      : {ros_core:.2f} attempts/s per core steady (per back end "
           f"{', '.join(f'{b} {r:.2f}' for b, r in rates.items())}; {result.done / result.seconds:.2f}/s overall "
           f"including start-up)  (target >= 1.5)")  # fmt: skip
-    print(f"CPU per attempt : ROS back end {ros_cpu_per_attempt(docs, peak):.3f} s (all its threads), direct "
-          f"{sum(cpu.values()):.3f} s")  # fmt: skip
+    print(f"CPU per attempt : ROS back end {ros_cpu_per_attempt(docs, peak):.3f} s (all its threads; its executor "
+          f"thread {ros_cpu_per_attempt(docs, peak, 'executor'):.3f} s), direct {sum(cpu.values()):.3f} s")  # fmt: skip
     print(f"database server : {peak['db_cpu'] / len(docs):.3f} s CPU per stored attempt (the whole run); machine "
           f"{peak['machine_busy']:.0%} busy during the ROS run")  # fmt: skip
     print(f"ratio ROS/direct: {ros_core / direct_core:.2f}  (target >= 0.95)")
