@@ -3,15 +3,12 @@ absolute paths for PyBullet or as file:// URIs for robot_description (RViz)."""
 
 from __future__ import annotations
 
-import hashlib
-import os
 import re
-import tempfile
 from pathlib import Path
 
 import pybullet as pb
 
-from myriad_sim.models import ModelError, data_path
+from myriad_sim.models import ModelError, cached_file, data_path
 
 _MESH = re.compile(r'filename="pybullet_data:([^"]+)"')
 
@@ -36,14 +33,7 @@ def robot_description(path: Path | str) -> str:
 
 def resolved_file(path: Path | str) -> Path:
     """A file PyBullet can load: the URDF with absolute mesh paths, cached by content in the temp directory."""
-    text = resolve_meshes(Path(path).read_text())
-    digest = hashlib.sha1(text.encode()).hexdigest()[:16]
-    out = Path(tempfile.gettempdir()) / f"myriad-{Path(path).stem}-{digest}.urdf"
-    if not out.is_file():
-        tmp = out.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(text)
-        os.replace(tmp, out)
-    return out
+    return cached_file(Path(path).stem, resolve_meshes(Path(path).read_text()), ".urdf")
 
 
 def load_robot_body(client: int, path: Path | str, position, orientation) -> int:

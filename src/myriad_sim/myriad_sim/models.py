@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
 import struct
+import tempfile
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -153,6 +156,43 @@ def read_stl(path: Path) -> tuple[np.ndarray, list[list[int]]]:
         rows = np.frombuffer(data, np.dtype([("n", "<f4", 3), ("v", "<f4", (3, 3)), ("a", "<u2")]), n, 84)
         vertices = rows["v"].reshape(-1, 3).astype(float)
     return vertices, [[3 * k, 3 * k + 1, 3 * k + 2] for k in range(len(vertices) // 3)]
+
+
+_SPECK = (
+    '<visual><geometry><box size="0.001 0.001 0.001"/></geometry>'
+    '<material name="invisible"><color rgba="0 0 0 0"/></material></visual>'
+)
+
+
+def cached_file(stem: str, text: str, suffix: str) -> Path:
+    """A file holding `text` in the temp directory, named by its content (written once, atomically)."""
+    digest = hashlib.sha1(text.encode()).hexdigest()[:16]
+    out = Path(tempfile.gettempdir()) / f"myriad-{stem}-{digest}{suffix}"
+    if not out.is_file():
+        tmp = out.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(text)
+        os.replace(tmp, out)
+    return out
+
+
+def invisible(path: Path) -> Path:
+    """The URDF at `path` with each link's visual shapes replaced by one invisible speck (its mesh filenames made
+    absolute): the same bodies, joints and collision shapes for PyBullet, nothing to load or draw. (A link without
+    any visual shape would be drawn by its collision shapes.) `path` itself if a mesh is named by a URI."""
+    root = ET.parse(path).getroot()
+    if any("://" in mesh.get("filename", "") for mesh in root.iter("mesh")):
+        return path
+    for link in root.iter("link"):
+        visuals = link.findall("visual")
+        for visual in visuals:
+            link.remove(visual)
+        if visuals:
+            link.append(ET.fromstring(_SPECK))
+    for mesh in root.iter("mesh"):
+        name = mesh.get("filename", "")
+        if name and not Path(name).is_absolute():
+            mesh.set("filename", str(path.parent / name))
+    return cached_file(f"{path.stem}-invisible", ET.tostring(root, encoding="unicode"), ".urdf")
 
 
 def check_triangles(path: Path, vertices: np.ndarray, faces: list[list[int]]) -> None:

@@ -6,6 +6,7 @@ import logging
 import math
 import pkgutil
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pybullet as pb
@@ -13,7 +14,7 @@ import pybullet as pb
 from myriad_sim.camera import Camera, Frame, Layer
 from myriad_sim.config import is_int
 from myriad_sim.description import load_robot_body
-from myriad_sim.models import MESH_SUFFIXES, ModelError, check_model_file, resolve_source
+from myriad_sim.models import MESH_SUFFIXES, ModelError, check_model_file, invisible, resolve_source
 from myriad_sim.robot import Robot
 from myriad_sim.spec import ModelSpec, WorldSpec
 
@@ -64,6 +65,8 @@ class World:
         self.recorder = None  # a myriad_sim.recording.Recorder: samples after every step, restarted by reset
         # static models (see _hide_static): body -> model, its visual shapes
         self._static: dict[int, tuple[ModelSpec, list]] = {}
+        # static URDF models by name -> the file to load them from now (invisible), their visual shapes
+        self._drawn_once: dict[str, tuple[Path, list]] = {}
         self._layers: dict[tuple, Layer] = {}  # (camera spec, static bodies) -> what the camera sees of them
         self.build()
 
@@ -109,24 +112,33 @@ class World:
         self.robot = Robot(c, body, r)
         self.robot.reset_joints(r.home)
         for m in self.spec.models:
-            self.entities[m.name] = Entity(m.name, m.source, self._add_model(m, c))
+            path = self._drawn_once[m.name][0] if m.name in self._drawn_once else None
+            self.entities[m.name] = Entity(m.name, m.source, self._add_model(m, c, path))
         self._hide_static()
 
-    def _add_model(self, m: ModelSpec, client: int) -> int:
-        path = resolve_source(m.source, self.spec.path.parent.parent)
+    def _model_path(self, m: ModelSpec) -> Path:
+        return resolve_source(m.source, self.spec.path.parent.parent)
+
+    def _add_model(self, m: ModelSpec, client: int, path: Path | None = None) -> int:
+        path = path or self._model_path(m)
         return self._load(path, m.position, pb.getQuaternionFromEuler(m.rpy), m.scale, m.fixed, client=client)
 
     def _hide_static(self) -> None:
         """TinyRenderer's time goes to shading pixels, most of them the table and the tray, which never move. So
         models that cannot move (fixed, no moving joint) are invisible to it (alpha 0: it skips such a shape), and
         each camera sees them through a layer rendered once (see capture); measured bit-identical to rendering
-        everything at once. Not for EGL, which blends by alpha."""
+        everything at once. Not for EGL, which blends by alpha. From the second build on, such URDF models are
+        loaded with an invisible speck instead of their visual shapes (the table's textured meshes cost 10 ms per
+        reset), and keep those of the first build for visual_shapes."""
         self._static.clear()
         if self.renderer != pb.ER_TINY_RENDERER:
             return
         c = self.client
         for m in self.spec.models:
             body = self.entities[m.name].body
+            if m.name in self._drawn_once:
+                self._static[body] = (m, self._drawn_once[m.name][1])
+                continue
             joints = range(pb.getNumJoints(body, physicsClientId=c))
             moving = any(pb.getJointInfo(body, j, physicsClientId=c)[2] != pb.JOINT_FIXED for j in joints)
             held = m.source.lower().endswith(".sdf")  # a fixed SDF model is held by a constraint
@@ -136,6 +148,9 @@ class World:
             for v in shapes:
                 pb.changeVisualShape(body, v[1], rgbaColor=(0.0, 0.0, 0.0, 0.0), physicsClientId=c)
             self._static[body] = (m, shapes)
+            path = self._model_path(m)
+            if path.suffix.lower() == ".urdf" and (speck := invisible(path)) != path:
+                self._drawn_once[m.name] = (speck, shapes)
 
     def visual_shapes(self, body: int) -> list:
         """PyBullet's visual shape data of a body, with the colours it was loaded with."""
