@@ -1,14 +1,16 @@
 """Throughput per core: the full ROS 2 path vs the same attempts by direct library calls, where the time goes.
 
-    python bench/bench_collect.py [--attempts 40] [--backends 2] [--strategy object] [--direct-only]
+    python bench/bench_collect.py [--attempts 40] [--backends 2] [--strategy object] [--direct-only] [--rounds 1]
 
 Both paths run the same attempts (same seeds, same run_attempt script, same PNG storage in a real database): the
 ROS one as `myriad collect --backends N` runs it, the direct one in N processes calling World, Planner and the
 controllers. Printed: per-phase time per attempt (wall from the attempt documents' `timings`, CPU and physics
 steps of the direct path), stored attempts/s per core (steady: first to last stored attempt of each back end),
-CPU per attempt of a back end and of its executor thread (where the ROS overhead runs), their ratio, peak RSS per back end, time to the first stored attempt, and the success rate with its 95 % Wilson
-interval (the two paths must give the same labels: a determinism check). Targets (issue 10): >= 1.5 attempts/s
-per core through ROS, ratio >= 0.95, <= 400 MB per back end, first sample <= 15 s.
+CPU per attempt of a back end and of its executor thread (where the ROS overhead runs), their ratio, peak RSS
+per back end, time to the first stored attempt, and the success rate with its 95 % Wilson interval (the two paths
+must give the same labels: a determinism check). With --rounds N the two paths alternate N times (this host's
+speed drifts by more than one change moves the ratio) and the ratios are summarised. Targets (issue 10):
+>= 1.5 attempts/s per core through ROS, ratio >= 0.95, <= 400 MB per back end, first sample <= 15 s.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import os
+import statistics
 import sys
 import tempfile
 import threading
@@ -121,9 +124,9 @@ def direct_worker(uri: str, items: list[dict], renderer: str, tag: str) -> dict:
             "rate": (n - 1) / (stamps[-1] - stamps[0]) if n > 1 else 0.0}  # fmt: skip
 
 
-def run_direct(uri: str, items: list[dict], renderer: str, jobs: int) -> list[dict]:
+def run_direct(uri: str, items: list[dict], renderer: str, jobs: int, round_: int = 0) -> list[dict]:
     """direct_worker over `jobs` processes, items dealt round robin."""
-    chunks = [(uri, items[k::jobs], renderer, f"direct{k}") for k in range(jobs)]
+    chunks = [(uri, items[k::jobs], renderer, f"direct{round_}-{k}") for k in range(jobs)]
     with multiprocessing.get_context("spawn").Pool(jobs) as pool:
         return pool.starmap(direct_worker, chunks)
 
@@ -187,15 +190,15 @@ def per_backend_rates(docs: list[dict]) -> dict[str, float]:
 
 
 def main() -> None:
-    from bench_grasp import wilson
-    from bench_store import server_cpu_meter
-
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--attempts", type=int, default=40)
     ap.add_argument("--backends", type=int, default=2, help="back ends (ROS) and processes (direct)")
     ap.add_argument("--strategy", default="object")
     ap.add_argument("--seed", type=int, default=5)
     ap.add_argument("--direct-only", action="store_true", help="skip the ROS path")
+    ap.add_argument(
+        "--rounds", type=int, default=1, help="ROS and direct runs alternated (this host's speed drifts)"
+    )
     args = ap.parse_args()
     cores = min(args.backends, os.cpu_count() or 1)
     desc = load_description(WS / "config" / "backend.yaml")
@@ -204,31 +207,48 @@ def main() -> None:
         server = LocalServer(Path(tmp) / "db", port=27199)
         uri = server.ensure_running()
         try:
-            store = Store(uri, "bench")
-            spec = make_spec("bench-ros", args.seed, args.attempts, {"strategy": args.strategy})
-            items = list(spec.items())
-            ros = None
-            if not args.direct_only:
-                stop, peak = threading.Event(), {}
-                sampler = threading.Thread(target=backend_rss, args=(stop, peak, args.backends), daemon=True)
-                sampler.start()
-                db_cpu, machine = server_cpu_meter(server), psutil.cpu_times()
-                db_before = db_cpu()
-                result = run_local(store, spec, uri, "bench", args.backends, WS / "config" / "backend.yaml",
-                                   Path(tmp) / "runs", progress=False)  # fmt: skip
-                stop.set()
-                peak["db_cpu"] = db_cpu() - db_before
-                after = psutil.cpu_times()
-                peak["machine_busy"] = 1 - (after.idle - machine.idle) / (sum(after) - sum(machine))
-                docs = list(store.attempts({"campaign": "bench-ros"}))
-                ros = (result, docs, peak)
-            direct = run_direct(uri, items, renderer, args.backends)
+            store, rates = Store(uri, "bench"), []
+            for k in range(args.rounds):
+                spec = make_spec(f"bench-ros-{k}", args.seed, args.attempts, {"strategy": args.strategy})
+                if args.rounds > 1:
+                    print(f"--- round {k + 1} of {args.rounds}")
+                rates.append(run_round(args, store, server, uri, spec, cores, renderer, k, Path(tmp)))
         finally:
             server.stop()
-    report(args, cores, renderer, direct, ros, wilson)
+    if args.rounds > 1 and not args.direct_only:
+        ros, direct = zip(*rates)
+        print(f"rounds          : ROS {', '.join(f'{r:.2f}' for r in ros)}; direct "
+              f"{', '.join(f'{d:.2f}' for d in direct)} attempts/s per core; ratio "
+              f"{', '.join(f'{r / d:.2f}' for r, d in rates)}, median {statistics.median(r / d for r, d in rates):.2f}")  # fmt: skip
 
 
-def report(args, cores: int, renderer: str, direct: list[dict], ros, wilson) -> None:
+def run_round(args, store, server, uri: str, spec, cores: int, renderer: str, k: int, tmp: Path) -> tuple:
+    """One ROS run then one direct run of the same attempts, reported; (ROS, direct) attempts/s per core."""
+    from bench_grasp import wilson
+    from bench_store import server_cpu_meter
+
+    items = list(spec.items())
+    ros = None
+    if not args.direct_only:
+        stop, peak = threading.Event(), {}
+        sampler = threading.Thread(target=backend_rss, args=(stop, peak, args.backends), daemon=True)
+        sampler.start()
+        db_cpu, machine = server_cpu_meter(server), psutil.cpu_times()
+        db_before = db_cpu()
+        result = run_local(store, spec, uri, "bench", args.backends, WS / "config" / "backend.yaml",
+                           tmp / f"runs{k}", progress=False)  # fmt: skip
+        stop.set()
+        peak["db_cpu"] = db_cpu() - db_before
+        after = psutil.cpu_times()
+        peak["machine_busy"] = 1 - (after.idle - machine.idle) / (sum(after) - sum(machine))
+        docs = list(store.attempts({"campaign": spec.name}))
+        ros = (result, docs, peak)
+    direct = run_direct(uri, items, renderer, args.backends, k)
+    return report(args, cores, renderer, direct, ros, wilson)
+
+
+def report(args, cores: int, renderer: str, direct: list[dict], ros, wilson) -> tuple[float, float]:
+    """Print the figures of one round; (ROS, direct) stored attempts/s per core."""
     n = sum(r["n"] for r in direct)
     total = lambda key: {
         p: sum(r[key].get(p, 0) for r in direct) / n for p in {k for r in direct for k in r[key]}
@@ -257,7 +277,7 @@ def report(args, cores: int, renderer: str, direct: list[dict], ros, wilson) -> 
     lo, hi = wilson(k, n)
     print(f"success (direct): {k}/{n} = {k / n:.1%} [95 % CI {lo:.1%}-{hi:.1%}]")
     if not ros:
-        return
+        return 0.0, direct_core
     result, docs, peak = ros
     rates = per_backend_rates(docs)
     ros_core = sum(rates.values()) / cores
@@ -280,6 +300,7 @@ def report(args, cores: int, renderer: str, direct: list[dict], ros, wilson) -> 
     labels = {s: v for r in direct for s, v in r["labels"].items()}
     same = sum(labels.get(d["seed"], (None,))[0] == d["extra"]["outcome"] for d in docs)
     print(f"same outcome on both paths: {same}/{len(docs)} attempts (same seed, same attempt)")
+    return ros_core, direct_core
 
 
 if __name__ == "__main__":
