@@ -237,8 +237,7 @@ def test_captures_equal_one_render_of_everything(world, seed):
         world.spawn("post", "object:10", (0.62, -0.05, 0.2), fixed=True, check_overlap=False)
         return [world.capture(), world.capture(small)]
 
-    world.build()
-    specks = scene()
+    specks = scene()  # the world's first build drew them: now loaded as specks
     assert all(pb.getVisualShapeData(b, physicsClientId=world.client)[0][2] == pb.GEOM_BOX for b in static)
     world._drawn_once.clear()  # as in a world's first build: loaded with their visual shapes, hidden by alpha
     frames = scene()
