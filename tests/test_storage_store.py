@@ -186,6 +186,7 @@ def test_done_even_if_lease_was_reclaimed(storage_store, storage_attempt_factory
     s.create_campaign("rc", items(1))
     s.claim("rc", "slow", 0.5)
     wait_leases_expired(s, "rc")
+    assert s.claim("rc", "fast", 60.0, take_expired=False) is None  # pending items only
     assert s.claim("rc", "fast", 60.0)["lease_owner"] == "fast"
     record, images = storage_attempt_factory("rc", 0)
     assert s.store_attempt({**record, "backend": "slow"}, images)[1] is True  # first stored wins

@@ -61,6 +61,7 @@ class LoggerNode(BackendNode):
         self._started = time.monotonic()
         self._last_error = ""
         self._db_down = False  # last claim/heartbeat/renewal found the database unreachable
+        self._db_back_at: float | None = None  # monotonic time the database was last found reachable again
         self._host = socket.gethostname()
         self._status_pub = self.create_publisher(BackendStatus, "status", 10)
         # Its own group: while a claim awaits the database, stores and status go on.
@@ -119,14 +120,14 @@ class LoggerNode(BackendNode):
             return res
         try:
             self._hand_back_unstored()
-            item = self._store.claim(self._campaign, self._backend, self._lease_s)
+            item = self._store.claim(self._campaign, self._backend, self._lease_s, self._may_take_expired())
             prog = None if item else self._store.progress(self._campaign)
             known = item is not None or self._store.campaign(self._campaign) is not None
         except StorageUnavailable as exc:
             self._db_error(exc)
             res.message = f"database unavailable: {exc}"
             return res
-        self._db_down = False
+        self._db_reachable()
         if item is not None:
             with self._lock:
                 self._leased[item["item_id"]] = time.monotonic()
@@ -143,6 +144,17 @@ class LoggerNode(BackendNode):
             self._waiting = not res.done
             res.message = "campaign done" if res.done else f"no pending item; {prog['leased']} leased"
         return res
+
+    def _may_take_expired(self) -> bool:
+        """Whether a claim may take over an expired lease: not for one lease length after an outage.
+
+        In an outage no back end can renew its leases, and the attempts it finished wait in its spool, so an
+        outage longer than a lease expires the leases of back ends that are alive and done. For a lease length
+        after the database is back (the writers retry within that), this logger leaves them to their owners.
+        """
+        if self._db_down:  # this claim may be the first to find it back
+            return False
+        return self._db_back_at is None or time.monotonic() - self._db_back_at >= self._lease_s
 
     def _hand_back_unstored(self) -> None:
         """Release the items this back end claimed and never stored before it claims again.
@@ -191,6 +203,15 @@ class LoggerNode(BackendNode):
         return res
 
     # -- status ----------------------------------------------------------------------------------------
+
+    def _db_reachable(self) -> None:
+        if self._db_down:
+            self._db_back_at = time.monotonic()
+            self.get_logger().info(
+                f"database reachable again; leases that expired meanwhile are left to their owners for "
+                f"{self._lease_s:g} s"
+            )
+        self._db_down = False
 
     def _db_error(self, exc: StorageUnavailable) -> None:
         if not self._db_down:
@@ -252,7 +273,7 @@ class LoggerNode(BackendNode):
             self._renew_leases()
             try:
                 self._store.heartbeat(self._backend, **self._status_fields())
-                self._db_down = False
+                self._db_reachable()
             except StorageUnavailable as exc:
                 self._db_error(exc)
             if self._stop.wait(self._hb_period):

@@ -311,8 +311,9 @@ class Store:
     # -- leases ----------------------------------------------------------------------------------------
 
     @_guarded
-    def claim(self, campaign: str, backend: str, lease_s: float) -> dict | None:
-        """Atomically lease an item to ``backend``: the lowest-index expired lease, else the lowest pending.
+    def claim(self, campaign: str, backend: str, lease_s: float, take_expired: bool = True) -> dict | None:
+        """Atomically lease an item to ``backend``: the lowest-index expired lease (unless ``take_expired`` is
+        False), else the lowest pending.
 
         Pending items are searched in index windows from the campaign's ``claim_floor`` (a lower bound of
         the pending indexes: raised by claims unless a release intervened, lowered by release), so a claim
@@ -328,9 +329,10 @@ class Store:
             },
             "$inc": {"claims": 1},
         }
-        item = self._take({"campaign": campaign, "state": LEASED, "lease_expires": {"$lt": now}}, update)
-        if item is not None:
-            return item
+        if take_expired:
+            item = self._take({"campaign": campaign, "state": LEASED, "lease_expires": {"$lt": now}}, update)
+            if item is not None:
+                return item
         c = self.db.campaigns.find_one(
             {"name": campaign}, {"target": True, "claim_floor": True, "release_seq": True}
         )
