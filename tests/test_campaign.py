@@ -81,7 +81,14 @@ def test_three_backends_thirty_attempts_survive_kill_9(server, tmp_path):
     store = Store(server.uri, "t")
     # Mid-campaign, kill -9 the process of one back end (all its nodes) while it works on an item.
     wait_for(lambda: store.progress("c30")["attempts"] >= 4, 120, "the first attempts")
-    victim = next(b for b in store.backends("c30") if b.get("pid") and b.get("current_item"))
+    busy: list[dict] = []  # back ends whose last heartbeat (every 2 s) names the item they work on
+
+    def at_work() -> bool:
+        busy[:] = [b for b in store.backends("c30") if b.get("pid") and b.get("current_item")]
+        return bool(busy)
+
+    wait_for(at_work, 60, "a heartbeat naming the item its back end works on")
+    victim = busy[0]
     os.kill(victim["pid"], signal.SIGKILL)
     out = finish(proc, log, 300)
     assert f"back end {victim['backend']}: backend (exit -9); restarted" in out
