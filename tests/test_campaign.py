@@ -11,9 +11,8 @@ import uuid
 from pathlib import Path
 
 import pytest
-from conftest import WS, collect_command, free_port
+from conftest import WS, collect_command
 
-from myriad_storage.server import LocalServer
 from myriad_storage.store import Store
 
 
@@ -66,16 +65,9 @@ def assert_exact(store: Store, campaign: str, n: int) -> None:
     assert p["done"] == n and p["pending"] == 0 and p["leased"] == 0
 
 
-@pytest.fixture
-def server(tmp_path):
-    s = LocalServer(tmp_path / "db", port=free_port())
-    s.ensure_running()
-    yield s
-    s.stop()
-
-
 @pytest.mark.timeout(600)  # its waits: 120 s for the first attempts + 300 s for the run
-def test_three_backends_thirty_attempts_survive_kill_9(server, tmp_path):
+def test_three_backends_thirty_attempts_survive_kill_9(storage_local_server, tmp_path):
+    server = storage_local_server
     log = tmp_path / "collect.log"
     proc = start_collect(server.uri, log, "--backends", "3", "--attempts", "30", "--name", "c30", "--quiet")
     store = Store(server.uri, "t")
@@ -97,10 +89,11 @@ def test_three_backends_thirty_attempts_survive_kill_9(server, tmp_path):
 
 
 @pytest.mark.timeout(900)  # its waits: 4 x 120 s around the outage + 300 s for the run
-def test_database_outage_loses_nothing(server, tmp_path):
+def test_database_outage_loses_nothing(storage_local_server, tmp_path):
     """Attempts finished while the database is down go through the loggers' spools, and are stored once
     the database is back: no work item is claimed twice (a dropped attempt would be redone after its
     lease expired, giving the same count)."""
+    server = storage_local_server
     name = f"outage-{uuid.uuid4().hex[:8]}"
     runs = WS / "log" / "runs" / name
     log = tmp_path / "collect.log"
@@ -127,7 +120,8 @@ def test_database_outage_loses_nothing(server, tmp_path):
     assert not any(runs.glob("*/b*/spool/*.bson"))
 
 
-def test_crash_looping_backend_stops_the_run_with_its_logs(server, tmp_path):
+def test_crash_looping_backend_stops_the_run_with_its_logs(storage_local_server, tmp_path):
+    server = storage_local_server
     desc = (
         (WS / "config" / "backend.yaml")
         .read_text()

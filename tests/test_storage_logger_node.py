@@ -189,54 +189,44 @@ def test_a_claim_waiting_on_a_dead_database_blocks_no_other_callback(tmp_path, n
 
 
 def test_after_an_outage_expired_leases_are_left_to_their_owners_for_a_lease(
-    tmp_path, node_procs, ros_client
+    storage_local_server, tmp_path, node_procs, ros_client
 ):
     """An outage longer than a lease expires the leases of back ends that are alive (their finished attempts
     wait in their spools). Once the database is back, the logger claims pending items only for one lease length;
     after that, an expired lease is taken over (its owner may really be dead)."""
     lease_s = 6.0  # the grace: what the test does once the database is back must fit in it
-    from conftest import free_port
-
-    from myriad_storage.server import LocalServer
-
-    server = LocalServer(tmp_path / "db", port=free_port())
+    server = storage_local_server
+    store = Store(server.uri, "outage")
+    store.create_campaign("ln", [{"seed": 10 + i} for i in range(3)])
+    ns = f"/t{uuid.uuid4().hex[:8]}"
+    params = {"database": "outage", "campaign": "ln", "heartbeat_period": 0.3, "lease_s": lease_s,
+              "db_timeout_s": 1.0, "spool_dir": str(tmp_path / "spool")}  # fmt: skip
+    env = {"MYRIAD_MONGO_URI": server.uri}
+    node_procs(["myriad_storage.logger_node:LoggerNode"], ns, {"logger": params}, log="logger.log", env=env)
+    log_path = tmp_path / "logger.log"
+    client = ros_client(ns)
+    first = client.call(ClaimWork, "claim_work", ClaimWork.Request())
+    assert first.item_id == "ln/000000", (first, log_path.read_text())
+    client.call(StoreAttempt, "store_attempt", StoreAttempt.Request(attempt=attempt_msg(first)))
+    wait_done(store, 1)
+    assert store.claim("ln", "someone_else", 1.0)["item_id"] == "ln/000001"
+    server.stop()
+    deadline = time.monotonic() + 30
+    while "MongoDB not reachable" not in log_path.read_text() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(1.5)  # someone_else's lease has expired, and nobody could renew it
     server.ensure_running()
-    try:
-        store = Store(server.uri, "outage")
-        store.create_campaign("ln", [{"seed": 10 + i} for i in range(3)])
-        ns = f"/t{uuid.uuid4().hex[:8]}"
-        params = {"database": "outage", "campaign": "ln", "heartbeat_period": 0.3, "lease_s": lease_s,
-                  "db_timeout_s": 1.0, "spool_dir": str(tmp_path / "spool")}  # fmt: skip
-        env = {"MYRIAD_MONGO_URI": server.uri}
-        node_procs(
-            ["myriad_storage.logger_node:LoggerNode"], ns, {"logger": params}, log="logger.log", env=env
-        )
-        log_path = tmp_path / "logger.log"
-        client = ros_client(ns)
-        first = client.call(ClaimWork, "claim_work", ClaimWork.Request())
-        assert first.item_id == "ln/000000", (first, log_path.read_text())
-        client.call(StoreAttempt, "store_attempt", StoreAttempt.Request(attempt=attempt_msg(first)))
-        wait_done(store, 1)
-        assert store.claim("ln", "someone_else", 1.0)["item_id"] == "ln/000001"
-        server.stop()
-        deadline = time.monotonic() + 30
-        while "MongoDB not reachable" not in log_path.read_text() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        time.sleep(1.5)  # someone_else's lease has expired, and nobody could renew it
-        server.ensure_running()
-        deadline = time.monotonic() + 30
-        while not (back := client.call(ClaimWork, "claim_work", ClaimWork.Request())).available:
-            assert "database unavailable" in back.message and time.monotonic() < deadline, back
-            time.sleep(0.2)  # the client reconnects (as the sampler, it retries)
-        assert back.available and back.item_id == "ln/000002", (back, log_path.read_text())
-        res = client.call(StoreAttempt, "store_attempt", StoreAttempt.Request(attempt=attempt_msg(back)))
-        assert res.accepted, res.message
-        left = client.call(ClaimWork, "claim_work", ClaimWork.Request())
-        assert not left.available and "1 leased" in left.message, left
-        assert "left to their owners" in log_path.read_text()
-        time.sleep(lease_s)
-        taken = client.call(ClaimWork, "claim_work", ClaimWork.Request())
-        assert taken.available and taken.item_id == "ln/000001", taken
-        assert [w["claims"] for w in Store(server.uri, "outage").work_items("ln")] == [1, 2, 1]
-    finally:
-        server.stop()
+    deadline = time.monotonic() + 30
+    while not (back := client.call(ClaimWork, "claim_work", ClaimWork.Request())).available:
+        assert "database unavailable" in back.message and time.monotonic() < deadline, back
+        time.sleep(0.2)  # the client reconnects (as the sampler, it retries)
+    assert back.available and back.item_id == "ln/000002", (back, log_path.read_text())
+    res = client.call(StoreAttempt, "store_attempt", StoreAttempt.Request(attempt=attempt_msg(back)))
+    assert res.accepted, res.message
+    left = client.call(ClaimWork, "claim_work", ClaimWork.Request())
+    assert not left.available and "1 leased" in left.message, left
+    assert "left to their owners" in log_path.read_text()
+    time.sleep(lease_s)
+    taken = client.call(ClaimWork, "claim_work", ClaimWork.Request())
+    assert taken.available and taken.item_id == "ln/000001", taken
+    assert [w["claims"] for w in Store(server.uri, "outage").work_items("ln")] == [1, 2, 1]
