@@ -5,8 +5,11 @@ from __future__ import annotations
 import signal
 import socket
 import sys
+import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -35,6 +38,29 @@ def collect_command(uri: str, *args: str) -> list[str]:
         "t",
         *args,
     ]
+
+
+def wait_for(
+    predicate: Callable[[], Any],
+    timeout: float = 60.0,
+    what: str = "condition",
+    interval: float = 0.1,
+    tolerate: tuple[type[BaseException], ...] = (),
+) -> Any:
+    """Poll `predicate` until it returns something other than None or False, and return that; AssertionError
+    naming `what` after `timeout` s. Exceptions of the `tolerate` types count as "not yet" (a database that is
+    down on purpose)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            value = predicate()
+            if value is not None and value is not False:
+                return value
+        except tolerate:
+            pass
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(interval)
 
 
 def free_port() -> int:
@@ -134,7 +160,6 @@ def storage_attempt_factory():
 
 import os  # noqa: E402
 import threading  # noqa: E402
-import time  # noqa: E402
 
 from myriad_runtime.isolation import claim_domain  # noqa: E402
 

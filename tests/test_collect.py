@@ -7,14 +7,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import urllib.request
 import uuid
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import collect_command, free_port
+from conftest import collect_command, free_port, wait_for
 
 from myriad_grasping.episode import OUTCOMES
 from myriad_storage.codec import decode_png, png_to_depth, png_to_seg
@@ -74,16 +73,6 @@ def start(log: Path, *args: str, env: dict | None = None) -> subprocess.Popen:
             start_new_session=True,
             env=env,
         )
-
-
-def wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.mark.timeout(600)
@@ -146,7 +135,7 @@ def test_interrupted_campaign_resumes_by_name(db, tmp_path):
     proc = start(tmp_path / "first.log", *args, env=env)
     store = Store(db, "t")
     try:
-        wait_for(lambda: store.attempts({"campaign": name}), 180, "the first attempt")
+        wait_for(lambda: bool(store.attempts({"campaign": name})), 180, "the first attempt")
     finally:
         os.killpg(proc.pid, signal.SIGINT)
         proc.wait(timeout=60)

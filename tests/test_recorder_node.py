@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from conftest import wait_for
 from mcap.reader import make_reader
 from mcap_ros2.decoder import DecoderFactory
 from rosbags.highlevel import AnyReader
@@ -19,17 +20,10 @@ RECORDER = "myriad_storage.recorder_node:RecorderNode"
 STEPS_PER_JOINT_STATE = 5  # 240 Hz physics, joint_state_rate 48 Hz
 
 
-def wait_until(cond, timeout: float = 60.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
-
-
 def wait_recorded(client, topics: list[str], recorders: int = 1) -> None:
     """Until the recorder(s) subscribed to every topic (they do once the topic's publisher is discovered)."""
     for t in topics:
-        wait_until(lambda t=t: client.node.count_subscribers(t) >= recorders, what=f"recorder on {t}")
+        wait_for(lambda t=t: client.node.count_subscribers(t) >= recorders, what=f"recorder on {t}")
 
 
 def one_file(d: Path) -> Path:
@@ -155,7 +149,7 @@ def test_throttle_in_sim_time_and_size_bound_in_separate_processes(node_procs, r
     seconds, wall_start = 6, time.time_ns()
     for _ in range(seconds):  # each second of sim renders 5 images
         assert client.call(StepSimulation, "step_simulation", StepSimulation.Request(steps=240)).success
-    wait_until(lambda: "max_bytes 2500000 reached" in (tmp_path / "small.log").read_text(), what="size bound")
+    wait_for(lambda: "max_bytes 2500000 reached" in (tmp_path / "small.log").read_text(), what="size bound")
     stop_groups([rec, rec_small, sim])
     for p, name in ((rec, "recorder"), (rec_small, "small"), (sim, "sim")):
         assert p.returncode == 0, (tmp_path / f"{name}.log").read_text()[-3000:]

@@ -13,6 +13,7 @@ import pytest
 
 rclpy = pytest.importorskip("rclpy", reason="source scripts/env.sh")
 pytest.importorskip("myriad_interfaces.msg", reason="source scripts/env.sh (built interfaces)")
+from conftest import wait_for  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 
 from myriad_interfaces.msg import BackendStatus, GraspAttempt  # noqa: E402
@@ -68,9 +69,7 @@ def attempt_msg(item, executed: bool = True):
 
 def wait_done(store: Store, n: int) -> None:
     """Wait (up to 30 s) until `n` items of campaign "ln" are done."""
-    deadline = time.monotonic() + 30
-    while store.progress("ln")["done"] < n and time.monotonic() < deadline:
-        time.sleep(0.1)
+    wait_for(lambda: store.progress("ln")["done"] >= n, 30, f'{n} items of campaign "ln" done')
 
 
 def test_logger_node_claims_stores_and_reports(logger_process, mongo_uri, ros_client):
@@ -211,9 +210,7 @@ def test_after_an_outage_expired_leases_are_left_to_their_owners_for_a_lease(
     wait_done(store, 1)
     assert store.claim("ln", "someone_else", 1.0)["item_id"] == "ln/000001"
     server.stop()
-    deadline = time.monotonic() + 30
-    while "MongoDB not reachable" not in log_path.read_text() and time.monotonic() < deadline:
-        time.sleep(0.1)
+    wait_for(lambda: "MongoDB not reachable" in log_path.read_text(), 30, "the logger to report the outage")
     time.sleep(1.5)  # someone_else's lease has expired, and nobody could renew it
     server.ensure_running()
     deadline = time.monotonic() + 30

@@ -4,21 +4,13 @@ import os
 import subprocess
 import sys
 import textwrap
-import time
 import uuid
 
-from conftest import WS, free_port
+from conftest import WS, free_port, wait_for
 
 from myriad_storage.server import LocalServer
 from myriad_storage.store import Store
 from myriad_storage.writer import BufferedWriter
-
-
-def wait_for(cond, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.05)
 
 
 def test_outage_buffers_then_flushes_each_attempt_once(
