@@ -115,3 +115,36 @@ def test_clean_shared_memory_removes_only_abandoned_files(tmp_path):
     with open(held, "rb"):  # a live process (this one) has it open
         assert clean_shared_memory(tmp_path, min_age=30.0) == 1
     assert not old.exists() and fresh.exists() and held.exists()
+
+
+def test_clean_shared_memory_keeps_the_files_of_a_process_closing_other_descriptors(tmp_path):
+    """A live process that opens and closes other files meanwhile (a busy back end's sockets) keeps its
+    shared-memory files: a descriptor closed while /proc is read must not hide the ones that stay open."""
+    import os
+    import threading
+    import time
+
+    from myriad_frontend.processes import clean_shared_memory
+
+    held = tmp_path / "sem.fastdds_port7003_mutex"
+    held.write_bytes(b"x")
+    past = time.time() - 120
+    os.utime(held, (past, past))
+    others = [open(tmp_path / f"other{i}", "w") for i in range(300)]  # closed below
+    stop = threading.Event()
+
+    def churn() -> None:
+        while not stop.is_set():
+            open(tmp_path / "churn", "w").close()
+
+    thread = threading.Thread(target=churn, daemon=True)
+    thread.start()
+    try:
+        with open(held, "rb"):
+            removed = sum(clean_shared_memory(tmp_path, min_age=30.0) for _ in range(50))
+    finally:
+        stop.set()
+        thread.join()
+        for f in others:
+            f.close()
+    assert removed == 0 and held.exists()

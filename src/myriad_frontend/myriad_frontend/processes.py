@@ -95,23 +95,39 @@ def abandoned_shared_memory(shm: Path = Path("/dev/shm"), min_age: float = 2.0) 
         return []
     in_use: set[str] = set()
     for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            in_use.update(
-                line.split(None, 5)[-1]
-                for line in (proc / "maps").read_text().splitlines()
-                if str(shm) in line
-            )
-            in_use.update(os.readlink(fd) for fd in (proc / "fd").iterdir())
-        except OSError:  # the process ended, or is not ours to read
-            continue
+        if proc.name.isdigit():
+            in_use |= _mapped(proc, shm) | _open_files(proc)
     now, out = time.time(), []
     for f in files:
         try:
             if str(f) not in in_use and now - f.stat().st_mtime >= min_age:
                 out.append(f)
         except FileNotFoundError:
+            pass
+    return out
+
+
+def _mapped(proc: Path, shm: Path) -> set[str]:
+    """Paths under `shm` that process `proc` (/proc/PID) maps; none if it ended or is not ours to read."""
+    try:
+        maps = (proc / "maps").read_text().splitlines()
+    except OSError:
+        return set()
+    return {line.split(None, 5)[-1] for line in maps if str(shm) in line}
+
+
+def _open_files(proc: Path) -> set[str]:
+    """What process `proc` has open. A descriptor closed while it is read is skipped, not the process: one
+    of a busy process's sockets closing must not make its shared-memory files look abandoned."""
+    try:
+        fds = list((proc / "fd").iterdir())
+    except OSError:  # the process ended, or is not ours to read
+        return set()
+    out = set()
+    for fd in fds:
+        try:
+            out.add(os.readlink(fd))
+        except OSError:
             pass
     return out
 
