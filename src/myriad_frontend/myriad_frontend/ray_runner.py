@@ -52,6 +52,7 @@ PING_TIMEOUT_S = 30.0  # a ping unanswered this long marks the actor unreachable
 HEARTBEAT_STALE_S = 120.0  # a back end silent this long in the database is restarted by its actor
 LOST_AFTER_S = 180.0  # every actor unreachable this long: give up
 STOP_TIMEOUT_S = 30.0
+CONFIRM_TIMEOUT_S = 10.0  # at the end of a run: a restarting actor answers within it
 
 
 def actor_name(campaign: str, backend: str) -> str:
@@ -347,7 +348,14 @@ class BackendFleet:
                 s.restart_request = f"no heartbeat for {HEARTBEAT_STALE_S:.0f} s"
 
     def stop(self) -> None:
-        """Ask every actor to stop its back end, then end the actors (their leftovers die with them)."""
+        """Settle what the last pings left open, ask every actor to stop its back end, then end the actors
+        (their leftovers die with them)."""
+        for s in self.slots:
+            try:
+                if s.died and not s.dead:
+                    self._confirm(s)
+            except Exception:  # Ray itself going away: the stop goes on
+                pass
         refs = []
         for s in self.slots:
             try:
@@ -361,6 +369,13 @@ class BackendFleet:
                 ray.kill(s.actor, no_restart=True)
             except Exception:
                 pass
+
+    def _confirm(self, s: _Slot) -> None:
+        """One more ping to a back end whose actor the last ping found dead, answered before the run ends: the
+        run's log then says whether Ray gave up on it (a campaign can finish before the next regular ping)."""
+        ping = s.actor.health.remote("")
+        ray.wait([ping], timeout=CONFIRM_TIMEOUT_S)
+        self._on_status(s, _result(ping), tqdm)  # tqdm.write: the progress bar is closed by now
 
 
 def _result(ref: Any) -> dict[str, Any]:
