@@ -1,13 +1,12 @@
 """Store against a real (in-process) SecantusDB: campaigns, leases, attempts, images, errors."""
 
 import threading
-import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
 import gridfs
 import pytest
-from conftest import free_port
+from conftest import free_port, wait_for
 from pymongo import monitoring
 
 from myriad_storage.server import LocalServer
@@ -39,10 +38,7 @@ def test_campaign_idempotent_and_conflict(storage_store):
 def wait_leases_expired(s, campaign: str, timeout: float = 60.0) -> None:
     """Wait until every lease of the campaign has expired by the clock of this machine (no fixed sleep)."""
     ends = [w["lease_expires"].replace(tzinfo=UTC) for w in s.work_items(campaign, state="leased")]
-    deadline = time.monotonic() + timeout
-    while datetime.now(UTC) <= max(ends):
-        assert time.monotonic() < deadline, "leases did not expire"
-        time.sleep(0.05)
+    wait_for(lambda: datetime.now(UTC) > max(ends), timeout, "the leases to expire", interval=0.05)
 
 
 def test_claim_renew_release_and_expiry_reclaim(storage_store):

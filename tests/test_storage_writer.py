@@ -32,7 +32,7 @@ def test_outage_buffers_then_flushes_each_attempt_once(
     try:
         for i in range(3):
             writer.submit(*storage_attempt_factory("out", i))
-        wait_for(lambda: writer.db_up is False)
+        wait_for(lambda: writer.db_up is False, 10, "the writer to find the database down", interval=0.05)
         assert writer.pending() == 3 and len(list((tmp_path / "spool").glob("*.bson"))) == 3
         assert events[0][0] == "down" and f"database unreachable at {srv.uri}" in events[0][1]
 
