@@ -48,8 +48,10 @@ def run_variant(variant: str, calls: int) -> dict[str, float]:
     rclpy.init()
     executor = EventsExecutor() if variant.startswith("events") else SingleThreadedExecutor()
     lean = variant == "single-lean"
-    services = [Parameter("start_type_description_service", value=not lean)]
-    nodes = [Node(f"n{i}", start_parameter_services=not lean, parameter_overrides=services) for i in range(4)]
+    overrides = [Parameter("start_type_description_service", value=not lean)]
+    nodes = [
+        Node(f"n{i}", start_parameter_services=not lean, parameter_overrides=overrides) for i in range(4)
+    ]
     for node in nodes:
         executor.add_node(node)
     work_s = 0.02 if variant.endswith("20ms") else 0.0
