@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from conftest import collect_command, free_port
 
-from myriad_storage.server import LocalServer, workspace_port
+from myriad_storage.server import WORKSPACE_PORTS, LocalServer, workspace_port
 from myriad_storage.store import Store
 
 
@@ -93,8 +93,30 @@ def _workspace_env(ws: Path, **extra: str) -> dict:
     return {**env, "MYRIAD_WS": str(ws), **extra}
 
 
-def test_local_database_port_is_per_workspace_and_choosable(tmp_path):
-    assert workspace_port(tmp_path / "a" / "data") != workspace_port(tmp_path / "b" / "data")
+def test_a_workspace_whose_port_is_taken_starts_its_server_on_the_next_free_one(tmp_path):
+    """A workspace's default port is a hash of its path, so two workspaces can draw the same one: when another
+    program (another workspace's server) holds it, this workspace's server starts on the next free port of the
+    range, and later commands find it there. (CI once drew the same port for two paths.)"""
+    data = tmp_path / "data"
+    assert workspace_port(data) == workspace_port(tmp_path / "." / "data")  # stable
+    with socket.socket() as taken:
+        try:
+            taken.bind(("127.0.0.1", workspace_port(data)))
+            taken.listen()
+        except OSError:  # already held by another program: the same situation
+            pass
+        try:
+            out = myriad("status", env=_workspace_env(tmp_path))
+            assert out.returncode == 0 and "no campaigns" in out.stdout, out.stderr
+            pid, port = LocalServer(data).recorded()
+            assert pid is not None and port != workspace_port(data) and port in WORKSPACE_PORTS, port
+            again = myriad("status", env=_workspace_env(tmp_path))  # finds the server on its recorded port
+            assert again.returncode == 0 and LocalServer(data).recorded() == (pid, port), again.stderr
+        finally:
+            LocalServer(data).stop()
+
+
+def test_local_database_port_is_choosable(tmp_path):
     port = free_port()
     env = _workspace_env(tmp_path, MYRIAD_DB_PORT=str(port))
     try:

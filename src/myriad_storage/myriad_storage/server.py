@@ -30,10 +30,25 @@ class ServerError(RuntimeError):
     """The local database server cannot be started (port taken, server exited, not found)."""
 
 
+WORKSPACE_PORTS = range(27200, 28000)  # where workspace_port puts a workspace's server
+
+
 def workspace_port(data_dir: Path) -> int:
-    """The default port of the local server of ``data_dir``: stable, and different between workspaces."""
+    """The default port of the local server of ``data_dir``: stable, and mostly different between workspaces
+    (a hash; resolve_uri moves on when another program holds it)."""
     digest = hashlib.sha256(str(Path(data_dir).resolve()).encode()).digest()
-    return 27200 + int.from_bytes(digest[:4], "big") % 800
+    return WORKSPACE_PORTS[int.from_bytes(digest[:4], "big") % len(WORKSPACE_PORTS)]
+
+
+def _free_workspace_port(host: str, first: int) -> int:
+    """``first``, else the next port of WORKSPACE_PORTS (wrapping) that nothing listens on: two workspaces
+    whose ports collide each get a server. None free: ``first`` (starting on it names the taken port)."""
+    start = WORKSPACE_PORTS.index(first)
+    for k in range(len(WORKSPACE_PORTS)):
+        port = WORKSPACE_PORTS[(start + k) % len(WORKSPACE_PORTS)]
+        if not _port_open(host, port):
+            return port
+    return first
 
 
 def _port_open(host: str, port: int, timeout: float = 0.5) -> bool:
@@ -189,7 +204,8 @@ def resolve_uri(
     cli_uri: str | None, data_dir: Path, port: int | None = None
 ) -> tuple[str, LocalServer | None]:
     """The database URI: ``cli_uri``, else $MYRIAD_MONGO_URI, else a local server in data_dir (started) on
-    ``port``, else $MYRIAD_DB_PORT, else the running server's port, else ``workspace_port(data_dir)``."""
+    ``port``, else $MYRIAD_DB_PORT, else the running server's port, else ``workspace_port(data_dir)`` or, if
+    another program listens there, the next free port after it."""
     if cli_uri:
         return cli_uri, None
     env = os.environ.get(ENV_URI, "").strip()
@@ -211,4 +227,6 @@ def resolve_uri(
                 f"not {port}; use that port or stop it"
             )
         server.port = running_port
+    elif pid is None and port is None:  # not running, no port chosen: the default, unless someone holds it
+        server.port = _free_workspace_port(server.host, server.port)
     return server.ensure_running(), server
