@@ -95,7 +95,8 @@ def test_same_seed_same_attempts_whichever_back_ends_run_them(db, tmp_path):
         def overview_has_b():
             with urllib.request.urlopen(url, timeout=10) as r:
                 body = json.loads(r.read())
-            return any(c["name"] == name_b for c in body["campaigns"]) and body["backends"]
+            shown = {b["backend"] for b in body["backends"] if b["campaign"] == name_b}
+            return any(c["name"] == name_b for c in body["campaigns"]) and shown == {"b0", "b1"}
 
         wait_for(overview_has_b, 120, "the dashboard to show the campaign and its back ends")
         assert proc.wait(timeout=240) == 0, log.read_text()[-3000:]

@@ -14,6 +14,7 @@ import pytest
 from conftest import WS, collect_command, free_port
 
 from myriad_frontend.processes import abandoned_shared_memory
+from myriad_runtime import workspace
 from myriad_runtime.isolation import IsolationError, claim_domain
 from myriad_storage.server import LocalServer
 from myriad_storage.store import Store
@@ -190,10 +191,11 @@ def test_database_password_never_reaches_files_parameters_or_logs(tmp_path):
         out = proc.communicate(timeout=240)[0]
         assert proc.returncode == 0, out[-3000:]
         assert "s3cr3t-pw" not in out and "myriad:***@" in out
-        run_dir = WS / "log" / "runs" / name
-        for f in run_dir.rglob("*"):
-            if f.is_file():
-                assert b"s3cr3t-pw" not in f.read_bytes(), f
+        run_dir = workspace() / "log" / "runs" / name  # where the CLI writes its runs
+        files = [f for f in run_dir.rglob("*") if f.is_file()]
+        assert files, f"no run files under {run_dir}"
+        for f in files:
+            assert b"s3cr3t-pw" not in f.read_bytes(), f
         assert len(Store(uri, "t").attempts({"campaign": name})) == 6
     finally:
         auth.terminate()

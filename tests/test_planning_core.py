@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import time
 from pathlib import Path
 
 import numpy as np
@@ -132,17 +131,19 @@ def test_same_seed_same_plan(planner, wall, ends):
     assert not np.array_equal(first.path, other.path)
 
 
-def test_unreachable_and_colliding_goals_fail_fast(planner, spec, wall, ends):
+def test_unreachable_and_colliding_goals_fail_fast(planner, spec, wall, ends, monkeypatch):
+    """Goals out of reach, in collision or malformed are refused before any search (OMPL never runs)."""
     with_wall(planner, wall)
     home = spec.robot.home
-    t0 = time.monotonic()
+    monkeypatch.setattr(
+        planner, "_solve", lambda *a, **k: pytest.fail("OMPL searched for a goal refused up front")
+    )
     assert planner.plan_pose(home, [1.6, 0.0, 0.2], DOWN).code == NO_IK_SOLUTION
     assert planner.plan_pose(home, [0.6, 0.0, 0.3], DOWN).code == INVALID_GOAL  # the gripper inside the wall
     inside = planner.scene.kinematics.ik([0.6, 0.0, 0.3], DOWN)
     assert inside is not None and planner.plan_joints(home, inside).code == INVALID_GOAL
     assert planner.plan_joints(home, [9.0] * 7).code == INVALID_GOAL
     assert planner.plan("nowhere", home).code == INVALID_GOAL
-    assert time.monotonic() - t0 < 3.0
 
 
 def test_self_collision_agrees_with_a_distance_query_per_link_pair(planner, spec):

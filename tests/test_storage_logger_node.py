@@ -174,17 +174,24 @@ def test_a_claim_waiting_on_a_dead_database_blocks_no_other_callback(tmp_path, n
     client = ros_client(ns)
     item = ClaimWork.Response(campaign="ln", item_id="ln/000000", item_index=0, seed=10, params_json="{}")
     client.call(StoreAttempt, "store_attempt", StoreAttempt.Request(attempt=attempt_msg(item)))  # discovered
+    claimed_at: list[float] = []
     with ThreadPoolExecutor(1) as pool:
         claim = pool.submit(client.call, ClaimWork, "claim_work", ClaimWork.Request())
+        claim.add_done_callback(lambda _f: claimed_at.append(time.monotonic()))
         time.sleep(1.5)  # the client's match grace (0.5 s), then the claim is in the logger
         started = time.monotonic()
         stored = client.call(StoreAttempt, "store_attempt", StoreAttempt.Request(attempt=attempt_msg(item)))
-        answered_in = time.monotonic() - started
+        stored_at = time.monotonic()
         pending = not claim.done()
         res = claim.result(timeout=60)
     assert stored.accepted, stored.message
-    assert pending, f"the store was answered after the claim ({answered_in:.1f} s)"
+    assert pending, f"the store was answered after the claim ({stored_at - started:.1f} s)"
     assert not res.available and "database unavailable" in res.message, res.message
+    # The claim waited out the 3 s timeout from before the store was answered, so it was in the logger while the
+    # store was served (a claim arriving after the store would prove nothing about a blocked executor).
+    assert claimed_at[0] - 3.0 < stored_at, (
+        f"the claim reached the logger after the store ({claimed_at[0] - stored_at:.1f} s)"
+    )
 
 
 def test_after_an_outage_expired_leases_are_left_to_their_owners_for_a_lease(
