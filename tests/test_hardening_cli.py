@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -186,7 +187,6 @@ def test_unreachable_ray_address_fails_fast(mongo_uri):
 
 
 def test_ray_address_that_is_not_a_ray_head_and_ctrl_c(mongo_uri):
-    import signal
     import threading
 
     with socket.socket() as silent:  # accepts connections, never answers (as a wrong service might)
@@ -223,3 +223,34 @@ def test_uri_without_scheme_and_short_unreachable_message():
         line
         == f"myriad: MongoDB not reachable at mongodb://127.0.0.1:{port}/: 127.0.0.1:{port}: [Errno 111] Connection refused"
     )
+
+
+@pytest.mark.filterwarnings(
+    "ignore::pytest.PytestUnraisableExceptionWarning"
+)  # the dropped exception, printed
+def test_a_stop_signal_whose_exception_python_dropped_still_stops_the_run():
+    """Python only prints a KeyboardInterrupt raised inside a finalizer (`__del__`): a Ctrl-C that landed in one
+    of pymongo's while the CLI polled let the run go on to its end. The run's polling loop still sees it."""
+    from myriad_frontend.processes import raise_if_interrupted, stop_on_signals
+
+    class Finalized:
+        def __del__(self) -> None:
+            os.kill(os.getpid(), signal.SIGINT)
+            for _ in range(10_000):  # the handler runs in here: its KeyboardInterrupt is printed, not raised
+                pass
+
+    old = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        stop_on_signals()
+        raise_if_interrupted()  # no signal yet
+        try:
+            Finalized()  # no reference kept: finalized at once
+        except KeyboardInterrupt:
+            pytest.fail("the KeyboardInterrupt left the finalizer: the case under test did not arise")
+        with pytest.raises(KeyboardInterrupt):
+            raise_if_interrupted()
+        stop_on_signals()  # the next run starts without it
+        raise_if_interrupted()
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)

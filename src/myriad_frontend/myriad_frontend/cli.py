@@ -20,6 +20,7 @@ from pathlib import Path
 from myriad_frontend.campaign import CampaignSpec, parse_assignments, spec_from_options
 from myriad_frontend.checks import check_models
 from myriad_frontend.collect import CollectResult, finish, watch
+from myriad_frontend.processes import stop_on_signals
 from myriad_frontend.run import CrashLoop
 from myriad_runtime import workspace
 from myriad_runtime.isolation import IsolationError
@@ -328,17 +329,13 @@ def train_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--min-attempts", type=int, default=20, help="fewest labelled attempts to train on")
 
 
-def _interrupt(_signum: int, _frame: object) -> None:
-    raise KeyboardInterrupt
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if getattr(args, "backends", 1) < 1:
         print("myriad: --backends: expected a positive number", file=sys.stderr)
         return 2
-    # SIGTERM (kill, systemd, Docker) stops a run as Ctrl-C does: back ends stopped, leases released, summary.
-    signal.signal(signal.SIGTERM, _interrupt)
+    # SIGINT and SIGTERM stop a run: back ends stopped, leases released, summary.
+    stop_on_signals()
     try:
         return args.func(args)
     except KeyboardInterrupt:

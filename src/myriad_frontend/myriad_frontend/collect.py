@@ -14,7 +14,12 @@ from tqdm import tqdm
 from myriad_frontend.campaign import CampaignSpec
 from myriad_frontend.checks import check_worlds
 from myriad_frontend.description import load_description
-from myriad_frontend.processes import BackendProcesses, clean_shared_memory, signals_deferred
+from myriad_frontend.processes import (
+    BackendProcesses,
+    clean_shared_memory,
+    raise_if_interrupted,
+    signals_deferred,
+)
 from myriad_frontend.run import CrashLoop, Run, open_run
 from myriad_runtime import workspace
 from myriad_storage.store import StorageUnavailable, Store
@@ -103,6 +108,7 @@ def watch(
     outage, next_read = False, 0.0
     try:
         while True:
+            raise_if_interrupted()
             if time.monotonic() < next_read:
                 check(bar)
                 time.sleep(poll)

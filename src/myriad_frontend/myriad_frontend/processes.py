@@ -72,6 +72,31 @@ def stop_groups(procs: list[subprocess.Popen], grace: float = 5.0) -> None:
         p.wait()
 
 
+_interrupted = threading.Event()
+
+
+def stop_on_signals() -> None:
+    """Make SIGINT and SIGTERM (kill, systemd, Docker) stop a run as Ctrl-C does, also when Python drops the
+    KeyboardInterrupt: one raised inside a finalizer (`__del__`, e.g. pymongo's) is only printed, so the run's
+    polling loop asks `raise_if_interrupted()` as well. An ignored SIGINT (a shell's background job) stays
+    ignored. Main thread only."""
+    _interrupted.clear()
+    signal.signal(signal.SIGTERM, _interrupt)
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+        signal.signal(signal.SIGINT, _interrupt)
+
+
+def _interrupt(_signum: int, _frame: object) -> None:
+    _interrupted.set()
+    raise KeyboardInterrupt
+
+
+def raise_if_interrupted() -> None:
+    """KeyboardInterrupt if a stop signal arrived since `stop_on_signals()`, even one whose exception was lost."""
+    if _interrupted.is_set():
+        raise KeyboardInterrupt
+
+
 @contextmanager
 def signals_deferred() -> Iterator[None]:
     """Run a cleanup with SIGINT and SIGTERM ignored: a second Ctrl-C (or `kill`) while back ends are being
