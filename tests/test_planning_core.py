@@ -146,6 +146,22 @@ def test_unreachable_and_colliding_goals_fail_fast(planner, spec, wall, ends, mo
     assert planner.plan("nowhere", home).code == INVALID_GOAL
 
 
+def test_malformed_requests_are_refused_naming_the_field(planner, spec, monkeypatch):
+    """Non-finite or wrongly sized numbers give INVALID_GOAL (goal) or a refused start, named; OMPL never runs.
+    (NaN poses, which would hang PyBullet's IK here, are tested on the node: test_planning_node.py.)"""
+    monkeypatch.setattr(
+        planner, "_solve", lambda *a, **k: pytest.fail("OMPL searched for a goal refused up front")
+    )
+    home, nan = list(spec.robot.home), float("nan")
+    for goal_type in ("pose", "cartesian", "cartesian_contact"):
+        result = planner.plan(goal_type, home, pose=([0.5, 0.0], DOWN))
+        assert result.code == INVALID_GOAL and result.message.startswith("pose goal:"), result
+    joint = planner.plan("joints", home, [nan] + home[1:])
+    assert joint.code == INVALID_GOAL and "finite" in joint.message
+    start = planner.plan("joints", [float("inf")] + home[1:], home)
+    assert not start.success and start.message.startswith("start:"), start
+
+
 def test_self_collision_agrees_with_a_distance_query_per_link_pair(planner, spec):
     """The bounding-box pre-filter of self-checks drops no colliding pair: on 1,500 random and near-home
     configurations the scene reports self-collision exactly when some pair's own distance query finds contact,

@@ -139,3 +139,21 @@ def test_plan_service_joint_goal_and_unreachable_pose(client):
         and "no IK solution" in res.message
         and not res.trajectory.points
     )
+
+
+def test_non_finite_or_zero_pose_goals_are_refused_and_the_planner_goes_on(client):
+    """A NaN pose used to hang the planner inside PyBullet's IK, holding its lock; now every such goal is
+    INVALID_GOAL, answered at once, and the next request is planned."""
+    nan = float("nan")
+    for goal_type in ("pose", "cartesian"):
+        for position, orientation in (
+            ((nan, 0.0, 0.3), DOWN),
+            ((0.5, 0.0, 0.3), (nan, 0.0, 0.0, 1.0)),
+            ((0.5, 0.0, 0.3), (0.0, 0.0, 0.0, 0.0)),
+        ):
+            req = PlanMotion.Request(goal_type=goal_type, pose_goal=pose_msg(position, orientation))
+            res = plan(client, req, timeout=30.0)
+            assert res.error_code == ResultCode.INVALID_GOAL and "pose goal" in res.message, res.message
+    home = [0.0, -0.45, 0.0, -1.45, 0.0, 2.0, 0.0]
+    res = plan(client, PlanMotion.Request(goal_type="joints", joint_goal=home))
+    assert res.error_code == ResultCode.SUCCESS, res.message

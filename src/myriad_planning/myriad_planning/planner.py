@@ -59,6 +59,36 @@ def seed_ompl(seed: int) -> None:
     ou.setLogLevel(level)
 
 
+def finite_array(values: Sequence[float], shape: tuple[int, ...]) -> np.ndarray | None:
+    """`values` as a float array of `shape`, or None when they are not that many finite numbers."""
+    try:
+        a = np.asarray(values, float)
+    except (TypeError, ValueError):
+        return None
+    return a if a.shape == shape and bool(np.all(np.isfinite(a))) else None
+
+
+def shown(values: Sequence[float]) -> str:
+    """Numbers for a message, rounded to 3 decimals when they form an array."""
+    try:
+        return str(np.round(np.asarray(values, float), 3).tolist())
+    except (TypeError, ValueError):
+        return repr(values)
+
+
+def pose_problem(position: Sequence[float], orientation: Sequence[float]) -> str:
+    """What is wrong with a pose goal (NaN would hang PyBullet's IK), or "" when nothing is."""
+    p, o = finite_array(position, (3,)), finite_array(orientation, (4,))
+    if p is None or o is None:
+        return (
+            "pose goal: expected a finite position (x, y, z) and quaternion (x, y, z, w), "
+            f"got {shown(position)}, {shown(orientation)}"
+        )
+    if float(np.linalg.norm(o)) < 1e-6:
+        return "pose goal: the orientation is a zero quaternion"
+    return ""
+
+
 def _timed(method: Callable[..., PlanResult]) -> Callable[..., PlanResult]:
     """Fill in planning_time (wall time of the whole call) on results that do not carry one."""
 
@@ -105,10 +135,10 @@ class Planner:
     # -- request checks ----------------------------------------------------------------------------------------------
 
     def _start(self, start: Sequence[float], gripper_contact: bool = False) -> tuple[np.ndarray | None, str]:
-        q = np.asarray(start, float)
+        q = finite_array(start, (self.dof,))
         lo, hi = self.robot.lower, self.robot.upper
-        if q.shape != (self.dof,):
-            return None, f"start: expected {self.dof} joint positions, got {len(q)}"
+        if q is None:
+            return None, f"start: expected {self.dof} finite joint positions, got {shown(start)}"
         if np.any(q < lo - LIMIT_SLACK) or np.any(q > hi + LIMIT_SLACK):
             return None, f"start: {np.round(q, 3).tolist()} is outside the joint limits"
         q = np.clip(q, lo, hi)
@@ -139,11 +169,11 @@ class Planner:
         q0, why = self._start(start)
         if q0 is None:
             return PlanResult(PLANNING_FAILED, why, planner=name)
-        q1 = np.asarray(goal, float)
-        if q1.shape != (self.dof,) or not self.scene.within_limits(q1):
+        q1 = finite_array(goal, (self.dof,))
+        if q1 is None or not self.scene.within_limits(q1):
             return PlanResult(
                 INVALID_GOAL,
-                f"joint goal {np.round(q1, 3).tolist()} is not {self.dof} joints within limits",
+                f"joint goal {shown(goal)} is not {self.dof} finite joint positions within limits",
                 planner=name,
             )
         why = self.scene.collision(q1)
@@ -164,6 +194,9 @@ class Planner:
         """Collision-free path to the first collision-free IK solution of a gripper-centre pose."""
         t0 = time.monotonic()
         name, limit = self._settings(planner, time_limit)
+        why = pose_problem(position, orientation)
+        if why:
+            return PlanResult(INVALID_GOAL, why, planner=name)
         q0, why = self._start(start)
         if q0 is None:
             return PlanResult(PLANNING_FAILED, why, planner=name)
@@ -195,6 +228,9 @@ class Planner:
         guarded move that stops on contact); the arm may not."""
         t0 = time.monotonic()
         cfg, kin = self.config, self.scene.kinematics
+        why = pose_problem(position, orientation)
+        if why:
+            return PlanResult(INVALID_GOAL, why, planner="cartesian")
         q, why = self._start(start, gripper_contact)
         if q is None:
             return PlanResult(PLANNING_FAILED, why, planner="cartesian")

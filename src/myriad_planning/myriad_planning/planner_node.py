@@ -54,12 +54,13 @@ def dense(path: np.ndarray, step: float) -> np.ndarray:
     return np.concatenate(out)
 
 
-def pose_of(msg: Pose) -> tuple[np.ndarray, np.ndarray] | None:
-    """Position and unit quaternion of a Pose message, or None when its quaternion is zero."""
+def pose_of(msg: Pose) -> tuple[np.ndarray, np.ndarray]:
+    """Position and quaternion of a Pose message, the quaternion normalised when it can be (the planner rejects
+    a zero or non-finite one)."""
     o = msg.orientation
     q = np.array([o.x, o.y, o.z, o.w])
     n = float(np.linalg.norm(q))
-    return (np.array([msg.position.x, msg.position.y, msg.position.z]), q / n) if n > 1e-6 else None
+    return np.array([msg.position.x, msg.position.y, msg.position.z]), q / n if n > 1e-6 else q
 
 
 class PlannerNode(BackendNode):
@@ -142,10 +143,6 @@ class PlannerNode(BackendNode):
         """Plan a PlanMotion / PlanAndExecute request on the freshly synced scene."""
         posed = request.goal_type in ("pose", "cartesian", "cartesian_contact")
         pose = pose_of(request.pose_goal) if posed else None
-        if posed and pose is None:
-            return PlanResult(
-                ResultCode.INVALID_GOAL, "pose_goal: the orientation is a zero quaternion"
-            ), JointTrajectory()
         with self._lock:
             given_seed = getattr(request, "seed", -1)
             seed = given_seed if given_seed >= 0 else int(self._seeds.integers(2**31))
