@@ -7,6 +7,7 @@ import os
 import numpy as np
 import pytest
 from geometry_msgs.msg import Pose
+from sensor_msgs.msg import JointState
 from trajectory_msgs.msg import JointTrajectoryPoint
 
 from myriad_interfaces.action import ExecuteTrajectory, GripperCommand
@@ -83,6 +84,29 @@ def test_spawn_errors_are_clear(sim):
         SpawnEntity, "spawn_entity", SpawnEntity.Request(name="x", source="object:5", pose=pose(9.0, 0, 0.3))
     )
     assert not far.success and far.message.startswith("pose:")
+
+
+@pytest.mark.parametrize(
+    "sdf, words",
+    [
+        ('<sdf version="1.6"><world name="w"/></sdf>', "no <model> with a <link>"),
+        ('<sdf version="1.6"><model name="m"><link><pose>0 0 0 0 0 0</pose></link></model></sdf>',
+         "PyBullet could not load"),
+    ],
+)  # fmt: skip
+def test_a_model_pybullet_cannot_load_fails_the_request_not_the_server(sim, tmp_path, sdf, words):
+    """Both used to end the sim server's process (an IndexError, PyBullet's own error); the module's fixture
+    checks the process exits cleanly at the end."""
+    path = tmp_path / "model.sdf"
+    path.write_text(sdf)
+    req = SpawnEntity.Request(name="m", source=str(path), pose=pose(0.6, 0.0, 0.3))
+    res = sim.call(SpawnEntity, "spawn_entity", req)
+    assert not res.success and res.message.startswith("source:") and words in res.message, res.message
+    ok = sim.call(
+        SpawnEntity, "spawn_entity", SpawnEntity.Request(name="m", source="object:5", pose=pose(0.6, 0, 0.3))
+    )
+    assert ok.success, ok.message
+    assert sim.call(DeleteEntity, "delete_entity", DeleteEntity.Request(name="m")).success
 
 
 def frames(res) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -165,6 +189,19 @@ def test_bad_trajectory_and_gripper(sim):
     goal.trajectory.points = [JointTrajectoryPoint(positions=[0.0] * 7)]
     result = sim.action(ExecuteTrajectory, "execute_trajectory", goal)
     assert result.error_code == ResultCode.INVALID_GOAL and "unknown joints ['elbow']" in result.message
+    nan, ragged = [0.0] * 6 + [float("nan")], [0.0] * 6
+    for positions, velocities in ((nan, []), (ragged, []), ([0.0] * 7, [0.0] * 6)):
+        goal.trajectory.joint_names = JOINTS
+        point = JointTrajectoryPoint(positions=[0.1] * 7, velocities=[0.0] * 7)
+        point.time_from_start.sec = 1
+        last = JointTrajectoryPoint(positions=positions, velocities=velocities)
+        last.time_from_start.sec = 2
+        goal.trajectory.points = [point, last]
+        result = sim.action(ExecuteTrajectory, "execute_trajectory", goal)
+        assert result.error_code == ResultCode.INVALID_GOAL and "finite" in result.message, result.message
+    command = JointState(name=JOINTS, position=nan)
+    step = sim.call(StepSimulation, "step_simulation", StepSimulation.Request(steps=1, command=command))
+    assert not step.success and step.message.startswith("command:"), step.message
     closed = sim.action(GripperCommand, "gripper_command", GripperCommand.Goal(position=0.0, max_effort=10.0))
     assert closed.reached_goal and closed.position < 0.05
 

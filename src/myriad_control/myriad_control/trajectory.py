@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from myriad_interfaces.msg import ResultCode
+from myriad_sim.config import finite_array, shown
 from myriad_sim.robot import Robot
 
 
@@ -62,9 +63,9 @@ def make_trajectory(robot: Robot, joint_names, times, positions, velocities=None
     if len(positions) == 0:
         raise TrajectoryError("points: the trajectory has no points")
     t = np.asarray(times, dtype=float)
-    q = np.asarray(positions, dtype=float)
-    if q.shape != (len(t), len(arm)):
-        raise TrajectoryError(f"points: each point needs {len(arm)} positions, got shape {q.shape}")
+    q = finite_array(positions, (len(t), len(arm)))
+    if q is None:
+        raise TrajectoryError(f"points: each point needs {len(arm)} finite positions, got {shown(positions)}")
     if np.any(t < 0) or np.any(np.diff(t) <= 0):
         raise TrajectoryError(
             f"points: time_from_start must be non-negative and strictly increasing, got {t.round(4).tolist()}"
@@ -80,9 +81,11 @@ def make_trajectory(robot: Robot, joint_names, times, positions, velocities=None
         )
     v = None
     if velocities is not None and len(velocities):
-        v = np.asarray(velocities, dtype=float)
-        if v.shape != q.shape:
-            raise TrajectoryError(f"points: velocities must match positions, got {v.shape} vs {q.shape}")
+        v = finite_array(velocities, q.shape)
+        if v is None:
+            raise TrajectoryError(
+                f"points: velocities must be finite and match the positions' shape {q.shape}, got {shown(velocities)}"
+            )
         v = v[:, order]
         limits = np.asarray(robot.spec.velocity_limits) * 1.05
         over = np.argwhere(np.abs(v) > limits)

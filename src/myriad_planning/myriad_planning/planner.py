@@ -18,6 +18,7 @@ from myriad_interfaces.msg import ResultCode
 from myriad_planning.config import PLANNERS, PlanningConfig
 from myriad_planning.kinematics import orientation_error
 from myriad_planning.scene import Scene
+from myriad_sim.config import finite_array, shown
 
 SUCCESS, PLANNING_FAILED, INVALID_GOAL = (
     ResultCode.SUCCESS,
@@ -57,23 +58,6 @@ def seed_ompl(seed: int) -> None:
     )  # OMPL complains that reseeding after the first draw is not deterministic: it is
     ou.RNG.setSeed(1 + seed % (2**31 - 2))  # for objects created after this call, which is how we use it
     ou.setLogLevel(level)
-
-
-def finite_array(values: Sequence[float], shape: tuple[int, ...]) -> np.ndarray | None:
-    """`values` as a float array of `shape`, or None when they are not that many finite numbers."""
-    try:
-        a = np.asarray(values, float)
-    except (TypeError, ValueError):
-        return None
-    return a if a.shape == shape and bool(np.all(np.isfinite(a))) else None
-
-
-def shown(values: Sequence[float]) -> str:
-    """Numbers for a message, rounded to 3 decimals when they form an array."""
-    try:
-        return str(np.round(np.asarray(values, float), 3).tolist())
-    except (TypeError, ValueError):
-        return repr(values)
 
 
 def pose_problem(position: Sequence[float], orientation: Sequence[float]) -> str:

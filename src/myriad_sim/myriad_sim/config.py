@@ -4,9 +4,11 @@ unknown fields rejected, every error one line naming the file and the field."""
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 
 
@@ -119,3 +121,20 @@ def is_int(value: Any) -> bool:
     import numbers
 
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def finite_array(values: Sequence[float], shape: tuple[int, ...]) -> np.ndarray | None:
+    """`values` as a float array of `shape`, or None when they are not that many finite numbers."""
+    try:
+        a = np.asarray(values, float)
+    except (TypeError, ValueError):
+        return None
+    return a if a.shape == shape and bool(np.all(np.isfinite(a))) else None
+
+
+def shown(values: Sequence[float]) -> str:
+    """Numbers for a message, rounded to 3 decimals when they form an array."""
+    try:
+        return str(np.round(np.asarray(values, float), 3).tolist())
+    except (TypeError, ValueError):
+        return repr(values)

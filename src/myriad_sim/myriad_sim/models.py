@@ -83,6 +83,8 @@ def _check_model_file(path: Path) -> None:
                 )
             if suffix == ".urdf" and root.find("link") is None:
                 raise ModelError(f"{path}: malformed URDF: no <link> element")
+            if suffix == ".sdf" and root.find(".//model/link") is None:
+                raise ModelError(f"{path}: malformed SDF: no <model> with a <link>")
             for mesh in root.iter("mesh"):  # the meshes it refers to (PyBullet crashes on some bad ones)
                 ref = path.parent / mesh.get("filename", "")
                 if ref.suffix.lower() in MESH_SUFFIXES and ref.is_file():

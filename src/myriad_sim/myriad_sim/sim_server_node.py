@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import traceback
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from geometry_msgs.msg import Pose
@@ -29,6 +30,7 @@ from myriad_runtime.calls import awaitable
 from myriad_runtime.loading import load_object
 from myriad_runtime.node import BackendNode
 from myriad_sim import recording, viz
+from myriad_sim.config import finite_array, shown
 from myriad_sim.description import robot_description
 from myriad_sim.frames import CAMERA_OPTICAL, FrameTree, frame_prefix
 from myriad_sim.image_codec import cv2_to_imgmsg
@@ -175,10 +177,16 @@ class SimServerNode(BackendNode):
         return awaitable(self, self._physics.submit(fn, *args))
 
     def _on_physics(self, callback):
-        """A service callback run on the physics thread and awaited: it uses the world directly."""
+        """A service callback run on the physics thread and awaited: it uses the world directly. An unexpected
+        error fails the request (logged with its traceback) instead of ending the process."""
 
         async def run(req, res):
-            return await self.physics_async(callback, req, res)
+            try:
+                return await self.physics_async(callback, req, res)
+            except Exception as exc:
+                self.get_logger().error(f"{callback.__name__[1:]} failed: {traceback.format_exc()}")
+                res.success, res.message = False, f"internal error: {exc!r}"
+                return res
 
         return run
 
@@ -349,10 +357,11 @@ class SimServerNode(BackendNode):
         if cmd.name:
             arm = list(robot.spec.arm_joints)
             unknown = [n for n in cmd.name if n not in arm]
-            if unknown or len(cmd.position) != len(cmd.name):
+            if unknown or finite_array(cmd.position, (len(cmd.name),)) is None:
                 res.success = False
                 res.message = (
-                    f"command: unknown joints {unknown} or positions/names length mismatch; arm joints {arm}"
+                    f"command: unknown joints {unknown}, or not one finite position per name "
+                    f"{shown(cmd.position)}; arm joints {arm}"
                 )
                 return res
             targets = robot.arm_targets.copy()

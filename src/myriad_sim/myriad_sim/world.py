@@ -170,40 +170,46 @@ class World:
     ) -> int:
         c = self.client if client is None else client
         suffix = path.suffix.lower()
-        if suffix == ".urdf":
-            body = pb.loadURDF(
-                str(path), position, orientation, useFixedBase=fixed, globalScaling=scale, physicsClientId=c
-            )
-        elif suffix == ".sdf":
-            body = pb.loadSDF(str(path), globalScaling=scale, physicsClientId=c)[0]
-            pb.resetBasePositionAndOrientation(body, position, orientation, physicsClientId=c)
-            if fixed:
-                pb.createConstraint(
-                    body,
-                    -1,
-                    -1,
-                    -1,
-                    pb.JOINT_FIXED,
-                    [0, 0, 0],
-                    [0, 0, 0],
-                    position,
-                    [0, 0, 0, 1],
-                    orientation,
-                    physicsClientId=c,
+        try:
+            if suffix == ".urdf":
+                body = pb.loadURDF(
+                    str(path), position, orientation, useFixedBase=fixed, globalScaling=scale, physicsClientId=c
                 )
-        else:
-            mesh_scale = [scale] * 3
-            col = pb.createCollisionShape(
-                pb.GEOM_MESH, fileName=str(path), meshScale=mesh_scale, physicsClientId=c
-            )
-            vis = pb.createVisualShape(
-                pb.GEOM_MESH, fileName=str(path), meshScale=mesh_scale, physicsClientId=c
-            )
-            if col < 0:
-                raise SpawnError(f"source: PyBullet could not build a collision shape from {path}")
-            body = pb.createMultiBody(
-                0.0 if fixed else (mass or 0.1), col, vis, position, orientation, physicsClientId=c
-            )
+            elif suffix == ".sdf":
+                bodies = pb.loadSDF(str(path), globalScaling=scale, physicsClientId=c)
+                if not bodies:
+                    raise SpawnError(f"source: PyBullet found no model in {path}")
+                body = bodies[0]
+                pb.resetBasePositionAndOrientation(body, position, orientation, physicsClientId=c)
+                if fixed:
+                    pb.createConstraint(
+                        body,
+                        -1,
+                        -1,
+                        -1,
+                        pb.JOINT_FIXED,
+                        [0, 0, 0],
+                        [0, 0, 0],
+                        position,
+                        [0, 0, 0, 1],
+                        orientation,
+                        physicsClientId=c,
+                    )
+            else:
+                mesh_scale = [scale] * 3
+                col = pb.createCollisionShape(
+                    pb.GEOM_MESH, fileName=str(path), meshScale=mesh_scale, physicsClientId=c
+                )
+                vis = pb.createVisualShape(
+                    pb.GEOM_MESH, fileName=str(path), meshScale=mesh_scale, physicsClientId=c
+                )
+                if col < 0:
+                    raise SpawnError(f"source: PyBullet could not build a collision shape from {path}")
+                body = pb.createMultiBody(
+                    0.0 if fixed else (mass or 0.1), col, vis, position, orientation, physicsClientId=c
+                )
+        except pb.error as exc:  # a file it could not parse: a link without a name, a missing mesh
+            raise SpawnError(f"source: PyBullet could not load {path}: {exc}") from None
         if body < 0:
             raise SpawnError(f"source: PyBullet could not load {path}")
         if mass > 0 and suffix != ".obj" and suffix != ".stl":
