@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 
 import numpy as np
 import pytest
@@ -241,3 +242,29 @@ def test_trajectory_cancel_and_path_tolerance_abort(sim):
         and done.result.error_code == ResultCode.PATH_TOLERANCE_VIOLATED
     )
     assert "path tolerance 0.0001 rad violated" in done.result.message
+
+
+def test_free_running_keeps_its_real_time_factor_after_a_reset(node_procs):
+    """With real_time_factor 1, sim time follows wall time from a reset on; it used to race ahead (catching up
+    with the wall time since the node started)."""
+    from conftest import RosClient
+
+    ns = f"{NS}_rtf"
+    node_procs(["myriad_sim.sim_server_node:SimServerNode"], ns,
+               {"sim_server": {"renderer": "tiny", "real_time_factor": 1.0, "visualization": False}})  # fmt: skip
+    client = RosClient(ns)
+    try:
+
+        def now() -> float:
+            res = client.call(StepSimulation, "step_simulation", StepSimulation.Request(steps=0))
+            return res.sim_time.sec + res.sim_time.nanosec * 1e-9
+
+        now()
+        time.sleep(6.0)  # wall time the node has run before the reset
+        reset = client.call(ResetWorld, "reset_world", ResetWorld.Request(seed=1, object_count=0))
+        t0, w0 = reset.sim_time.sec + reset.sim_time.nanosec * 1e-9, time.monotonic()
+        time.sleep(2.0)
+        t1, w1 = now(), time.monotonic()
+        assert reset.success and 0.0 < t1 - t0 < (w1 - w0) + 1.0, (t0, t1, w1 - w0)
+    finally:
+        client.close()

@@ -160,7 +160,7 @@ class SimServerNode(BackendNode):
             self.controllers = load_object(p["controllers"], "parameter controllers")(self, self)
         self.rtf = p["real_time_factor"]
         if self.rtf > 0:
-            self._wall_start = time.monotonic()
+            self._pace_from_now()
             self.create_timer(0.01, self._free_run, callback_group=group)
         else:  # paused between requests: keep the last state visible to late subscribers
             self.create_timer(0.1, self._publish_paused_state, callback_group=group)
@@ -225,6 +225,10 @@ class SimServerNode(BackendNode):
                 self.publish_images(self.world.capture())
             if self._every["tf"] and k % self._every["tf"] == 0:
                 self.publish_tf()
+
+    def _pace_from_now(self) -> None:
+        """Free running keeps sim time at real_time_factor x wall time from now on (after a reset too)."""
+        self._wall_start = time.monotonic() - self.world.sim_time / self.rtf
 
     def _free_run(self) -> None:
         target = (time.monotonic() - self._wall_start) * self.rtf
@@ -326,6 +330,8 @@ class SimServerNode(BackendNode):
     def _reset(self, req, res):
         try:
             objects = self.world.reset(req.seed, req.object_count, list(req.object_ids))
+            if self.rtf > 0:
+                self._pace_from_now()
             self.publish_state()
             self.publish_scene()
             res.objects = [entity_msg(s) for s in objects]
