@@ -173,7 +173,12 @@ class World:
         try:
             if suffix == ".urdf":
                 body = pb.loadURDF(
-                    str(path), position, orientation, useFixedBase=fixed, globalScaling=scale, physicsClientId=c
+                    str(path),
+                    position,
+                    orientation,
+                    useFixedBase=fixed,
+                    globalScaling=scale,
+                    physicsClientId=c,
                 )
             elif suffix == ".sdf":
                 bodies = pb.loadSDF(str(path), globalScaling=scale, physicsClientId=c)
