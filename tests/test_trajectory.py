@@ -60,6 +60,20 @@ def test_rates_must_divide_the_physics_rate():
         recording.Recorder(WORLD, 10.0, camera_rate=5.0, camera_size=4)
 
 
+def test_rows_go_on_after_the_camera_frame_cap(monkeypatch):
+    """Past MAX_FRAMES the recorder keeps sampling the robot (it used to stop both), without new frames."""
+    monkeypatch.setattr(recording, "MAX_FRAMES", 3)
+    local = LocalBackend(WORLD, "tiny", 20.0, 5.0, 16)
+    try:
+        local.world.reset(1, 0)
+        local.world.step(240)
+        rec, steps = local.world.recorder.recording(), local.world.steps
+    finally:
+        local.close()
+    assert len(rec) == steps // 12 + 1 > 12 and rec.frames.shape == (3, 16, 16, 3)
+    assert rec.frame_of_row()[-1] == 2
+
+
 def test_samples_are_the_robot_state_at_multiples_of_the_period(recorded):
     a, end, q_end, _, spy = recorded
     rec = a.trajectory

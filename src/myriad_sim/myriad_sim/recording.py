@@ -131,9 +131,11 @@ class Recorder:
             self.sample(world)
 
     def sample(self, world) -> None:
-        if self.camera is not None and len(self.rows) % self.frame_every == 0:
-            if len(self.frames) == MAX_FRAMES:
-                return
+        if (
+            self.camera is not None
+            and len(self.rows) % self.frame_every == 0
+            and len(self.frames) < MAX_FRAMES  # past the cap: rows only (frame_of_row holds the last frame)
+        ):
             self.frames.append(world.capture(self.camera).rgb)
         r = world.robot
         position, orientation = r.tool_pose()
