@@ -278,3 +278,23 @@ def test_egl_renderer_renders_the_scene_tiny_renders(world_capture):
     assert np.mean(frame.segmentation == tiny.segmentation) > 0.97
     assert set(np.unique(frame.segmentation)) == set(np.unique(tiny.segmentation))
     assert float(np.median(np.abs(frame.depth - tiny.depth))) < 0.005
+
+
+def connected_clients() -> int:
+    return sum(pb.getConnectionInfo(physicsClientId=c)["isConnected"] for c in range(64))
+
+
+def test_a_world_that_fails_to_start_leaves_no_pybullet_client(tmp_path):
+    """An unknown renderer is refused by name; a model PyBullet cannot load fails the World's build and its
+    client is disconnected (it used to stay connected, one per failed World)."""
+    spec = load_world(WORLD)
+    before = connected_clients()
+    with pytest.raises(ValueError, match="renderer: expected auto, egl, tiny, got 'vulkan'"):
+        World(spec, renderer="vulkan")
+    bad = tmp_path / "bad.sdf"
+    bad.write_text('<sdf version="1.6"><model name="m"><link><pose>0 0 0 0 0 0</pose></link></model></sdf>')
+    model = replace(spec.models[0], name="bad", source=str(bad))
+    for renderer in ("tiny", "egl"):
+        with pytest.raises(SpawnError, match="PyBullet could not load"):
+            World(replace(spec, models=(*spec.models, model)), renderer=renderer)
+    assert connected_clients() == before

@@ -24,7 +24,11 @@ class LocalBackend:
     def __init__(self, spec: WorldSpec, renderer: str = "auto", trajectory_rate: float = 0.0,
                  trajectory_camera_rate: float = 0.0, trajectory_camera_size: int = 128):  # fmt: skip
         self.world = World(spec, renderer)
-        recording.attach(self.world, trajectory_rate, trajectory_camera_rate, trajectory_camera_size)
+        try:
+            recording.attach(self.world, trajectory_rate, trajectory_camera_rate, trajectory_camera_size)
+        except ValueError:
+            self.world.close()
+            raise
         self.spec = spec
         self._planner: Any = None
 

@@ -35,7 +35,7 @@ from myriad_sim.description import robot_description
 from myriad_sim.frames import CAMERA_OPTICAL, FrameTree, frame_prefix
 from myriad_sim.image_codec import cv2_to_imgmsg
 from myriad_sim.spec import load_world
-from myriad_sim.world import SpawnError, World
+from myriad_sim.world import RENDERERS, SpawnError, World
 
 
 def time_msg(seconds: float):
@@ -91,8 +91,8 @@ class SimServerNode(BackendNode):
             self.declare_parameter(name, default, ParameterDescriptor(description=text))
         self.prefix = self.declare_parameter("frame_prefix", frame_prefix(self.get_namespace())).value
         p = {n: self.get_parameter(n).value for n in self._parameters}
-        if p["renderer"] not in ("auto", "egl", "tiny"):
-            raise ValueError(f"parameter renderer: expected auto, egl or tiny, got {p['renderer']!r}")
+        if p["renderer"] not in RENDERERS:
+            raise ValueError(f"parameter renderer: expected {', '.join(RENDERERS)}, got {p['renderer']!r}")
         for name in ("clock_rate", "joint_state_rate", "camera_rate", "real_time_factor", "tf_rate"):
             if p[name] < 0:
                 raise ValueError(f"parameter {name}: expected a non-negative number, got {p[name]}")

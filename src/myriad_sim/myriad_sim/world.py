@@ -24,6 +24,7 @@ MIN_SCALE, MAX_SCALE = 1e-4, 100.0
 MIN_MASS, MAX_MASS = 1e-4, 1000.0  # kg
 SLEEP = pb.ACTIVATION_STATE_ENABLE_SLEEPING | pb.ACTIVATION_STATE_SLEEP
 AWAKE = pb.ACTIVATION_STATE_WAKE_UP | pb.ACTIVATION_STATE_DISABLE_SLEEPING
+RENDERERS = ("auto", "egl", "tiny")
 BODY_DAMPING = 0.04  # PyBullet's linear and angular damping of a body loaded from a model file
 
 
@@ -50,15 +51,24 @@ class EntityState:
 
 
 class World:
-    """One physics instance. Not thread-safe: callers serialise access (the sim server holds a lock)."""
+    """One physics instance. Not thread-safe: one thread uses it (the sim server's physics thread)."""
 
     def __init__(self, spec: WorldSpec, renderer: str = "auto"):
+        if renderer not in RENDERERS:
+            raise ValueError(f"renderer: expected {', '.join(RENDERERS)}, got {renderer!r}")
         self.spec = spec
         self.client = pb.connect(pb.DIRECT)
+        try:
+            self._setup(renderer)
+        except BaseException:  # no PyBullet client (and EGL context) outlives a World that failed to start
+            pb.disconnect(self.client)
+            raise
+
+    def _setup(self, renderer: str) -> None:
         self.renderer_name, self.renderer = "tiny", pb.ER_TINY_RENDERER
         if renderer in ("auto", "egl"):
             self._load_egl(required=renderer == "egl")
-        self.camera = Camera(spec.camera)
+        self.camera = Camera(self.spec.camera)
         self.entities: dict[str, Entity] = {}
         self.steps = 0
         self.robot: Robot
