@@ -137,6 +137,7 @@ def test_settle_damping_ends_with_the_settle(world):
             r"exclude': expected a list of object ids within the pool",
         ),
         (("rest_steps: 72", "rest_steps: -1"), r"rest_steps': expected a positive integer"),
+        (("pool: [0, 899]", "pool: [0, 899.5]"), r"pool': expected \[first, last\] object ids \(integers\)"),
         (
             ("settle_damping: 0.5", "settle_damping: 2"),
             r"settle_damping': expected a damping fraction in \[0, 1\]",
@@ -167,6 +168,34 @@ def test_solver_fields_in_the_world_file_are_checked(tmp_path, solver, error):
     f.write_text(yaml.safe_dump(data))
     with pytest.raises(SpecError, match=error):
         load_world(f, WS)
+
+
+@pytest.mark.parametrize(
+    "change, error",
+    [
+        (lambda d: d["models"][0].update(fixed="no"), r"models\[0\]\.fixed': expected true or false, got 'no'"),
+        (lambda d: d["workspace"].update(max=[1.2, -0.7, 1.0]), r"workspace\.max': expected a corner above min"),
+    ],
+)  # fmt: skip
+def test_model_and_workspace_fields_are_checked(tmp_path, change, error):
+    data = yaml.safe_load(WORLD.read_text())
+    change(data)
+    f = tmp_path / "w.yaml"
+    f.write_text(yaml.safe_dump(data))
+    with pytest.raises(SpecError, match=error):
+        load_world(f, WS)
+
+
+def test_a_pool_smaller_than_the_object_count_is_refused_by_name():
+    spec = load_world(WORLD)
+    small = replace(spec, objects=replace(spec.objects, pool=(10, 12), exclude=(11,)))
+    world = World(small, renderer="tiny")
+    try:
+        assert len(world.reset(1, 2)) <= 2
+        with pytest.raises(SpawnError, match=r"object_count: 3 objects, but the world's object pool holds 2"):
+            world.reset(1, 3)
+    finally:
+        world.close()
 
 
 def test_solver_settings_reach_the_engine():

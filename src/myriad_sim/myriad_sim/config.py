@@ -76,6 +76,12 @@ class ConfigReader:
             self.fail(key, "a positive integer" if positive else "an integer", v)
         return v
 
+    def boolean(self, key: str, default: Any = ...) -> bool:
+        v = self.get(key, default)
+        if not isinstance(v, bool):
+            self.fail(key, "true or false", v)
+        return v
+
     def string(self, key: str, default: Any = ...) -> str:
         v = self.get(key, default)
         if not isinstance(v, str) or not v:

@@ -189,7 +189,7 @@ def load_world(path: Path | str, workspace_root: Path | None = None) -> WorldSpe
                 source=_check_source(mr, "source", root),
                 position=mr.vector("position", 3),
                 rpy=mr.vector("rpy", 3, (0.0, 0.0, 0.0)),
-                fixed=bool(mr.get("fixed", True)),
+                fixed=mr.boolean("fixed", True),
                 scale=mr.number("scale", 1.0, positive=True),
             )
         )
@@ -212,9 +212,15 @@ def load_world(path: Path | str, workspace_root: Path | None = None) -> WorldSpe
     if camera.fov_deg >= 180:
         c.fail("fov_deg", "an angle below 180 degrees", camera.fov_deg)
     o = r.sub("objects")
-    pool = tuple(int(v) for v in o.vector("pool", 2))
-    if not 0 <= pool[0] <= pool[1] <= 999:
-        o.fail("pool", "[first, last] object ids within 0..999", list(pool))
+    pool = o.get("pool")
+    if not (
+        isinstance(pool, list)
+        and len(pool) == 2
+        and all(map(is_int, pool))
+        and 0 <= pool[0] <= pool[1] <= 999
+    ):
+        o.fail("pool", "[first, last] object ids (integers) within 0..999", pool)
+    pool = (int(pool[0]), int(pool[1]))
     exclude = o.get("exclude", [])
     if not isinstance(exclude, list) or not all(is_int(v) and pool[0] <= v <= pool[1] for v in exclude):
         o.fail("exclude", f"a list of object ids within the pool {list(pool)}", exclude)
@@ -244,10 +250,11 @@ def load_world(path: Path | str, workspace_root: Path | None = None) -> WorldSpe
         )
     sv = r.sub("solver", {})
     solver = SolverSpec(iterations=sv.integer("iterations", SolverSpec.iterations, positive=True),
-                        cone_friction=sv.get("cone_friction", SolverSpec.cone_friction))  # fmt: skip
-    if not isinstance(solver.cone_friction, bool):
-        sv.fail("cone_friction", "true or false", solver.cone_friction)
+                        cone_friction=sv.boolean("cone_friction", SolverSpec.cone_friction))  # fmt: skip
     w = r.sub("workspace")
+    low, high = w.vector("min", 3), w.vector("max", 3)
+    if not all(lo < hi for lo, hi in zip(low, high)):
+        w.fail("max", f"a corner above min {list(low)} on every axis", list(high))
     timestep = r.number("timestep", positive=True)
     spec = WorldSpec(
         path=path,
@@ -257,8 +264,8 @@ def load_world(path: Path | str, workspace_root: Path | None = None) -> WorldSpe
         models=tuple(models),
         camera=camera,
         objects=objects,
-        workspace_min=w.vector("min", 3),
-        workspace_max=w.vector("max", 3),
+        workspace_min=low,
+        workspace_max=high,
         solver=solver,
     )
     r.finish()

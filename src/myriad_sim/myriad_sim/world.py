@@ -252,14 +252,13 @@ class World:
         if object_ids:
             ids = list(object_ids)
         else:
-            ids = [
-                int(v)
-                for v in rng.choice(
-                    np.setdiff1d(np.arange(o.pool[0], o.pool[1] + 1), o.exclude),
-                    size=object_count,
-                    replace=False,
+            pool = np.setdiff1d(np.arange(o.pool[0], o.pool[1] + 1), o.exclude)
+            if object_count > len(pool):
+                raise SpawnError(
+                    f"object_count: {object_count} objects, but the world's object pool holds {len(pool)} "
+                    f"({self.spec.path.name}: objects.pool {list(o.pool)} less objects.exclude)"
                 )
-            ]
+            ids = [int(v) for v in rng.choice(pool, size=object_count, replace=False)]
         self.build()
         self._activation(self.robot.body, SLEEP)
         if self.recorder is not None:
