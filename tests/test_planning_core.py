@@ -226,3 +226,16 @@ def test_config_errors_name_file_and_field(tmp_path):
     bad.write_text("default_planner: Dijkstra\n")
     with pytest.raises(ConfigError, match="default_planner"):
         load_config(bad)
+
+
+@pytest.mark.parametrize("length", [1e-6, 0.005, 0.02])
+def test_a_motion_within_one_densify_step_takes_the_time_optimal_time(length):
+    """A path shorter than one densify step (0.02 rad) used to get a time of 2 L / 1e-12 s: the back end then
+    died allocating its samples. Rest to rest at acceleration a, it takes 2 sqrt(L / a)."""
+    from myriad_planning.timing import time_parametrize
+
+    path = np.zeros((2, 7))
+    path[1, 3] = length
+    traj = time_parametrize(path, [1.0] * 7, [2.0] * 7)
+    assert traj.duration == pytest.approx(2 * math.sqrt(length / 2.0), rel=1e-9)
+    assert np.array_equal(traj.positions[-1], path[1]) and np.all(np.abs(traj.velocities) <= 1.0)
