@@ -101,3 +101,30 @@ def test_narrow_axis_of_points():
         x, y, yaw, width = narrow_axis(pts)
         assert abs(x - 0.7) < 0.005 and abs(y - 0.1) < 0.005 and 0.018 < width <= 0.02 * math.sqrt(2)
         assert angle_between_axes(yaw, heading + math.pi / 2) < 0.05 and -math.pi / 2 < yaw <= math.pi / 2
+
+
+def test_experiment_grasp_is_the_grasp_samplers_attempt_motion_for_motion(tmp_path):
+    """Experiment.grasp plans each motion with the attempt's motion seeds, as the grasp sampler does (it used to
+    plan every motion with the experiment's seed), and so ends in the same state bit for bit."""
+    bar = write_box_urdf(tmp_path / "bar.urdf", (0.12, 0.025, 0.03))
+    runs = []
+    for via_experiment in (True, False):
+        with Experiment(world=WS / "worlds" / "tray.yaml", renderer="tiny", seed=5) as e:
+            e.reset(object_count=0)
+            e.load_object(bar, (0.66, 0.0, 0.02, 0.0, 0.0, 0.6), name="bar")
+            e.backend.world.step(120)
+            planner, seeds = e.backend.planner(), []
+
+            def plan(*a, seeds=seeds, real=planner.plan, **k):
+                seeds.append(k["seed"])
+                return real(*a, **k)
+
+            planner.plan = plan
+            grasp = Grasp(0.66, 0.0, 0.01, 0.6 + math.pi / 2)
+            if via_experiment:
+                e.grasp(grasp.x, grasp.y, grasp.yaw, grasp.z)
+            else:
+                execute_grasp(LocalGraspBackend(e.backend), grasp, GraspParams(), seed=5)
+            runs.append((seeds, e.backend.world.robot.joint_positions().tolist()))
+    assert len(runs[0][0]) >= 3 and len(set(runs[0][0])) == len(runs[0][0])
+    assert runs[0] == runs[1]

@@ -157,3 +157,24 @@ def test_non_finite_or_zero_pose_goals_are_refused_and_the_planner_goes_on(clien
     home = [0.0, -0.45, 0.0, -1.45, 0.0, 2.0, 0.0]
     res = plan(client, PlanMotion.Request(goal_type="joints", joint_goal=home))
     assert res.error_code == ResultCode.SUCCESS, res.message
+
+
+def test_an_experiment_grasp_over_ros_is_the_in_process_one(client, wall):
+    """Experiment.grasp against this back end (plan with each motion's seed, then execute_trajectory) ends in
+    the same state, bit for bit, as the same motions in this process. The wall makes a motion an OMPL search,
+    whose path depends on the seed (over ROS, plan_and_execute used to plan it with the planner's own seeds)."""
+    from myriad import Experiment
+
+    runs = []
+    for namespace in (client.node.get_namespace(), None):
+        with Experiment(namespace, WS / "worlds/tray.yaml", renderer="tiny", seed=5, timeout=60.0) as e:
+            e.reset(object_count=0)
+            e.load_object(wall, (*WALL_POS, 0.0, 0.0, 0.0), name="wall", fixed=True)
+            e.move_to(((0.6, 0.2, 0.2), DOWN))
+            e.move_to(((0.6, -0.2, 0.2), DOWN))  # around the wall
+            detour = e.robot_state()
+            result = e.grasp(0.6, -0.2, 0.0, 0.05)
+            state = e.robot_state()
+            runs.append((round(detour.sim_time, 6), detour.joint_positions.tolist(), result.outcome, result.moves,
+                         round(state.sim_time, 6), state.joint_positions.tolist()))  # fmt: skip
+    assert runs[0][3]["reach"]["ok"] and runs[0] == runs[1], runs

@@ -339,7 +339,7 @@ class _Motions:
         pose = parse_pose((position, orientation))
         try:
             contact = self.experiment.backend.move(
-                kind, pose=pose, seed=self.experiment.seed, max_contact_force=max_contact_force
+                kind, pose=pose, seed=seed, max_contact_force=max_contact_force
             )
         except RuntimeError as exc:  # MotionError, or the back end not answering
             return MoveResult(False, str(exc), refused=not getattr(exc, "planned", False))

@@ -14,7 +14,7 @@ from rclpy.node import Node
 
 from myriad.types import CameraImage, MotionError, ObjectInfo, Quat, Vec3
 from myriad_cle.remote import RemoteSim
-from myriad_interfaces.action import ExecuteTrajectory, GripperCommand, PlanAndExecute
+from myriad_interfaces.action import ExecuteTrajectory, GripperCommand
 from myriad_interfaces.msg import ResultCode
 from myriad_interfaces.srv import (
     CaptureImages,
@@ -64,7 +64,6 @@ class RosBackend:
             )
         }
         self.actions = {
-            "plan_and_execute": action_client(n, PlanAndExecute, "plan_and_execute"),
             "gripper_command": action_client(n, GripperCommand, "gripper_command"),
             "execute_trajectory": action_client(n, ExecuteTrajectory, "execute_trajectory"),
         }
@@ -134,28 +133,15 @@ class RosBackend:
         seed: int = 0,
         max_contact_force: float = 0.0,
     ) -> bool:
-        """plan_and_execute, or for a guarded move (max_contact_force > 0) plan, then execute_trajectory with it."""
-        if max_contact_force > 0:
-            return self._guarded(goal_type, pose, seed, max_contact_force)
-        goal = PlanAndExecute.Goal(goal_type=goal_type, joint_goal=[float(v) for v in joints])
-        if pose is not None:
-            goal.pose_goal = pose_msg(*pose)
-        res = self._action("plan_and_execute", goal)
-        if res.error_code != ResultCode.SUCCESS:
-            raise MotionError(
-                f"{goal_type} motion: {res.message} (error code {res.error_code})",
-                planned=res.error_code == ResultCode.EXECUTION_FAILED,
-            )
-        return False
-
-    def _guarded(self, goal_type: str, pose: tuple[Vec3, Quat] | None, seed: int, force: float) -> bool:
-        req = PlanMotion.Request(goal_type=goal_type, planner="", seed=seed)
+        """Plan (with the motion's seed), then execute_trajectory: a guarded move when max_contact_force > 0.
+        Returns whether it stopped on contact."""
+        req = PlanMotion.Request(goal_type=goal_type, joint_goal=[float(v) for v in joints], seed=seed)
         if pose is not None:
             req.pose_goal = pose_msg(*pose)
         plan = self._call("plan", req)
         if plan.error_code != ResultCode.SUCCESS:
             raise MotionError(f"{goal_type} motion: {plan.message} (error code {plan.error_code})")
-        goal = ExecuteTrajectory.Goal(trajectory=plan.trajectory, max_contact_force=force)
+        goal = ExecuteTrajectory.Goal(trajectory=plan.trajectory, max_contact_force=max_contact_force)
         res = self._action("execute_trajectory", goal)
         if res.error_code != ResultCode.SUCCESS:
             raise MotionError(f"{goal_type} motion: execution failed: {res.message}", planned=True)
