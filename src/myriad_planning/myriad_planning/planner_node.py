@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import traceback
 
 import numpy as np
 from builtin_interfaces.msg import Duration, Time
@@ -174,7 +175,11 @@ class PlannerNode(BackendNode):
         return result, trajectory_msg(self.spec.robot.arm_joints, traj)
 
     async def _plan_service(self, req: PlanMotion.Request, res: PlanMotion.Response) -> PlanMotion.Response:
-        result, res.trajectory = await in_thread(self, self.plan, req)
+        try:
+            result, res.trajectory = await in_thread(self, self.plan, req)
+        except Exception as exc:  # fail the request, not the process (an action server does so itself)
+            self.get_logger().error(f"plan failed: {traceback.format_exc()}")
+            result = PlanResult(ResultCode.PLANNING_FAILED, f"internal error: {exc!r}")
         res.error_code, res.message, res.planner = result.code, result.message, result.planner
         res.planning_time, res.path_length = result.planning_time, result.path_length
         return res
