@@ -20,7 +20,7 @@ from myriad_interfaces.srv import CaptureImages, GetEntityState, PlanMotion, Ste
 from myriad_planning.config import load_config
 from myriad_planning.planner import Planner, PlanResult
 from myriad_planning.scene import ObjectState, Scene, camera_pose
-from myriad_planning.timing import robot_trajectory
+from myriad_planning.timing import densify, robot_trajectory
 from myriad_runtime import workspace_path
 from myriad_runtime.calls import CallFailed, action_client, call_action, call_service, end_goal, in_thread
 from myriad_runtime.node import BackendNode
@@ -44,15 +44,6 @@ def trajectory_msg(names: tuple[str, ...], traj: Trajectory) -> JointTrajectory:
             )
         )
     return msg
-
-
-def dense(path: np.ndarray, step: float) -> np.ndarray:
-    """The joint path with intermediate points, no joint moving more than `step` rad between two."""
-    out = [path[:1]]
-    for a, b in zip(path[:-1], path[1:]):
-        n = max(1, int(np.ceil(np.max(np.abs(b - a)) / step)))
-        out.append(a + np.outer(np.arange(1, n + 1) / n, b - a))
-    return np.concatenate(out)
 
 
 def pose_of(msg: Pose) -> tuple[np.ndarray, np.ndarray]:
@@ -163,7 +154,7 @@ class PlannerNode(BackendNode):
                 seed,
             )
             if result.success and self.markers_pub is not None:
-                tool = [self.scene.kinematics.fk(q)[0] for q in dense(result.path, 0.1)]
+                tool = [self.scene.kinematics.fk(q)[0] for q in densify(result.path, 0.1)]
                 self.markers_pub.publish(viz.path_marker(tool, self.prefix, Time()))
         if not result.success:
             self.get_logger().info(f"{request.goal_type} plan failed ({result.code}): {result.message}")

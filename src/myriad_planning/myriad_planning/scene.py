@@ -33,13 +33,8 @@ class ObjectState:
 
 def camera_pose(spec: CameraSpec) -> np.ndarray:
     """4x4 world-from-optical-frame transform (x right, y down, z forward) of a camera spec."""
-    eye, target, up = (np.asarray(v, float) for v in (spec.position, spec.target, spec.up))
-    z = (target - eye) / np.linalg.norm(target - eye)
-    y = -(up - up.dot(z) * z)
-    y /= np.linalg.norm(y)
     pose = np.eye(4)
-    pose[:3, :3] = np.column_stack([np.cross(y, z), y, z])
-    pose[:3, 3] = eye
+    pose[:3, :3], pose[:3, 3] = Camera(spec).rotation(), spec.position
     return pose
 
 

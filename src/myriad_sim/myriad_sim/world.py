@@ -432,18 +432,6 @@ class World:
             self._layers[key] = layer
         return self._layers[key]
 
-    def robot_contacts(self, exclude: tuple[str, ...] = ()) -> list[str]:
-        """Names of entities the arm (links before the gripper) touches."""
-        names = []
-        for e in self.entities.values():
-            if e.name == "robot" or e.name in exclude:
-                continue
-            for cp in pb.getContactPoints(self.robot.body, e.body, physicsClientId=self.client):
-                if cp[3] <= self.robot.ee:
-                    names.append(e.name)
-                    break
-        return names
-
     def close(self) -> None:
         if pb.isConnected(self.client):
             pb.disconnect(self.client)

@@ -600,19 +600,6 @@ class Store:
             out[fid] = data
         return out
 
-    @_guarded
-    def delete_orphan_images(self, older_than_s: float = 3600.0) -> int:
-        """Delete image files no attempt references (left by a crash between upload and insert)."""
-        cutoff = _now() - timedelta(seconds=older_than_s)
-        removed = 0
-        for f in self.db[f"{IMAGE_BUCKET}.files"].find({"uploadDate": {"$lt": cutoff}}, {"metadata": True}):
-            meta = f.get("metadata") or {}
-            owner = self.db.attempts.find_one({"attempt_key": meta.get("attempt_key")}, {"images": True})
-            if owner is None or f["_id"] not in (owner.get("images") or {}).values():
-                self._delete_files([f["_id"]])
-                removed += 1
-        return removed
-
     # -- backends --------------------------------------------------------------------------------------
 
     @_guarded
