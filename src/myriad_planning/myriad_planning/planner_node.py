@@ -52,7 +52,7 @@ def pose_of(msg: Pose) -> tuple[np.ndarray, np.ndarray]:
     o = msg.orientation
     q = np.array([o.x, o.y, o.z, o.w])
     n = float(np.linalg.norm(q))
-    return np.array([msg.position.x, msg.position.y, msg.position.z]), q / n if n > 1e-6 else q
+    return np.array([msg.position.x, msg.position.y, msg.position.z]), (q / n if n > 1e-6 else q)
 
 
 class PlannerNode(BackendNode):

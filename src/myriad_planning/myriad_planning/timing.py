@@ -43,9 +43,8 @@ def time_parametrize(
         return Trajectory(np.zeros(1), path[:1].copy(), np.zeros_like(path[:1]))
     vlim, alim = np.asarray(velocity_limits, float), np.asarray(acceleration_limits, float)
     q = densify(path, densify_step)
-    if (
-        len(q) == 2
-    ):  # one segment, no vertex to accelerate and brake at: split it (time-optimal, 2 sqrt(L / a))
+    if len(q) == 2:
+        # One segment has no vertex to accelerate and brake at: split it (time-optimal then, 2 sqrt(L / a)).
         q = np.array([q[0], (q[0] + q[1]) / 2, q[1]])
     steps = np.diff(q, axis=0)
     lengths = np.linalg.norm(steps, axis=1)
