@@ -7,7 +7,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pybullet as pb
 
@@ -22,6 +22,9 @@ from myriad_sim.camera import DepthView
 from myriad_sim.config import is_int
 from myriad_sim.spec import load_world
 from myriad_sim.world import MAX_MASS, MAX_OBJECTS, MAX_SCALE, MIN_MASS, MIN_SCALE, SpawnError
+
+if TYPE_CHECKING:
+    from myriad_grasping.episode import MoveResult
 
 _SPAWN_ARGS = {"source": "path", "pose": "pose", "scale": "scale", "mass": "mass", "name": "name"}
 
@@ -333,7 +336,14 @@ class _Motions:
     def __init__(self, experiment: Experiment):
         self.experiment = experiment
 
-    def move(self, kind: str, position, orientation, seed: int, max_contact_force: float = 0.0):
+    def move(
+        self,
+        kind: str,
+        position: Sequence[float],
+        orientation: Sequence[float],
+        seed: int,
+        max_contact_force: float = 0.0,
+    ) -> MoveResult:
         from myriad_grasping.episode import MoveResult
 
         pose = parse_pose((position, orientation))

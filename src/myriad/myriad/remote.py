@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import rclpy
 from geometry_msgs.msg import Pose
@@ -29,6 +29,9 @@ from myriad_sim.camera import Camera
 from myriad_sim.image_codec import imgmsg_to_cv2
 from myriad_sim.spec import WorldSpec
 from myriad_sim.world import SpawnError
+
+if TYPE_CHECKING:
+    from myriad_cle.sim import RobotState
 
 
 def pose_msg(position: Vec3, orientation: Quat) -> Pose:
@@ -122,7 +125,7 @@ class RosBackend:
         images = (imgmsg_to_cv2(res.rgb), imgmsg_to_cv2(res.depth), imgmsg_to_cv2(res.segmentation))
         return CameraImage(*images, self.camera.intrinsics, self.camera)
 
-    def robot_state(self):
+    def robot_state(self) -> RobotState:
         return self._sim.observe()
 
     def move(

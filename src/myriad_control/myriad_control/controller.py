@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.node import Node
@@ -11,6 +13,9 @@ from myriad_control.trajectory import TrajectoryError, follow, make_trajectory
 from myriad_interfaces.action import ExecuteTrajectory, GripperCommand
 from myriad_interfaces.msg import ResultCode
 from myriad_runtime.calls import end_goal
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 class Controllers:
@@ -60,7 +65,7 @@ class Controllers:
         path_tol = goal.path_tolerance or self.node.get_parameter("path_tolerance").value
         goal_tol = goal.goal_tolerance or self.node.get_parameter("goal_tolerance").value
 
-        def feedback(t, err, q):
+        def feedback(t: float, err: float, q: np.ndarray) -> None:
             fb = ExecuteTrajectory.Feedback(time_from_start=t, tracking_error=err, positions=list(q))
             goal_handle.publish_feedback(fb)
 

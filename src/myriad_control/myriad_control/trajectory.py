@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -45,13 +45,19 @@ def duration_parts(t: float) -> tuple[int, int]:
     return sec, int(round((t - sec) * 1e9))
 
 
-def message_times(times) -> list[float]:
+def message_times(times: Iterable[float]) -> list[float]:
     """The times a controller reads back from a trajectory message: the in-process back end follows exactly what
     a back end's controller follows (the same attempt, bit for bit)."""
     return [sec + nanosec * 1e-9 for sec, nanosec in map(duration_parts, times)]
 
 
-def make_trajectory(robot: Robot, joint_names, times, positions, velocities=None) -> Trajectory:
+def make_trajectory(
+    robot: Robot,
+    joint_names: Sequence[str],
+    times: Sequence[float],
+    positions: Sequence[Sequence[float]] | np.ndarray,
+    velocities: Sequence[Sequence[float]] | np.ndarray | None = None,
+) -> Trajectory:
     """Validate a goal and reorder it to the arm's joints; raises TrajectoryError with a clear message."""
     arm = list(robot.spec.arm_joints)
     names = list(joint_names)

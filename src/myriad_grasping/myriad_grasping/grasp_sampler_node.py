@@ -7,6 +7,7 @@ import os
 import threading
 import time
 import traceback
+from typing import Any
 
 import rclpy
 from builtin_interfaces.msg import Time
@@ -26,7 +27,9 @@ from myriad_sim.frames import frame_prefix, optical_pose
 from myriad_sim.spec import load_world
 
 
-def attempt_msg(a: Attempt, work, backend: str, camera: Camera | None = None) -> GraspAttempt:
+def attempt_msg(
+    a: Attempt, work: ClaimWork.Response, backend: str, camera: Camera | None = None
+) -> GraspAttempt:
     """The record of one attempt, images and trajectory included, as the logger stores it; `camera` (the one that
     took the images) gives the camera pose."""
     m = GraspAttempt(
@@ -155,7 +158,7 @@ class GraspSamplerNode(BackendNode):
             raise CallFailed("store_attempt", f"refused {work.item_id}: {res.message}")
         self.get_logger().info(f"{work.item_id}: {attempt.outcome} in {attempt.timings['total']:.2f} s")
 
-    def model(self, version: str):
+    def model(self, version: str) -> Any:
         """The stored grasp model `version`, loaded from the database once (the `learned` strategy)."""
         if self._models is None:
             from myriad_learning.registry import ModelRegistry

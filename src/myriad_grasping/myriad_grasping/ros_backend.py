@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from geometry_msgs.msg import Pose
 from rclpy.action import ActionClient
@@ -17,6 +18,9 @@ from myriad_sim import recording
 from myriad_sim.camera import Camera, DepthView
 from myriad_sim.image_codec import imgmsg_to_cv2
 
+if TYPE_CHECKING:
+    from rclpy.client import Client
+
 
 class RosCalls:
     """A node's clients and blocking calls (myriad_runtime.calls) with one timeout, from the node's worker thread."""
@@ -24,16 +28,16 @@ class RosCalls:
     def __init__(self, node: Node, timeout: float = 60.0):
         self.node, self.timeout = node, timeout
 
-    def client(self, srv_type, name: str):
+    def client(self, srv_type: Any, name: str) -> Client:
         return self.node.create_client(srv_type, name)
 
-    def action(self, action_type, name: str) -> ActionClient:
+    def action(self, action_type: Any, name: str) -> ActionClient:
         return action_client(self.node, action_type, name)
 
-    def call(self, client, request):
+    def call(self, client: Client, request: Any) -> Any:
         return call_service(client, request, self.timeout)
 
-    def run_action(self, client: ActionClient, goal):
+    def run_action(self, client: ActionClient, goal: Any) -> Any:
         return call_action(client, goal, self.timeout)
 
 
@@ -73,7 +77,12 @@ class RosGraspBackend:
         return DepthView(self.camera, depth, seg, self.object_bodies, imgmsg_to_cv2(images.rgb, rgb=True))
 
     def move(
-        self, kind: str, position: Vec3, orientation, seed: int, max_contact_force: float = 0.0
+        self,
+        kind: str,
+        position: Vec3,
+        orientation: Sequence[float],
+        seed: int,
+        max_contact_force: float = 0.0,
     ) -> MoveResult:
         pose = Pose()
         pose.position.x, pose.position.y, pose.position.z = position

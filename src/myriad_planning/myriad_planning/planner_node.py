@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import traceback
+from typing import TYPE_CHECKING
 
 import numpy as np
 from builtin_interfaces.msg import Duration, Time
@@ -28,6 +29,9 @@ from myriad_sim import viz
 from myriad_sim.frames import frame_prefix
 from myriad_sim.image_codec import imgmsg_to_cv2
 from myriad_sim.spec import load_world
+
+if TYPE_CHECKING:
+    from rclpy.action.server import ServerGoalHandle
 
 SERVICE_TIMEOUT = 5.0  # s, for the sim server's services and the controller accepting a goal
 
@@ -131,7 +135,7 @@ class PlannerNode(BackendNode):
 
     # -- planning ----------------------------------------------------------------------------------------------------
 
-    def plan(self, request) -> tuple[PlanResult, JointTrajectory]:
+    def plan(self, request: PlanMotion.Request | PlanAndExecute.Goal) -> tuple[PlanResult, JointTrajectory]:
         """Plan a PlanMotion / PlanAndExecute request on the freshly synced scene."""
         posed = request.goal_type in ("pose", "cartesian", "cartesian_contact")
         pose = pose_of(request.pose_goal) if posed else None
@@ -180,7 +184,7 @@ class PlannerNode(BackendNode):
         end_goal(goal_handle, out.error_code == ResultCode.SUCCESS)
         return out
 
-    def plan_and_execute(self, goal_handle) -> PlanAndExecute.Result:
+    def plan_and_execute(self, goal_handle: ServerGoalHandle) -> PlanAndExecute.Result:
         """Plan, then execute on success (on a thread of its own: it waits on the sim and the controller)."""
         out = PlanAndExecute.Result()
         goal_handle.publish_feedback(PlanAndExecute.Feedback(phase="planning"))
@@ -192,7 +196,7 @@ class PlannerNode(BackendNode):
             out.error_code, out.message, out.execution_time = self.execute(traj, goal_handle)
         return out
 
-    def execute(self, traj: JointTrajectory, goal_handle) -> tuple[int, str, float]:
+    def execute(self, traj: JointTrajectory, goal_handle: ServerGoalHandle) -> tuple[int, str, float]:
         """Run a trajectory on the controller; (code, message, execution time from the plan)."""
         if not traj.points:
             return ResultCode.SUCCESS, "already at the goal", 0.0

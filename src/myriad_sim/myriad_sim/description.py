@@ -4,6 +4,7 @@ absolute paths for PyBullet or as file:// URIs for robot_description (RViz)."""
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
 import pybullet as pb
@@ -36,7 +37,9 @@ def resolved_file(path: Path | str) -> Path:
     return cached_file(Path(path).stem, resolve_meshes(Path(path).read_text()), ".urdf")
 
 
-def load_robot_body(client: int, path: Path | str, position, orientation) -> int:
+def load_robot_body(
+    client: int, path: Path | str, position: Sequence[float], orientation: Sequence[float]
+) -> int:
     """Load the robot URDF into a PyBullet client with a fixed base; returns the body id."""
     body = pb.loadURDF(
         str(resolved_file(path)), position, orientation, useFixedBase=True, physicsClientId=client

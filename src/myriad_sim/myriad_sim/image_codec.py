@@ -6,6 +6,8 @@ logger (myriad_storage.records) decode with it.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from sensor_msgs.msg import Image
 
@@ -46,7 +48,7 @@ def imgmsg_to_cv2(msg: Image, rgb: bool = False) -> np.ndarray:
     return arr
 
 
-def cv2_to_imgmsg(arr: np.ndarray, encoding: str, frame_id: str = "", stamp=None) -> Image:
+def cv2_to_imgmsg(arr: np.ndarray, encoding: str, frame_id: str = "", stamp: Any = None) -> Image:
     """Wrap an array as an Image in `encoding` (which must match the array's dtype and channel count)."""
     if encoding not in ENCODINGS:
         raise ValueError(f"unsupported image encoding {encoding!r}; supported: {sorted(ENCODINGS)}")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import array
 import math
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -22,6 +22,7 @@ if (
 ):  # pybullet is imported by the recorder only: readers of recordings (the export) need no physics
     from myriad_sim.camera import Camera
     from myriad_sim.spec import WorldSpec
+    from myriad_sim.world import World
 
 MAX_SAMPLES = 6000  # ten minutes at 10 Hz (about 1 MB): a run without resets stops recording there
 MAX_FRAMES = 600  # two minutes at 5 Hz (about 30 MB at 128x128)
@@ -121,16 +122,16 @@ class Recorder:
         self.columns = columns(spec.robot.arm_joints)
         self.seed, self.rows, self.frames = 0, [], []
 
-    def start(self, world, seed: int) -> None:
+    def start(self, world: World, seed: int) -> None:
         """Begin the recording of an attempt (world just reset, sim time 0) with its first sample."""
         self.seed, self.rows, self.frames = seed, [], []
         self.sample(world)
 
-    def after_step(self, world) -> None:
+    def after_step(self, world: World) -> None:
         if world.steps % self.every == 0 and 0 < len(self.rows) < MAX_SAMPLES:
             self.sample(world)
 
-    def sample(self, world) -> None:
+    def sample(self, world: World) -> None:
         if (
             self.camera is not None
             and len(self.rows) % self.frame_every == 0
@@ -150,7 +151,9 @@ class Recorder:
         return Recording(self.seed, self.rate, list(self.columns), values, self.camera_rate, frames)
 
 
-def attach(world, rate: float, camera_rate: float = 0.0, camera_size: int = 128, prefix: str = "") -> None:
+def attach(
+    world: World, rate: float, camera_rate: float = 0.0, camera_size: int = 128, prefix: str = ""
+) -> None:
     """Record `world`'s attempts at `rate` samples per second of sim time (0: no recording)."""
     world.recorder = Recorder(world.spec, rate, camera_rate, camera_size, prefix) if rate else None
 
@@ -158,7 +161,7 @@ def attach(world, rate: float, camera_rate: float = 0.0, camera_size: int = 128,
 # -- messages (myriad_interfaces/msg/Trajectory) ------------------------------------------------------------------
 
 
-def to_msg(rec: Recording | None, msg):
+def to_msg(rec: Recording | None, msg: Any) -> Any:
     """Fill a Trajectory message from a recording (rate 0 for None) and return it."""
     if rec is None:
         return msg
@@ -172,7 +175,7 @@ def to_msg(rec: Recording | None, msg):
     return msg
 
 
-def from_msg(msg) -> Recording | None:
+def from_msg(msg: Any) -> Recording | None:
     """The recording of a Trajectory message; None when it holds none (rate 0)."""
     if msg.rate <= 0:
         return None

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import time
 import traceback
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
 
 from geometry_msgs.msg import Pose
 from rcl_interfaces.msg import ParameterDescriptor
@@ -37,15 +39,22 @@ from myriad_sim.image_codec import cv2_to_imgmsg
 from myriad_sim.spec import load_world
 from myriad_sim.world import RENDERERS, SpawnError, World
 
+if TYPE_CHECKING:
+    import rclpy.task
+    from builtin_interfaces.msg import Time
 
-def time_msg(seconds: float):
+    from myriad_sim.camera import Frame
+    from myriad_sim.world import EntityState
+
+
+def time_msg(seconds: float) -> Time:
     from builtin_interfaces.msg import Time
 
     sec = int(seconds)
     return Time(sec=sec, nanosec=int(round((seconds - sec) * 1e9)))
 
 
-def entity_msg(s) -> EntityStateMsg:
+def entity_msg(s: EntityState) -> EntityStateMsg:
     m = EntityStateMsg(name=s.name, source=s.source, body_id=s.body)
     m.pose.position.x, m.pose.position.y, m.pose.position.z = (float(v) for v in s.position)
     o = m.pose.orientation
@@ -166,12 +175,12 @@ class SimServerNode(BackendNode):
             self.create_timer(0.1, self._publish_paused_state, callback_group=group)
         self.physics(self.publish_state)
 
-    def physics(self, fn, *args, **kwargs):
+    def physics(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Run fn on the physics thread and return its result (exceptions propagate to the caller); for other
         threads only (on the physics thread it would wait for itself)."""
         return self._physics.submit(fn, *args, **kwargs).result()
 
-    def physics_async(self, fn, *args):
+    def physics_async(self, fn: Callable[..., Any], *args: Any) -> rclpy.task.Future:
         """fn(*args) on the physics thread, as a future an `async def` callback awaits holding no executor thread
         (a motion runs for seconds: cancel requests and other calls are served meanwhile)."""
         return awaitable(self, self._physics.submit(fn, *args))
@@ -180,7 +189,7 @@ class SimServerNode(BackendNode):
         """A service callback run on the physics thread and awaited: it uses the world directly. An unexpected
         error fails the request (logged with its traceback) instead of ending the process."""
 
-        async def run(req, res):
+        async def run(req: Any, res: Any) -> Any:
             try:
                 return await self.physics_async(callback, req, res)
             except Exception as exc:
@@ -283,7 +292,7 @@ class SimServerNode(BackendNode):
         info.header.stamp = time_msg(self.world.sim_time)
         return info
 
-    def publish_images(self, frame) -> tuple[Image, Image, Image, CameraInfo]:
+    def publish_images(self, frame: Frame) -> tuple[Image, Image, Image, CameraInfo]:
         stamp = time_msg(self.world.sim_time)
         msgs = (
             cv2_to_imgmsg(frame.rgb, "rgb8", self.optical_frame, stamp),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -127,7 +128,11 @@ def _robot_urdf(r: ConfigReader, base: Path) -> str:
     return str(path)
 
 
-def load_robot(path: Path | str, position=(0.0, 0.0, 0.0), rpy=(0.0, 0.0, 0.0)) -> RobotSpec:
+def load_robot(
+    path: Path | str,
+    position: Sequence[float] = (0.0, 0.0, 0.0),
+    rpy: Sequence[float] = (0.0, 0.0, 0.0),
+) -> RobotSpec:
     """Load a robot description YAML (see urdf/iiwa_wsg50.yaml)."""
     path = Path(path)
     r = ConfigReader(path, read_yaml(path))

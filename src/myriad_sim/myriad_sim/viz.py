@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pybullet as pb
@@ -17,6 +18,9 @@ from tf2_msgs.msg import TFMessage
 from visualization_msgs.msg import Marker, MarkerArray
 
 from myriad_sim.frames import WORLD, Transform
+
+if TYPE_CHECKING:
+    from myriad_sim.world import World
 
 # Kept for late subscribers (RViz started after the back end), as robot_state_publisher and tf_static do.
 LATCHED = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
@@ -87,7 +91,7 @@ def _pose(m: Marker, position: Sequence[float], orientation: Sequence[float] = (
     o.x, o.y, o.z, o.w = (float(v) for v in orientation)
 
 
-def body_markers(world, body: int, frame: str, ns: str, stamp, first_id: int = 0) -> list[Marker]:
+def body_markers(world: World, body: int, frame: str, ns: str, stamp: Any, first_id: int = 0) -> list[Marker]:
     """Mesh (or box/sphere/cylinder) markers of a body's base visuals, locked to the body's frame."""
     out = []
     inertial = pb.getDynamicsInfo(body, -1, physicsClientId=world.client)[3:5]
@@ -120,7 +124,7 @@ def body_markers(world, body: int, frame: str, ns: str, stamp, first_id: int = 0
     return out
 
 
-def box_lines(lo: Sequence[float], hi: Sequence[float], frame: str, ns: str, stamp) -> Marker:
+def box_lines(lo: Sequence[float], hi: Sequence[float], frame: str, ns: str, stamp: Any) -> Marker:
     """The 12 edges of an axis-aligned box as a LINE_LIST."""
     m = Marker(ns=ns, id=0, type=Marker.LINE_LIST, action=Marker.ADD)
     m.header.frame_id, m.header.stamp = frame, stamp
@@ -134,7 +138,7 @@ def box_lines(lo: Sequence[float], hi: Sequence[float], frame: str, ns: str, sta
     return m
 
 
-def scene_markers(world, prefix: str, stamp) -> MarkerArray:
+def scene_markers(world: World, prefix: str, stamp: Any) -> MarkerArray:
     """Everything but the robot: fixed models and objects (meshes locked to their TF frames), workspace bounds.
     Starts with DELETEALL, so objects of an earlier attempt disappear."""
     markers = [Marker(action=Marker.DELETEALL)]
@@ -153,7 +157,7 @@ def grasp_markers(
     opening: float,
     success: bool | None,
     prefix: str,
-    stamp,
+    stamp: Any,
 ) -> MarkerArray:
     """A gripper at the grasp pose (tool frame: z down the fingers, x across the jaws): palm and two fingers,
     green for a success, red for a failure, yellow while the outcome is unknown."""
@@ -174,7 +178,7 @@ def grasp_markers(
     return MarkerArray(markers=out)
 
 
-def path_marker(points: Iterable[Sequence[float]], prefix: str, stamp) -> MarkerArray:
+def path_marker(points: Iterable[Sequence[float]], prefix: str, stamp: Any) -> MarkerArray:
     """The tool centre's path as a LINE_STRIP in the world frame."""
     m = Marker(ns="path", id=0, type=Marker.LINE_STRIP, action=Marker.ADD)
     m.header.frame_id, m.header.stamp = prefix + WORLD, stamp

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import pkgutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -337,8 +338,8 @@ class World:
         self,
         name: str,
         source: str,
-        position,
-        orientation=(0.0, 0.0, 0.0, 1.0),
+        position: Sequence[float],
+        orientation: Sequence[float] = (0.0, 0.0, 0.0, 1.0),
         scale: float = 1.0,
         mass: float = 0.0,
         fixed: bool = False,

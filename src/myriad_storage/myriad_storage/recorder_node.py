@@ -19,7 +19,7 @@ import threading
 import time
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import rclpy.logging
 from rcl_interfaces.msg import ParameterDescriptor
@@ -30,6 +30,9 @@ from rclpy.subscription import Subscription
 from myriad_runtime.node import BackendNode
 
 from .bag import COMPRESSIONS, BagWriter, DefinitionError, message_stamp, qos_dict, stamp_offset
+
+if TYPE_CHECKING:
+    from rclpy.duration import Duration
 
 DEFAULT_TOPICS = [
     "joint_states",
@@ -61,7 +64,7 @@ def message_class(type_name: str) -> type:
 def offered_qos(profile: QoSProfile) -> dict[str, Any]:
     """An rclpy QoS profile of a publisher as ``bag.qos_dict`` spells it."""
 
-    def duration(d) -> tuple[int, int]:
+    def duration(d: Duration) -> tuple[int, int]:
         return divmod(d.nanoseconds, 1_000_000_000)
 
     p = qos_dict(

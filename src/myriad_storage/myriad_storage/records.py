@@ -7,6 +7,7 @@ decoded by the workspace's one codec, myriad_sim.image_codec.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -44,7 +45,9 @@ def attempt_record(**fields: Any) -> dict:
     return record
 
 
-def object_record(name: str, source: str, body_id: int, position, orientation) -> dict:
+def object_record(
+    name: str, source: str, body_id: int, position: Sequence[float], orientation: Sequence[float]
+) -> dict:
     """An entry of a record's `objects`."""
     return {
         "name": name,
