@@ -5,15 +5,28 @@ clients made while their node spins leave its executor alive."""
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
+from conftest import MATCH_GRACE_S, wait_for
 
 rclpy = pytest.importorskip("rclpy", reason="source scripts/env.sh")
+from action_msgs.msg import GoalStatus  # noqa: E402
+from rclpy.action import ActionServer, CancelResponse  # noqa: E402
+from rclpy.action.server import ServerGoalHandle  # noqa: E402
 from rclpy.callback_groups import ReentrantCallbackGroup  # noqa: E402
 from rclpy.node import Node  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 
-from myriad_runtime.calls import CallFailed, action_client, call_service, destroy_node, in_thread  # noqa: E402
+from myriad_runtime.calls import (  # noqa: E402
+    CallFailed,
+    action_client,
+    call_action,
+    call_service,
+    destroy_node,
+    end_goal,
+    in_thread,
+)
 from myriad_runtime.container import make_executor  # noqa: E402
 
 HOPS = 4  # hop0 -> hop1 -> hop2 -> hop3: three callbacks wait at once per request
@@ -138,4 +151,43 @@ def test_action_clients_made_on_a_spinning_node_leave_its_executor_alive(ros_cli
         assert client.call(Trigger, "alive", Trigger.Request(), 30.0).success
     finally:
         # With its action clients: each holds the node (and its participant) until destroyed.
+        destroy_node(node)
+
+
+@pytest.mark.parametrize("cancelled", [None, lambda: False], ids=["plain", "cancellable"])
+def test_a_goal_whose_result_times_out_is_cancelled_on_the_server(ros_client, cancelled):
+    """call_action gives up on a goal after `result_timeout`: it asks the server to cancel it before raising, so
+    the server stops working on a goal nobody waits for (it went on to its end)."""
+    from myriad_interfaces.action import GripperCommand
+
+    client = ros_client("/calls_test")
+    node = Node("slow_server", namespace="/calls_test", context=client.context)
+    goals: list[ServerGoalHandle] = []
+    stop = threading.Event()  # ends the goal's work at the end of the test (without the fix no cancel comes)
+
+    def until_cancel_requested(goal_handle: ServerGoalHandle) -> None:
+        while not goal_handle.is_cancel_requested and not stop.wait(0.05):
+            pass
+
+    async def execute(goal_handle: ServerGoalHandle) -> GripperCommand.Result:
+        goals.append(goal_handle)
+        await in_thread(node, until_cancel_requested, goal_handle)
+        end_goal(goal_handle, succeeded=True)
+        return GripperCommand.Result()
+
+    ActionServer(node, GripperCommand, "slow", execute, cancel_callback=lambda _goal: CancelResponse.ACCEPT,
+                 callback_group=ReentrantCallbackGroup())  # fmt: skip
+    client.executor.add_node(node)
+    try:
+        actions = action_client(client.node, GripperCommand, "slow")
+        assert actions.wait_for_server(timeout_sec=30.0)
+        time.sleep(MATCH_GRACE_S)
+        with pytest.raises(CallFailed, match=r"within 1 s"):
+            call_action(
+                actions, GripperCommand.Goal(position=0.5), 30.0, result_timeout=1.0, cancelled=cancelled
+            )
+        goal = wait_for(lambda: goals and not goals[0].is_active and goals[0], 10.0, "the goal to end")
+        assert goal.status == GoalStatus.STATUS_CANCELED  # end_goal: canceled only on a cancel request
+    finally:
+        stop.set()
         destroy_node(node)

@@ -93,8 +93,9 @@ def call_action(
 ) -> Any:
     """The result message of an action goal (blocking; not from an executor callback).
 
-    `timeout` bounds finding the server and the goal's acceptance, `result_timeout` (default `timeout`) the result;
-    when `cancelled()` turns true the goal is cancelled and its (cancelled) result still returned.
+    `timeout` bounds finding the server and the goal's acceptance, `result_timeout` (default `timeout`) the result:
+    past it the goal's cancellation is requested and CallFailed raised. When `cancelled()` turns true the goal is
+    cancelled and its (cancelled) result still returned.
     """
     name = client._action_name
     if not client.wait_for_server(timeout_sec=timeout):
@@ -104,16 +105,15 @@ def call_action(
         raise CallFailed(name, "goal rejected")
     future = handle.get_result_async()
     limit = timeout if result_timeout is None else result_timeout
-    if cancelled is None:
-        return _answer(future, name, limit).result
     done, deadline, cancel_sent = threading.Event(), time.monotonic() + limit, False
     future.add_done_callback(lambda _f: done.set())
     while not done.wait(0.05):
-        if not cancel_sent and cancelled():
+        if not cancel_sent and cancelled is not None and cancelled():
             handle.cancel_goal_async()
             cancel_sent = True
         if time.monotonic() > deadline:
-            raise CallFailed(name, f"no result within {limit:g} s")
+            handle.cancel_goal_async()  # the server stops working on a goal nobody waits for
+            raise CallFailed(name, f"no result within {limit:g} s (goal cancel requested)")
     return future.result().result
 
 
