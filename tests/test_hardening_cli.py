@@ -254,3 +254,37 @@ def test_a_stop_signal_whose_exception_python_dropped_still_stops_the_run():
     finally:
         for s, handler in old.items():
             signal.signal(s, handler)
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["--learned-attempts", "0"], ["--learned-attempts: expected an integer 1..1,000,000, got 0"]),
+        (["--random-attempts", "2000000"], ["--random-attempts: expected an integer 1..1,000,000"]),
+        (["--min-attempts", "1"], ["--min-attempts: expected at least 2, got 1"]),
+        (["--random-attempts", "10"], ["--min-attempts: expected at most --random-attempts (10", "got 20"]),
+        (["--seed", str(2**63 - 1)], ["--seed: expected an integer 0..2**63-2", "--seed + 1"]),
+        (["--set", "object_count=0"], ["loop.params.object_count: expected an integer 1..20"]),
+    ],
+)
+def test_bad_loop_options_are_refused_before_anything_starts(args, words):
+    """Every option of `myriad loop` is checked before the database is contacted (unreachable here: exit 3 if it
+    came first), so before any attempt is collected (the counts were checked after collecting and training)."""
+    uri = f"mongodb://127.0.0.1:{free_port()}/"
+    one_line(myriad("loop", "--mongo-uri", uri, "--name", "never", *args, timeout=60), 2, *words)
+
+
+@pytest.mark.parametrize("command", ["collect", "loop"])
+def test_a_bad_description_is_refused_before_the_database_server_starts(tmp_path, command):
+    """A missing or malformed --description is one line naming the file, and no database server was started for
+    the workspace (its data directory, where the server keeps its pid file, log and database, is not made)."""
+    malformed = tmp_path / "malformed.yaml"
+    malformed.write_text("namespace: [/myriad\n")
+    data = tmp_path / "data"
+    for path, what in ((tmp_path / "missing.yaml", "file not found"), (malformed, "malformed YAML")):
+        try:
+            out = myriad(command, "--name", "never", "--description", str(path), env=_workspace_env(tmp_path))
+            one_line(out, 2, str(path), what)
+            assert not data.exists() and LocalServer(data).pid() is None
+        finally:
+            LocalServer(data).stop()

@@ -20,6 +20,7 @@ from pathlib import Path
 from myriad_frontend.campaign import CampaignSpec, parse_assignments, spec_from_options
 from myriad_frontend.checks import check_models
 from myriad_frontend.collect import CollectResult, finish, watch
+from myriad_frontend.description import load_description
 from myriad_frontend.processes import stop_on_signals
 from myriad_frontend.run import CrashLoop
 from myriad_runtime import workspace
@@ -76,6 +77,7 @@ def cmd_collect(args) -> int:
     warning = "" if args.ray else discovery_warning(args.backends)
     if warning:
         print(warning, file=sys.stderr)
+    load_description(args.description, check_packages=not args.ray)  # before any server starts
     store, uri = _store(args)
     check_models(store, spec)
     dashboard = None
@@ -213,8 +215,9 @@ def cmd_train(args) -> int:
 
 
 def cmd_loop(args) -> int:
-    from myriad_frontend.learning import loop
+    from myriad_frontend.learning import check_loop, loop
 
+    check_loop(args)  # before any server starts
     store, uri = _store(args)
     return loop(store, uri, args)
 

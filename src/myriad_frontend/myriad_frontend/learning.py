@@ -6,13 +6,17 @@ import argparse
 import sys
 from pathlib import Path
 
-from myriad_frontend.campaign import CampaignSpec, make_spec, parse_assignments
+from myriad_frontend.campaign import MAX_ATTEMPTS, CampaignSpec, make_spec, parse_assignments
 from myriad_frontend.collect import CollectResult, run_local
+from myriad_frontend.description import load_description
 from myriad_runtime import workspace
 from myriad_storage.store import Store
 
 
 def _config(args: argparse.Namespace):
+    """The training options (--epochs .. --min-attempts) as a checked TrainConfig; PyTorch must be installed."""
+    if args.min_attempts < 2:
+        raise ValueError(f"--min-attempts: expected at least 2, got {args.min_attempts}")
     from myriad_learning import require_torch
 
     require_torch()  # before any work: a one-line error naming the install command
@@ -33,8 +37,6 @@ def _metrics_line(m: dict) -> str:
 def train(store: Store, campaigns: list[str], args: argparse.Namespace) -> str:
     """Train on `campaigns`, store the model, print its version and metrics; returns the version."""
     config = _config(args)
-    if args.min_attempts < 2:
-        raise ValueError(f"--min-attempts: expected at least 2, got {args.min_attempts}")
     from myriad_learning.train import train_and_store
 
     print(f"training on {', '.join(campaigns)} ...", file=sys.stderr)
@@ -58,17 +60,41 @@ def _collect(store: Store, uri: str, spec: CampaignSpec, args: argparse.Namespac
     return result
 
 
+def _random_campaign(args: argparse.Namespace) -> CampaignSpec:
+    """The loop's first campaign: --random-attempts of --random-strategy from --seed."""
+    return make_spec(f"{args.name}-random", args.seed, args.random_attempts,
+                     {**parse_assignments(args.set), "strategy": args.random_strategy}, where="loop")  # fmt: skip
+
+
+def check_loop(args: argparse.Namespace) -> None:
+    """Every option of `myriad loop`, checked before the database server starts and anything is collected: a
+    ValueError naming the option (--backends is checked by the CLI)."""
+    for flag, count in (
+        ("--random-attempts", args.random_attempts),
+        ("--learned-attempts", args.learned_attempts),
+    ):
+        if not 1 <= count <= MAX_ATTEMPTS:
+            raise ValueError(f"{flag}: expected an integer 1..{MAX_ATTEMPTS:,}, got {count}")
+    if args.min_attempts > args.random_attempts:
+        raise ValueError(f"--min-attempts: expected at most --random-attempts ({args.random_attempts}, the "
+                         f"attempts trained on), got {args.min_attempts}")  # fmt: skip
+    if not 0 <= args.seed < 2**63 - 1:
+        raise ValueError(
+            f"--seed: expected an integer 0..2**63-2 (the held-out seeds are --seed + 1), got {args.seed}"
+        )
+    _random_campaign(args)  # --name, --set
+    load_description(args.description)
+    _config(args)  # --min-attempts, PyTorch, --epochs, --batch, --lr, --validation, --train-seed
+
+
 def loop(store: Store, uri: str, args: argparse.Namespace) -> int:
     """Collect random attempts, train on them, collect learned and compared strategies on held-out seeds, print
-    the comparison (success of executed grasps with 95 % Wilson intervals)."""
+    the comparison (success of executed grasps with 95 % Wilson intervals). The caller checks `args` first
+    (check_loop)."""
     from myriad_learning.metrics import wilson
 
-    _config(args)
     sets = parse_assignments(args.set)
-    if args.backends < 1:
-        raise ValueError(f"--backends: expected a positive number, got {args.backends}")
-    random = make_spec(f"{args.name}-random", args.seed, args.random_attempts,
-                       {**sets, "strategy": args.random_strategy}, where="loop")  # fmt: skip
+    random = _random_campaign(args)
     rows = [(random.name, args.random_strategy, _collect(store, uri, random, args))]
     version = train(store, [random.name], args)
     held_out = args.seed + 1
