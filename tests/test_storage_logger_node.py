@@ -187,8 +187,8 @@ def test_a_claim_waiting_on_a_dead_database_blocks_no_other_callback(tmp_path, n
     assert stored.accepted, stored.message
     assert pending, f"the store was answered after the claim ({stored_at - started:.1f} s)"
     assert not res.available and "database unavailable" in res.message, res.message
-    # The claim waited out the timeout (db_timeout_s) from before the store was answered, so it was in the logger while the
-    # store was served (a claim arriving after the store would prove nothing about a blocked executor).
+    # The claim waited out db_timeout_s from before the store was answered, so it was in the logger while the store
+    # was served (a claim arriving after the store would prove nothing about a blocked executor).
     assert claimed_at[0] - params["db_timeout_s"] < stored_at, (
         f"the claim reached the logger after the store ({claimed_at[0] - stored_at:.1f} s)"
     )
