@@ -101,7 +101,7 @@ class SimServerNode(BackendNode):
         self.prefix = self.declare_parameter("frame_prefix", frame_prefix(self.get_namespace())).value
         p = {n: self.get_parameter(n).value for n in self._parameters}
         if p["renderer"] not in RENDERERS:
-            raise ValueError(f"parameter renderer: expected {', '.join(RENDERERS)}, got {p['renderer']!r}")
+            raise ValueError(f"parameter renderer: expected auto, egl or tiny, got {p['renderer']!r}")
         for name in ("clock_rate", "joint_state_rate", "camera_rate", "real_time_factor", "tf_rate"):
             if p[name] < 0:
                 raise ValueError(f"parameter {name}: expected a non-negative number, got {p[name]}")

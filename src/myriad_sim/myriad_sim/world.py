@@ -56,7 +56,7 @@ class World:
 
     def __init__(self, spec: WorldSpec, renderer: str = "auto"):
         if renderer not in RENDERERS:
-            raise ValueError(f"renderer: expected {', '.join(RENDERERS)}, got {renderer!r}")
+            raise ValueError(f"renderer: expected auto, egl or tiny, got {renderer!r}")
         self.spec = spec
         self.client = pb.connect(pb.DIRECT)
         try:
