@@ -119,6 +119,34 @@ def test_logger_node_claims_stores_and_reports(logger_process, mongo_uri, ros_cl
     assert hb["pending_writes"] == 0 and hb["last_error"] == ""
 
 
+def test_an_attempt_mongodb_cannot_hold_is_rejected_and_the_logger_goes_on(logger_process, ros_client):
+    """An integer beyond 64 bits in params_json ended the logger's process (its spool's BSON encoding raised in
+    the service callback); now the attempt is rejected by name and the next request is served."""
+    proc, ns, _db, log_path = logger_process
+    client = ros_client(ns)
+    item = client.call(ClaimWork, "claim_work", ClaimWork.Request())
+    assert item.available, log_path.read_text()
+    bad = attempt_msg(item)
+    bad.params_json = json.dumps({"seed": 2**70})
+    res = client.call(StoreAttempt, "store_attempt", StoreAttempt.Request(attempt=bad))
+    assert not res.accepted and "params_json cannot be stored in MongoDB" in res.message, res.message
+    res = client.call(StoreAttempt, "store_attempt", StoreAttempt.Request(attempt=attempt_msg(item)))
+    assert res.accepted and proc.poll() is None, res.message
+
+
+@pytest.mark.parametrize(
+    "name, value", [("lease_s", float("inf")), ("lease_s", 1e12), ("db_timeout_s", -1.0)]
+)
+def test_unusable_periods_are_refused_at_start_by_name(mongo_uri, node_procs, name, value):
+    """lease_s .inf passed the > 0 check and ended the logger at its first claim (a lease end past year 9999)."""
+    params = {"database": "t", "campaign": "ln", name: value}
+    proc = node_procs(["myriad_storage.logger_node:LoggerNode"], f"/t{uuid.uuid4().hex[:8]}", {"logger": params},
+                      log="bad.log", env={"MYRIAD_MONGO_URI": mongo_uri})  # fmt: skip
+    assert proc.wait(60) != 0
+    log = (node_procs.directory / "bad.log").read_text()
+    assert f"parameter '{name}' must be > 0 and at most 86400 seconds" in log, log[-2000:]
+
+
 def test_logger_renews_the_lease_of_the_item_in_work(logger_process, mongo_uri, ros_client):
     """An item the back end works on stays leased past its lease time: the logger renews it in the
     background, and nobody else can claim it."""

@@ -101,6 +101,9 @@ def test_attempt_msg_to_record():
     m.params_json = "[1, 2]"
     with pytest.raises(ValueError, match="params_json must be a JSON object"):
         attempt_msg_to_record(m)
+    m.params_json = json.dumps({"x": 2**70})
+    with pytest.raises(ValueError, match="params_json cannot be stored in MongoDB"):
+        attempt_msg_to_record(m)
 
 
 def test_collect_and_experiment_records_have_the_same_fields():

@@ -16,6 +16,7 @@ import socket
 import sys
 import threading
 import time
+import traceback
 from collections import deque
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,7 @@ from .store import StorageUnavailable, Store
 from .writer import BufferedWriter
 
 RATE_WINDOW_S = 60.0
+MAX_PERIOD_S = 86400.0  # lease, heartbeat and database timeout: at most a day (a date must hold lease ends)
 
 
 class LoggerNode(BackendNode):
@@ -99,8 +101,10 @@ class LoggerNode(BackendNode):
         if not p["database"] or not p["backend_id"]:
             raise ValueError(f"parameters 'database' and 'backend_id' must be non-empty, got {p}")
         for name in ("lease_s", "heartbeat_period", "db_timeout_s"):
-            if not p[name] > 0:
-                raise ValueError(f"parameter {name!r} must be > 0 seconds, got {p[name]}")
+            if not 0 < p[name] <= MAX_PERIOD_S:
+                raise ValueError(
+                    f"parameter {name!r} must be > 0 and at most {MAX_PERIOD_S:g} seconds, got {p[name]}"
+                )
         self._uri, self._database, self._campaign = uri, p["database"], p["campaign"]
         self._backend, self._lease_s = p["backend_id"], float(p["lease_s"])
         self._hb_period, self._db_timeout_s = float(p["heartbeat_period"]), float(p["db_timeout_s"])
@@ -110,8 +114,15 @@ class LoggerNode(BackendNode):
 
     async def _on_claim(self, req: ClaimWork.Request, res: ClaimWork.Response) -> ClaimWork.Response:
         """The database calls run on a thread of their own: in an outage they wait out the client's timeout, and
-        the back end's executor (one thread for all its nodes) keeps serving meanwhile."""
-        return await in_thread(self, self._claim, res)
+        the back end's executor (one thread for all its nodes) keeps serving meanwhile. An unexpected error (a
+        malformed work item, say) fails the claim, logged with its traceback, instead of ending the process."""
+        try:
+            return await in_thread(self, self._claim, res)
+        except Exception as exc:
+            self._last_error = f"claim failed: {exc!r}"
+            self.get_logger().error(f"claim failed: {traceback.format_exc()}")
+            res.available, res.message = False, f"internal error: {exc!r}"
+            return res
 
     def _claim(self, res: ClaimWork.Response) -> ClaimWork.Response:
         res.campaign = self._campaign
@@ -183,7 +194,7 @@ class LoggerNode(BackendNode):
             record["timings"]["encode"] = round(time.perf_counter() - started, 4)  # the images' PNGs, mostly
             record["backend"] = record["backend"] or self._backend
             self._writer.submit(record, images)
-        except (ValueError, OSError, RuntimeError) as exc:
+        except Exception as exc:  # a malformed attempt (ValueError) or any other failure: rejected, not fatal
             self._last_error = f"attempt rejected: {exc}"
             self.get_logger().error(self._last_error)
             res.message = str(exc)

@@ -10,6 +10,8 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+import bson
+import bson.errors
 import numpy as np
 
 from myriad_sim import recording
@@ -126,6 +128,10 @@ def _json_object(text: str, field: str) -> dict:
         raise ValueError(f"{field} is not valid JSON ({exc}): {text[:80]!r}") from None
     if not isinstance(value, dict):  # a content error of the message, hence ValueError
         raise ValueError(f"{field} must be a JSON object, got {type(value).__name__}")  # noqa: TRY004
+    try:
+        bson.encode(value)  # what MongoDB cannot hold (an integer beyond 64 bits, a NUL in a key) fails here
+    except (OverflowError, bson.errors.InvalidDocument) as exc:
+        raise ValueError(f"{field} cannot be stored in MongoDB: {exc}") from None
     return value
 
 
