@@ -218,3 +218,6 @@ def test_experiment_config_file(tmp_path):
         load_config(tmp_path / "bad.yaml")
     with pytest.raises(SpecError, match="field 'transfer_functions'"):
         CLEConfig(brain="b.py:B").check()
+    for duration in (float("nan"), float("inf"), -1.0):
+        with pytest.raises(SpecError, match="field 'duration': expected a finite number >= 0"):
+            CLEConfig(brain="b.py:B", transfer_functions="t.py", duration=duration).check()

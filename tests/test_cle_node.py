@@ -123,3 +123,15 @@ def test_experiment_attaches_to_a_running_back_end(backend, tmp_path):
     while dds_participants() != before:
         assert time.monotonic() < deadline, f"participants {dds_participants()} after close, {before} before"
         time.sleep(0.1)
+
+
+@pytest.mark.parametrize("rate", [float("inf"), -1.0])
+def test_an_unusable_status_rate_is_refused_at_start(node_procs, rate):
+    """status_rate .inf became a 0 s timer (thousands of status messages a second); a negative one turned the
+    status off silently."""
+    cle = {"brain": f"{WS / 'examples' / 'closed_loop_reach.py'}:ProportionalBrain",
+           "transfer_functions": str(WS / "examples" / "reach_transfer_functions.py"), "status_rate": rate}  # fmt: skip
+    proc = node_procs(["myriad_cle.cle_node:CLENode"], f"{NS}_rate", {"cle": cle}, log="rate.log")
+    assert proc.wait(60) != 0
+    log = (node_procs.directory / "rate.log").read_text()
+    assert "parameter status_rate: expected 0 (off) .. 1000 Hz" in log, log[-2000:]

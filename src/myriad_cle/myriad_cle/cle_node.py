@@ -50,6 +50,8 @@ class CLENode(BackendNode):
         group = ReentrantCallbackGroup()
         for name in ("start", "pause", "stop", "reset"):
             self.create_service(Trigger, f"~/{name}", getattr(self, f"_{name}"), callback_group=group)
+        if not 0 <= p["status_rate"] <= 1000:
+            raise ValueError(f"parameter status_rate: expected 0 (off) .. 1000 Hz, got {p['status_rate']}")
         if p["status_rate"] > 0:
             self.create_timer(1.0 / p["status_rate"], self.publish_status, callback_group=group)
         self._wake, self._closing = threading.Event(), threading.Event()

@@ -12,6 +12,7 @@ duration: 0.0            # s of sim time per start; 0 runs until paused or stopp
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
@@ -37,8 +38,14 @@ class CLEConfig:
         for name in ("brain", "transfer_functions"):
             if not getattr(self, name):
                 raise ConfigError(f"{where}: field '{name}': expected a non-empty string, got ''")
-        if self.object_count < 0 or self.duration < 0:
-            raise ConfigError(f"{where}: object_count and duration must be non-negative")
+        if self.object_count < 0:
+            raise ConfigError(
+                f"{where}: field 'object_count': expected a non-negative integer, got {self.object_count}"
+            )
+        if not 0 <= self.duration < math.inf:
+            raise ConfigError(
+                f"{where}: field 'duration': expected a finite number >= 0 (seconds), got {self.duration}"
+            )
         return self
 
 
