@@ -112,6 +112,24 @@ def test_reset_and_move_joints_arguments(exp):
     assert exp.object_count == 0  # the refused reset changed nothing
 
 
+@pytest.mark.parametrize("kwargs, argument", [(dict(seed=-1), "seed"), (dict(seed=1.5), "seed"),
+                                              (dict(seed=2**64), "seed"), (dict(object_count=21), "object_count")])  # fmt: skip
+def test_the_constructor_checks_seed_and_object_count(kwargs, argument):
+    """They were checked by reset only: a seed of -1 reached the planner (over ROS: its own, unreproducible stream)."""
+    with pytest.raises(ExperimentError) as info:
+        Experiment(renderer="tiny", **kwargs)
+    assert info.value.argument == argument
+
+
+def test_grasp_arguments_are_checked_before_anything_moves(exp):
+    q = exp.robot_state().joint_positions.copy()
+    for kwargs, argument in ((dict(angle=math.nan), "angle"), (dict(z=math.inf), "z"), (dict(x="0.6"), "x")):
+        with pytest.raises(ExperimentError) as info:
+            exp.grasp(**{"x": 0.6, "y": 0.0, "angle": 0.0, **kwargs})
+        assert info.value.argument == argument
+    assert (exp.robot_state().joint_positions == q).all()
+
+
 def test_calls_after_close_are_one_clear_error():
     e = Experiment(renderer="tiny")
     e.close()

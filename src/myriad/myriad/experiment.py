@@ -29,6 +29,14 @@ if TYPE_CHECKING:
 _SPAWN_ARGS = {"source": "path", "pose": "pose", "scale": "scale", "mass": "mass", "name": "name"}
 
 
+def _check_scene(seed: Any, object_count: Any) -> None:
+    """An Experiment's seed and object count, as its constructor and reset take them."""
+    if not is_int(seed) or not 0 <= seed < 2**63:
+        raise ExperimentError("seed", f"expected an integer 0..2**63-1, got {seed!r}")
+    if not is_int(object_count) or not 0 <= object_count <= MAX_OBJECTS:
+        raise ExperimentError("object_count", f"expected an integer 0..{MAX_OBJECTS}, got {object_count!r}")
+
+
 def parse_pose(pose: Any) -> tuple[Vec3, Quat]:
     """(x, y, z), (x, y, z, roll, pitch, yaw), (x, y, z, qx, qy, qz, qw) or (position, orientation)."""
     try:
@@ -70,6 +78,7 @@ class Experiment:
         database: str = "myriad",
         timeout: float = 30.0,
     ):
+        _check_scene(seed, object_count)
         world = workspace_path(world)
         self.spec = load_world(world)
         self.seed, self.object_count, self.campaign = seed, object_count, campaign
@@ -105,12 +114,7 @@ class Experiment:
         """Rebuild the world and drop `object_count` random objects into the tray, all drawn from `seed`."""
         seed = self.seed if seed is None else seed
         object_count = self.object_count if object_count is None else object_count
-        if not is_int(seed) or not 0 <= seed < 2**63:
-            raise ExperimentError("seed", f"expected an integer 0..2**63-1, got {seed!r}")
-        if not is_int(object_count) or not 0 <= object_count <= MAX_OBJECTS:
-            raise ExperimentError(
-                "object_count", f"expected an integer 0..{MAX_OBJECTS}, got {object_count!r}"
-            )
+        _check_scene(seed, object_count)
         self.seed, self.object_count = seed, object_count
         self.backend.reset(self.seed, self.object_count)
         return self.backend.objects()
@@ -234,6 +238,9 @@ class Experiment:
         from myriad_grasping.episode import classify, execute_grasp
         from myriad_grasping.sampling import GraspParams, grasp_height, label
 
+        for name, value in (("x", x), ("y", y), ("angle", angle), ("z", 0.0 if z is None else z)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ExperimentError(name, f"expected a finite number, got {value!r}")
         p = GraspParams.from_dict({**GraspParams().to_dict(), **params}, "grasp params")
         timings, clock = {}, time.perf_counter()
         pre = self.camera()
