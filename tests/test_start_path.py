@@ -170,3 +170,12 @@ def test_collect_record_writes_a_rosbag2_mcap_per_backend(db, tmp_path):
             counts[f"{ns}/camera/rgb/image"] >= 1
             and types[f"{ns}/camera/rgb/image"] == "sensor_msgs/msg/Image"
         )
+
+
+def test_launch_refuses_a_learned_campaign_whose_model_does_not_exist(db):
+    """As `myriad collect` does, before any back end starts (they died on their first claim, and respawned)."""
+    name = f"launch-model-{free_port()}"
+    args = launch_args(db, attempts="2", campaign=name, set="strategy=learned model_version=v99")
+    with pytest.raises(ValueError, match="v99"):
+        start_run(args)
+    assert not (WS / "log" / "runs" / name).exists()

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from myriad_frontend.campaign import parse_assignments, spec_from_options
+from myriad_frontend.checks import check_models
 from myriad_frontend.description import load_description
 from myriad_frontend.plan import ProcessPlan
 from myriad_frontend.run import Run, open_run
@@ -99,6 +100,7 @@ def start_run(args: LaunchArgs, python: str = sys.executable) -> tuple[Run, list
     uri, _server = resolve_uri(args.mongo_uri, workspace() / "data")
     store = Store(uri, args.database)
     store.ping()
+    check_models(store, spec)  # as `myriad collect` does: an unknown model is one error, not dying back ends
     run = open_run(store, spec, uri, args.database, workspace() / "log" / "runs",
                    os.environ.get("ROS_DOMAIN_ID", "0"))  # fmt: skip
     try:
