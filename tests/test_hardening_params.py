@@ -58,6 +58,11 @@ def test_sweep_values_and_campaign_bounds_are_checked_without_building_items():
         make_spec("c", 10**20, 1, {})
     with pytest.raises(ValueError, match="use|set the campaign seed"):
         make_spec("c", 1, 1, {"seed": 5})
+    # Each value valid on its own, one combination not: 'learned' with no model version.
+    sweep = {"strategy": ["object", "learned"], "model_version": ["v1", ""]}
+    with pytest.raises(ValueError, match=r"sweep\.model_version: strategy 'learned' needs a model version"):
+        make_spec("c", 1, 4, {"model_version": "v1"}, sweep)
+    assert make_spec("c", 1, 4, {}, {"strategy": ["object", "learned"], "model_version": ["v1", "v2"]})
 
 
 def test_campaign_items_are_made_and_stored_in_batches(storage_local_server):

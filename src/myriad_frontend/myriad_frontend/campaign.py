@@ -66,9 +66,12 @@ def make_spec(name: str, seed: int, attempts: int, params: dict[str, Any], sweep
             f"{where}: 'seed' is not a grasp parameter; set the campaign seed (--seed or 'seed:')"
         )
     GraspParams.from_dict(params, f"{where}.params")
-    for key, values in sweep.items():  # each field is checked on its own: every combination is valid then
-        for v in values:
+    coupled = [k for k in ("strategy", "model_version") if k in sweep]  # 'learned' needs a model_version
+    for key, values in sweep.items():  # each other field on its own: every combination is valid then
+        for v in values if key not in coupled else ():
             GraspParams.from_dict({**params, key: v}, f"{where}.sweep")
+    for combination in itertools.product(*(sweep[k] for k in coupled)):  # the coupled ones together
+        GraspParams.from_dict({**params, **dict(zip(coupled, combination))}, f"{where}.sweep")
     return CampaignSpec(name, seed, attempts, dict(params), dict(sweep))
 
 
