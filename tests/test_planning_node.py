@@ -178,3 +178,45 @@ def test_an_experiment_grasp_over_ros_is_the_in_process_one(client, wall):
             runs.append((round(detour.sim_time, 6), detour.joint_positions.tolist(), result.outcome, result.moves,
                          round(state.sim_time, 6), state.joint_positions.tolist()))  # fmt: skip
     assert runs[0][3]["reach"]["ok"] and runs[0] == runs[1], runs
+
+
+def test_depth_obstacles_come_from_the_sim_servers_camera(module_node_procs, wall, tmp_path):
+    """With obstacles.source depth the planner asks the sim server for a depth image before planning (its capture
+    client exists only then) and plans around the wall it sees there, which blocks the direct path."""
+    from conftest import RosClient
+
+    config = tmp_path / "planning.yaml"
+    text = (WS / "config/planning.yaml").read_text()
+    assert "source: ground_truth" in text
+    config.write_text(text.replace("source: ground_truth", "source: depth"))
+    ns, world = f"/t{uuid.uuid4().hex[:8]}", str(WS / "worlds/tray.yaml")
+    params = {
+        "sim_server": {"renderer": "tiny", "world_file": world},
+        "planner": {"world_file": world, "seed": 3, "planning_config": str(config)},
+    }
+    module_node_procs(NODES, ns, params, log="depth.log", threads=1)
+    depth = RosClient(ns)
+    spec = load_world(WS / "worlds/tray.yaml")
+    sim = World(spec, renderer="tiny")
+    try:
+        req = SpawnEntity.Request(name="wall", source=wall, pose=pose_msg(WALL_POS, (0, 0, 0, 1)), fixed=True)
+        assert depth.call(SpawnEntity, "spawn_entity", req).success
+        left = plan(depth, PlanMotion.Request(goal_type="pose", pose_goal=pose_msg((0.6, 0.2, 0.2)), seed=3))
+        assert left.error_code == ResultCode.SUCCESS, left.message
+        start = list(left.trajectory.points[-1].positions)
+        req = PlanMotion.Request(goal_type="pose", pose_goal=pose_msg((0.6, -0.2, 0.2)), start=start, seed=3)
+        right = plan(depth, req)
+        assert right.error_code == ResultCode.SUCCESS, right.message
+        wall_body = sim.spawn("wall", wall, WALL_POS, fixed=True, check_overlap=False).body
+
+        def touches(q) -> bool:
+            sim.robot.reset_joints(list(q))
+            return bool(pb.getClosestPoints(sim.robot.body, wall_body, 0.0, physicsClientId=sim.client))
+
+        path = [p.positions for p in right.trajectory.points]
+        assert not any(touches(q) for q in path)
+        straight = [(1 - t) * np.array(path[0]) + t * np.array(path[-1]) for t in np.linspace(0, 1, 50)]
+        assert any(touches(q) for q in straight), "the direct path does not touch the wall: no detour shown"
+    finally:
+        sim.close()
+        depth.close()

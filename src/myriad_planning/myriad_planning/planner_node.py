@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from builtin_interfaces.msg import Duration, Time
 from geometry_msgs.msg import Pose
-from rclpy.action import ActionServer, CancelResponse
+from rclpy.action import ActionClient, ActionServer, CancelResponse
 from rclpy.callback_groups import ReentrantCallbackGroup
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 from visualization_msgs.msg import MarkerArray
@@ -79,12 +79,18 @@ class PlannerNode(BackendNode):
         self._lock = threading.Lock()  # one request at a time on the planning scene
         self._seeds = np.random.default_rng(self.get_parameter("seed").value)  # for requests without a seed
         group = ReentrantCallbackGroup()
+        # Only the clients this planner uses: every client of a service wakes the executor for every answer the
+        # service sends to anyone (and an action client for every status and feedback message of its server).
         self.state_client = self.create_client(GetEntityState, "get_entity_state", callback_group=group)
-        self.capture_client = self.create_client(CaptureImages, "capture_images", callback_group=group)
-        self.step_client = self.create_client(StepSimulation, "step_simulation", callback_group=group)
-        self.execute_client = action_client(
-            self, ExecuteTrajectory, "execute_trajectory", callback_group=group
+        self.capture_client = (
+            self.create_client(CaptureImages, "capture_images", callback_group=group)
+            if self.config.obstacle_source == "depth"
+            else None
         )
+        self.step_client = self.create_client(StepSimulation, "step_simulation", callback_group=group)
+        self._execute_client: ActionClient | None = None  # made at the first plan_and_execute
+        self._client_lock = threading.Lock()
+        self._group = group
         self.create_service(PlanMotion, "plan", self._plan_service, callback_group=group)
         self.action_server = ActionServer(
             self,
@@ -196,6 +202,15 @@ class PlannerNode(BackendNode):
             out.error_code, out.message, out.execution_time = self.execute(traj, goal_handle)
         return out
 
+    def execute_client(self) -> ActionClient:
+        """The controller's action client, made on first use (Myriad's own back ends never plan_and_execute)."""
+        with self._client_lock:
+            if self._execute_client is None:
+                self._execute_client = action_client(
+                    self, ExecuteTrajectory, "execute_trajectory", callback_group=self._group
+                )
+            return self._execute_client
+
     def execute(self, traj: JointTrajectory, goal_handle: ServerGoalHandle) -> tuple[int, str, float]:
         """Run a trajectory on the controller; (code, message, execution time from the plan)."""
         if not traj.points:
@@ -204,7 +219,7 @@ class PlannerNode(BackendNode):
         duration = end.sec + end.nanosec * 1e-9
         try:
             res = call_action(
-                self.execute_client,
+                self.execute_client(),
                 ExecuteTrajectory.Goal(trajectory=traj),
                 SERVICE_TIMEOUT,
                 result_timeout=duration + 2 * SERVICE_TIMEOUT,

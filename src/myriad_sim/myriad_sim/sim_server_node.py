@@ -247,8 +247,12 @@ class SimServerNode(BackendNode):
 
     # -- publishing -----------------------------------------------------------------------------------
     def _publish_paused_state(self) -> None:
-        """publish_state on the physics thread, only when anyone listens."""
-        if self.viz or self.clock_pub.get_subscription_count() or self.joint_pub.get_subscription_count():
+        """publish_state on the physics thread, only when anyone listens (else not even a physics thread hop)."""
+        if (
+            self.clock_pub.get_subscription_count()
+            or self.joint_pub.get_subscription_count()
+            or (self.viz and self.tf_pub.get_subscription_count())
+        ):
             self._physics_job("paused_state", self.publish_state)
 
     def publish_state(self) -> None:
