@@ -1,5 +1,7 @@
 """Store against a real (in-process) SecantusDB: campaigns, leases, attempts, images, errors."""
 
+import socket
+import struct
 import threading
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -254,3 +256,133 @@ def test_local_server_reuse_and_stop(storage_local_server, tmp_path):
         other.ensure_running()
     srv.stop()
     assert not srv.is_running() and not srv.pid_file.exists()
+
+
+class Writes(monitoring.CommandListener):
+    """Records every write command a driver sends (a real driver's command events)."""
+
+    def __init__(self):
+        self.commands: list[dict] = []
+        self.active = True
+
+    def started(self, event):
+        if self.active and event.command_name in ("insert", "update", "delete"):
+            self.commands.append(dict(event.command))
+
+    def succeeded(self, event):
+        pass
+
+    def failed(self, event):
+        pass
+
+
+def test_the_local_servers_uri_makes_no_retryable_writes(storage_local_server):
+    """SecantusDB 0.7 keeps every retryable write for 30 min and scans the lot at each write (sorting them past
+    10,000), so a long collection's writes grew ~8x dearer: through the local server's URI writes are plain."""
+    writes = Writes()
+    monitoring.register(writes)
+    try:
+        with Store(storage_local_server.uri, database="w", server_timeout_ms=3000) as s:
+            s.create_campaign("rw", items(1))
+            s.claim("rw", "b0", 60.0)
+        assert writes.commands and not [c for c in writes.commands if "txnNumber" in c]
+    finally:
+        writes.active = False
+
+
+def _frames(sock: socket.socket):
+    """MongoDB wire messages read from sock: (bytes, requestID, responseTo)."""
+    while True:
+        head = _read(sock, 16)
+        if head is None:
+            return
+        length, request_id, response_to, _ = struct.unpack("<iiii", head)
+        body = _read(sock, length - 16)
+        if body is None:
+            return
+        yield head + body, request_id, response_to
+
+
+def _read(sock: socket.socket, n: int) -> bytes | None:
+    out = b""
+    while len(out) < n:
+        try:
+            chunk = sock.recv(n - len(out))
+        except OSError:
+            return None
+        if not chunk:
+            return None
+        out += chunk
+    return out
+
+
+class AnswerLosingRelay:
+    """A TCP relay to a database server that, once, passes on a request containing `lost` and then closes the
+    client's connection instead of relaying the server's answer: a write that commits with its answer lost."""
+
+    def __init__(self, port: int, lost: bytes) -> None:
+        self.target, self.lost, self.armed, self.dropped = port, lost, True, 0
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(("127.0.0.1", self.target))
+            lost: set[int] = set()
+            threading.Thread(target=self._up, args=(client, server, lost), daemon=True).start()
+            threading.Thread(target=self._down, args=(server, client, lost), daemon=True).start()
+
+    def _up(self, client, server, lost: set[int]) -> None:
+        for frame, request_id, _ in _frames(client):
+            if self.armed and self.lost in frame:
+                self.armed = False
+                lost.add(request_id)
+            server.sendall(frame)
+
+    def _down(self, server, client, lost: set[int]) -> None:
+        for frame, _, response_to in _frames(server):
+            if response_to in lost:
+                self.dropped += 1
+                for sock in (client, server):  # shutdown first: it ends the other thread's recv at once
+                    sock.shutdown(socket.SHUT_RDWR)
+                    sock.close()
+                return
+            client.sendall(frame)
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def test_an_attempt_whose_insert_answer_was_lost_keeps_its_images(storage_local_server, storage_attempt_factory):
+    """Without the driver's retry (the local server's URI), an attempt insert that commits but whose answer never
+    arrives fails the store; the error path used to delete the images the stored attempt refers to. Now they stay,
+    and storing it again (as the logger's spool does) finds it stored, adding no files."""
+    assert "retryWrites=false" in storage_local_server.uri
+    insert_attempts = b"\x02insert\x00" + struct.pack("<i", 9) + b"attempts\x00"
+    relay = AnswerLosingRelay(storage_local_server.port, insert_attempts)
+    db = f"test_{uuid.uuid4().hex[:12]}"
+    direct = Store(storage_local_server.uri, database=db, server_timeout_ms=3000)
+    uri = f"mongodb://127.0.0.1:{relay.port}/?retryWrites=false&directConnection=true"  # not to the hosts it names
+    lossy = Store(uri, database=db, server_timeout_ms=3000)
+    try:
+        direct.create_campaign("lost", items(1))
+        record, images = storage_attempt_factory("lost", lossy.claim("lost", "b0", 60.0)["index"])
+        with pytest.raises(StorageUnavailable):
+            lossy.store_attempt(record, images)
+        assert relay.dropped == 1
+        doc = direct.attempt(record["attempt_key"])
+        for name, data in images.items():
+            assert direct.image(doc["images"][name]) == data
+        assert lossy.store_attempt(record, images) == (record["attempt_key"], False)
+        assert direct.db["images.files"].count_documents({}) == len(images)
+        assert [w["state"] for w in direct.work_items("lost")] == ["done"]
+    finally:
+        direct.client.drop_database(db)
+        direct.close()
+        lossy.close()
+        relay.close()

@@ -97,7 +97,11 @@ class LocalServer:
 
     @property
     def uri(self) -> str:
-        return f"mongodb://{self.host}:{self.port}/"
+        """Without retryable writes: SecantusDB 0.7 keeps a record of each for 30 min and scans them all at every
+        write, sorting them once it holds 10,000 (measured: 0.8 ms of server CPU per update without, 1.3 ms with on
+        a fresh server, 7-8 ms after 11,000 writes; a collection makes ~8 writes per attempt). Store does not rely
+        on the driver's retry: an attempt is stored once by its key, and a failed write is retried from the spool."""
+        return f"mongodb://{self.host}:{self.port}/?retryWrites=false"
 
     def pid(self) -> int | None:
         """The pid recorded in the pid file, if that process is alive."""

@@ -483,10 +483,10 @@ class Store:
             try:
                 self.db.attempts.insert_one({**record, "images": file_ids, "created_at": _now()})
             except DuplicateKeyError:
-                existing = self.db.attempts.find_one({"attempt_key": key}, {"images": True})
-                if existing is None:  # not a stored twin: keep the work item open
+                stored = self._stored_images(key)
+                if stored is None:  # not a stored twin: keep the work item open
                     raise
-                if existing.get("images") == file_ids:  # our own insert, retried by the driver
+                if stored == file_ids:  # our own insert, retried by the driver
                     self._mark_done(record)
                     return key, True
                 self._delete_files(file_ids.values())
@@ -494,10 +494,16 @@ class Store:
                 return key, False
         except BaseException:
             with contextlib.suppress(Exception):  # the original error matters; orphans are collectable
-                self._delete_files(file_ids.values())
+                if self._stored_images(key) != file_ids:  # not an insert that committed with its answer lost
+                    self._delete_files(file_ids.values())
             raise
         self._mark_done(record)
         return key, True
+
+    def _stored_images(self, key: str) -> dict | None:
+        """The image ids of the stored attempt `key`; None if no attempt has that key."""
+        existing = self.db.attempts.find_one({"attempt_key": key}, {"images": True})
+        return None if existing is None else existing.get("images", {})
 
     def _put_images(
         self, key: str, campaign: str, images: dict[str, bytes], ids: dict[str, ObjectId]
