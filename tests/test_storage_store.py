@@ -358,7 +358,9 @@ class AnswerLosingRelay:
         self.listener.close()
 
 
-def test_an_attempt_whose_insert_answer_was_lost_keeps_its_images(storage_local_server, storage_attempt_factory):
+def test_an_attempt_whose_insert_answer_was_lost_keeps_its_images(
+    storage_local_server, storage_attempt_factory
+):
     """Without the driver's retry (the local server's URI), an attempt insert that commits but whose answer never
     arrives fails the store; the error path used to delete the images the stored attempt refers to. Now they stay,
     and storing it again (as the logger's spool does) finds it stored, adding no files."""
