@@ -40,15 +40,19 @@ fi
 source scripts/env.sh
 # tf2_msgs is built here only when no ROS 2 install provides it (never shadow a real one).
 skip=()
+# Another Myriad workspace's stand-in (a shell that sourced its env.sh) is not a ROS 2 install: taking it for one
+# removed this workspace's tf2_msgs, and its back ends then failed to import it in a clean shell.
 for prefix in ${AMENT_PREFIX_PATH//:/ }; do
   case "$prefix" in "$WS/install"*) continue ;; esac
+  if grep -qs "Myriad developers" "$prefix/share/tf2_msgs/package.xml"; then continue; fi
   if [ -f "$prefix/share/ament_index/resource_index/packages/tf2_msgs" ]; then
     skip=(--packages-skip tf2_msgs)
     rm -rf install/tf2_msgs build/tf2_msgs
     break
   fi
 done
-if [ -n "$(find src -newer install/.built -print -quit 2>/dev/null)" ] || [ ! -f install/.built ]; then
+stale=$([ ${#skip[@]} -eq 0 ] && [ ! -d install/tf2_msgs ] && echo yes)  # a stand-in to build (again)
+if [ -n "$(find src -newer install/.built -print -quit 2>/dev/null)" ] || [ ! -f install/.built ] || [ -n "$stale" ]; then
   echo "setup: colcon build"
   colcon --log-base log/colcon build --symlink-install --base-paths src "${skip[@]}" \
     --cmake-args -DBUILD_TESTING=OFF -DPython3_EXECUTABLE="$WS/.venv/bin/python" \
