@@ -51,7 +51,7 @@ for prefix in ${AMENT_PREFIX_PATH//:/ }; do
     break
   fi
 done
-stale=$([ ${#skip[@]} -eq 0 ] && [ ! -d install/tf2_msgs ] && echo yes)  # a stand-in to build (again)
+stale=$([ ${#skip[@]} -eq 0 ] && [ ! -d install/tf2_msgs ] && echo yes || true)  # a stand-in to build (again)
 if [ -n "$(find src -newer install/.built -print -quit 2>/dev/null)" ] || [ ! -f install/.built ] || [ -n "$stale" ]; then
   echo "setup: colcon build"
   colcon --log-base log/colcon build --symlink-install --base-paths src "${skip[@]}" \
