@@ -15,16 +15,37 @@ from conftest import WS, collect_command, wait_for
 from myriad_storage.store import StorageUnavailable, Store
 
 
-def start_collect(uri: str, log: Path, *args: str) -> subprocess.Popen:
-    """`myriad collect` in its own session, its output to `log` (readable while it runs)."""
-    with open(log, "w") as out:
-        return subprocess.Popen(
-            collect_command(uri, *args),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            text=True,
-            start_new_session=True,
-        )
+@pytest.fixture
+def start_collect():
+    """Starts `myriad collect` in its own session, its output to a log (readable while it runs), in the
+    environment of a user's shell (no PYTHONUNBUFFERED). A run still going at the end is interrupted: its
+    front end stops its back ends."""
+    procs: list[subprocess.Popen] = []
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+
+    def start(uri: str, log: Path, *args: str) -> subprocess.Popen:
+        with open(log, "w") as out:
+            procs.append(
+                subprocess.Popen(
+                    collect_command(uri, *args),
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    text=True,
+                    env=env,
+                    start_new_session=True,
+                )
+            )
+        return procs[-1]
+
+    yield start
+    for p in procs:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGINT)
+            try:
+                p.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)  # its back ends die with it (PR_SET_PDEATHSIG)
+                p.wait()
 
 
 def finish(proc: subprocess.Popen, log: Path, timeout: float) -> str:
@@ -53,7 +74,7 @@ def assert_exact(store: Store, campaign: str, n: int) -> None:
 
 
 @pytest.mark.timeout(600)  # its waits: 120 s for the first attempts + 300 s for the run
-def test_three_backends_thirty_attempts_survive_kill_9(storage_local_server, tmp_path):
+def test_three_backends_thirty_attempts_survive_kill_9(storage_local_server, start_collect, tmp_path):
     server = storage_local_server
     log = tmp_path / "collect.log"
     proc = start_collect(server.uri, log, "--backends", "3", "--attempts", "30", "--name", "c30", "--quiet")
@@ -81,7 +102,7 @@ def test_three_backends_thirty_attempts_survive_kill_9(storage_local_server, tmp
 
 
 @pytest.mark.timeout(900)  # its waits: 4 x 120 s around the outage + 300 s for the run
-def test_database_outage_loses_nothing(storage_local_server, tmp_path):
+def test_database_outage_loses_nothing(storage_local_server, start_collect, tmp_path):
     """Attempts finished while the database is down go through the loggers' spools, and are stored once
     the database is back: no work item is claimed twice (a dropped attempt would be redone after its
     lease expired, giving the same count)."""
@@ -115,7 +136,7 @@ def test_database_outage_loses_nothing(storage_local_server, tmp_path):
     assert not any(runs.glob("*/b*/spool/*.bson"))
 
 
-def test_crash_looping_backend_stops_the_run_with_its_logs(storage_local_server, tmp_path):
+def test_crash_looping_backend_stops_the_run_with_its_logs(storage_local_server, start_collect, tmp_path):
     server = storage_local_server
     desc = (
         (WS / "config" / "backend.yaml")

@@ -9,6 +9,7 @@ Errors are one line; --debug adds the traceback.
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import signal
 import sys
@@ -339,6 +340,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     # SIGINT and SIGTERM stop a run: back ends stopped, leases released, summary.
     stop_on_signals()
+    # A run lasts hours: its status lines reach a log file or a pipe as they are written.
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        sys.stdout.reconfigure(line_buffering=True)
     try:
         return args.func(args)
     except KeyboardInterrupt:
