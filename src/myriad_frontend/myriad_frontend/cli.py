@@ -37,7 +37,7 @@ MB_PER_BACKEND = 400  # measured ≈ 330-430 MB resident per local back end
 LOCALHOST_DISCOVERY_PARTICIPANTS = 32
 
 
-def _store(args) -> tuple[Store, str]:
+def _store(args: argparse.Namespace) -> tuple[Store, str]:
     check_database_name(args.database)  # before any server starts
     uri, _server = resolve_uri(args.mongo_uri, workspace() / "data", args.db_port)
     store = Store(uri, args.database)
@@ -64,7 +64,7 @@ def discovery_warning(backends: int) -> str:
     )
 
 
-def cmd_collect(args) -> int:
+def cmd_collect(args: argparse.Namespace) -> int:
     spec = spec_from_options(args.campaign, args.name, args.seed, args.attempts, parse_assignments(args.set))
     if args.ray and args.record:
         raise ValueError(
@@ -119,7 +119,7 @@ def cmd_collect(args) -> int:
     return EXIT_RUN if result.failed else EXIT_INTERRUPTED if result.interrupted else 0
 
 
-def cmd_status(args) -> int:
+def cmd_status(args: argparse.Namespace) -> int:
     store, _ = _store(args)
     names = [args.campaign] if args.campaign else [c["name"] for c in store.campaigns()]
     if args.campaign and store.campaign(args.campaign) is None:
@@ -162,7 +162,7 @@ def strategy_line(strategy: str, counts: dict) -> str:
     return f"{strategy} {k}/{n} ({100 * k / n:.1f} % [{100 * lo:.1f}-{100 * hi:.1f}])"
 
 
-def cmd_wait(args) -> int:
+def cmd_wait(args: argparse.Namespace) -> int:
     """Show a campaign's progress until it is complete (what the launch file runs to end the launch)."""
     store, _ = _store(args)
     doc = store.campaign(args.campaign)
@@ -182,7 +182,7 @@ def cmd_wait(args) -> int:
     return 0
 
 
-def cmd_export(args) -> int:
+def cmd_export(args: argparse.Namespace) -> int:
     from myriad_storage.export import export
 
     since = None
@@ -207,7 +207,7 @@ def cmd_export(args) -> int:
     return 0
 
 
-def cmd_train(args) -> int:
+def cmd_train(args: argparse.Namespace) -> int:
     from myriad_frontend.learning import train
 
     store, _ = _store(args)
@@ -215,7 +215,7 @@ def cmd_train(args) -> int:
     return 0
 
 
-def cmd_loop(args) -> int:
+def cmd_loop(args: argparse.Namespace) -> int:
     from myriad_frontend.learning import check_loop, loop
 
     check_loop(args)  # before any server starts
@@ -223,7 +223,7 @@ def cmd_loop(args) -> int:
     return loop(store, uri, args)
 
 
-def cmd_dashboard(args) -> int:
+def cmd_dashboard(args: argparse.Namespace) -> int:
     from myriad_frontend.dashboard import main as dashboard_main
 
     uri, _server = resolve_uri(args.mongo_uri, workspace() / "data", args.db_port)
