@@ -71,20 +71,27 @@ def plan(client, request, timeout: float = 60.0):
     return client.call(PlanMotion, "plan", request, timeout=timeout)
 
 
-def plan_and_execute(client, position, timeout: float = 120.0):
+@pytest.fixture(scope="module")
+def walled(client, wall):
+    """The client, with the wall spawned (fixed) in the sim server's world."""
+    req = SpawnEntity.Request(name="wall", source=wall, pose=pose_msg(WALL_POS, (0, 0, 0, 1)), fixed=True)
+    res = client.call(SpawnEntity, "spawn_entity", req)
+    assert res.success, res.message
+    return client
+
+
+def plan_and_execute(client, position, timeout: float = 120.0, seed: int = -1):
     phases = []
-    goal = PlanAndExecute.Goal(goal_type="pose", pose_goal=pose_msg(position))
+    goal = PlanAndExecute.Goal(goal_type="pose", pose_goal=pose_msg(position), seed=seed)
     handle = client.send_goal(
         PlanAndExecute, "plan_and_execute", goal, lambda fb: phases.append(fb.feedback.phase), timeout
     )
     return client.wait(handle.get_result_async(), timeout).result, phases
 
 
-def test_plan_and_execute_around_wall_never_touches_it(client, wall):
+def test_plan_and_execute_around_wall_never_touches_it(walled, wall):
+    client = walled
     spec = load_world(WS / "worlds" / "tray.yaml")
-    req = SpawnEntity.Request(name="wall", source=wall, pose=pose_msg(WALL_POS, (0, 0, 0, 1)), fixed=True)
-    res = client.call(SpawnEntity, "spawn_entity", req)
-    assert res.success, res.message
     left, phases = plan_and_execute(client, (0.6, 0.2, 0.2))
     assert left.error_code == ResultCode.SUCCESS, left.message
     assert phases == ["planning", "executing"]
@@ -122,6 +129,23 @@ def test_plan_and_execute_around_wall_never_touches_it(client, wall):
         assert any(blocked), "the direct path does not touch the wall: the test shows no detour"
     finally:
         world.close()
+
+
+def test_plan_and_execute_takes_a_seed_as_the_plan_service_does(walled):
+    """From the same state with the same seed, plan_and_execute plans the path the plan service plans."""
+    there, _ = plan_and_execute(walled, (0.6, -0.2, 0.2))
+    assert there.error_code == ResultCode.SUCCESS, there.message
+    target = (0.6, 0.2, 0.2)  # the other side of the wall
+    seeds = (7, 8, 7)
+    lengths = [
+        plan(walled, PlanMotion.Request(goal_type="pose", pose_goal=pose_msg(target), seed=s)).path_length
+        for s in seeds
+    ]
+    # The wall makes this an OMPL search whose path depends on the seed (else the test would show nothing).
+    assert lengths[0] == lengths[2] != lengths[1], f"seeds {seeds}: path lengths {lengths}"
+    result, _ = plan_and_execute(walled, target, seed=7)
+    assert result.error_code == ResultCode.SUCCESS, result.message
+    assert result.path_length == lengths[0]
 
 
 def test_plan_service_joint_goal_and_unreachable_pose(client):

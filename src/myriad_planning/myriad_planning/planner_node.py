@@ -146,8 +146,7 @@ class PlannerNode(BackendNode):
         posed = request.goal_type in ("pose", "cartesian", "cartesian_contact")
         pose = pose_of(request.pose_goal) if posed else None
         with self._lock:
-            given_seed = getattr(request, "seed", -1)
-            seed = given_seed if given_seed >= 0 else int(self._seeds.integers(2**31))
+            seed = request.seed if request.seed >= 0 else int(self._seeds.integers(2**31))
             try:
                 given = list(getattr(request, "start", []))
                 start = np.array(given) if given else self.current_joints()
