@@ -124,8 +124,10 @@ def test_local_database_port_is_choosable(tmp_path):
         out = myriad("status", env=env)
         assert out.returncode == 0 and "no campaigns" in out.stdout, out.stderr
         assert LocalServer(tmp_path / "data", port).is_running()
+        recorded = LocalServer(tmp_path / "data").recorded()
+        assert recorded[1] == port, recorded
         again = myriad("status", env=_workspace_env(tmp_path))  # no port given: the running server is reused
-        assert again.returncode == 0, again.stderr
+        assert again.returncode == 0 and LocalServer(tmp_path / "data").recorded() == recorded, again.stderr
     finally:
         LocalServer(tmp_path / "data", port).stop()
     with socket.socket() as taken:  # another program on the port

@@ -265,6 +265,7 @@ def test_free_running_keeps_its_real_time_factor_after_a_reset(node_procs):
         t0, w0 = reset.sim_time.sec + reset.sim_time.nanosec * 1e-9, time.monotonic()
         time.sleep(2.0)
         t1, w1 = now(), time.monotonic()
-        assert reset.success and 0.0 < t1 - t0 < (w1 - w0) + 1.0, (t0, t1, w1 - w0)
+        # Follows wall time: neither racing ahead nor stalled (the lower bound leaves room for a busy host).
+        assert reset.success and 0.5 * (w1 - w0) < t1 - t0 < (w1 - w0) + 1.0, (t0, t1, w1 - w0)
     finally:
         client.close()

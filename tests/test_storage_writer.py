@@ -114,4 +114,5 @@ def test_bad_record_is_set_aside_without_blocking(mongo_uri, tmp_path, storage_a
     assert (writer.stored, writer.failed) == (1, 1) and events[0][0] == "error" and "campaign" in events[0][1]
     assert len(os.listdir(tmp_path / "spool" / "failed")) == 1
     with Store(mongo_uri, db) as s:
+        assert s.count_attempts({"campaign": "good"}) == 1
         s.client.drop_database(db)

@@ -83,6 +83,7 @@ def test_parquet_grasp_pixel_is_the_camera_projection_of_the_grasp(stored, tmp_p
     export(store, "traj", "parquet", tmp_path / "pq", progress=False)
     rows = pd.read_parquet(tmp_path / "pq" / "data").to_dict("records")
     camera = Camera(WORLD.camera)
+    assert len(rows) == len(docs) > 0
     for row, d in zip(rows, docs):
         g = d["grasp"]
         assert list(row["camera_position"]) == list(WORLD.camera.position)
