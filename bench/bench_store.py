@@ -99,7 +99,7 @@ def server_cpu_meter(server: LocalServer | None):
 def write_costs(uri: str, db: str, server_cpu, writes: int) -> None:
     """Server CPU per update_one as `writes` updates pile up, without and then with retryable writes."""
     for retry in (False, True):
-        client = pymongo.MongoClient(uri, retryWrites=retry)
+        client = pymongo.MongoClient(uri, retryWrites=retry)  # the keyword overrides the URI's option
         coll = client[db]["writes"]
         coll.insert_one({"_id": retry, "n": 0})
         done, marks = 0, sorted({1000, writes // 2, max(1000, writes - 1000), writes})
@@ -185,7 +185,7 @@ def main() -> None:
             store.progress("claims")
         print(f"progress: {(time.perf_counter() - t) / 20 * 1e3:.0f} ms")
         if a.writes and server is not None:
-            write_costs(f"mongodb://{server.host}:{server.port}/", db, server_cpu, a.writes)
+            write_costs(server.uri, db, server_cpu, a.writes)
     finally:
         store.client.drop_database(db)
         store.close()
