@@ -7,6 +7,7 @@ import time
 
 import numpy as np
 import pytest
+from builtin_interfaces.msg import Time
 from geometry_msgs.msg import Pose
 from sensor_msgs.msg import JointState
 from trajectory_msgs.msg import JointTrajectoryPoint
@@ -179,9 +180,16 @@ def test_trajectory_goal_reached_within_tolerance(sim):
     result = sim.action(ExecuteTrajectory, "execute_trajectory", goal)
     assert result.error_code == ResultCode.SUCCESS, result.message
     assert result.final_error <= 0.01
-    now = sim.call(StepSimulation, "step_simulation", StepSimulation.Request(steps=0)).joint_state
+    stepped = sim.call(StepSimulation, "step_simulation", StepSimulation.Request(steps=0))
+    now = stepped.joint_state
     q = [now.position[list(now.name).index(j)] for j in JOINTS]
     assert np.max(np.abs(np.array(q) - target)) <= 0.01
+    # get_entity_state answers with the joints of the same instant (what the planner starts from), stamped
+    snapshot = sim.call(GetEntityState, "get_entity_state", GetEntityState.Request())
+    assert snapshot.success and "robot" in [s.name for s in snapshot.states]
+    assert list(snapshot.joint_state.name) == list(now.name)
+    assert list(snapshot.joint_state.position) == list(now.position)
+    assert snapshot.joint_state.header.stamp == stepped.sim_time != Time()
 
 
 def test_bad_trajectory_and_gripper(sim):

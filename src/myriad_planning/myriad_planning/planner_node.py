@@ -11,13 +11,14 @@ from builtin_interfaces.msg import Duration, Time
 from geometry_msgs.msg import Pose
 from rclpy.action import ActionClient, ActionServer, CancelResponse
 from rclpy.callback_groups import ReentrantCallbackGroup
+from sensor_msgs.msg import JointState
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 from visualization_msgs.msg import MarkerArray
 
 from myriad_control.trajectory import Trajectory, duration_parts
 from myriad_interfaces.action import ExecuteTrajectory, PlanAndExecute
 from myriad_interfaces.msg import ResultCode
-from myriad_interfaces.srv import CaptureImages, GetEntityState, PlanMotion, StepSimulation
+from myriad_interfaces.srv import CaptureImages, GetEntityState, PlanMotion
 from myriad_planning.config import load_config
 from myriad_planning.planner import Planner, PlanResult
 from myriad_planning.scene import ObjectState, Scene, camera_pose
@@ -87,7 +88,6 @@ class PlannerNode(BackendNode):
             if self.config.obstacle_source == "depth"
             else None
         )
-        self.step_client = self.create_client(StepSimulation, "step_simulation", callback_group=group)
         self._execute_client: ActionClient | None = None  # made at the first plan_and_execute
         self._client_lock = threading.Lock()
         self._group = group
@@ -106,29 +106,23 @@ class PlannerNode(BackendNode):
 
     # -- inputs from the sim -----------------------------------------------------------------------------------------
 
-    def current_joints(self) -> np.ndarray:
-        """Arm positions now, read with a 0-step step_simulation: exact and in order with the sim's other requests
-        (a joint_states message could still be from before the last reset)."""
-        msg = call_service(self.step_client, StepSimulation.Request(steps=0), SERVICE_TIMEOUT).joint_state
-        index = {n: i for i, n in enumerate(msg.name)}
-        missing = [n for n in self.spec.robot.arm_joints if n not in index]
-        if missing:
-            raise CallFailed("step_simulation", f"no joint positions for {missing}")
-        return np.array([msg.position[index[n]] for n in self.spec.robot.arm_joints])
-
-    def sync_scene(self, q: np.ndarray) -> None:
-        """Objects from the sim's entity states, or voxels from a fresh depth image (robot at q)."""
-        if self.config.obstacle_source == "depth":
-            res = call_service(self.capture_client, CaptureImages.Request(), SERVICE_TIMEOUT)
-            if not res.success:
-                raise CallFailed(self.capture_client.srv_name, res.message)
-            K = np.array(res.camera_info.k, float).reshape(3, 3)
-            self.scene.sync([])
-            self.scene.update_from_depth(imgmsg_to_cv2(res.depth), K, camera_pose(self.spec.camera), q)
-            return
+    def sync_scene(self, start: list[float]) -> np.ndarray:
+        """Sync the planning scene with the sim and return the start state: `start` if given, else the arm's
+        positions now. One get_entity_state answer holds the objects and the joints of the same sim instant, in
+        order with the sim's other requests (a joint_states message could still be from before the last reset);
+        with obstacles from depth, the scene is voxels from a fresh depth image (robot at the start)."""
         res = call_service(self.state_client, GetEntityState.Request(), SERVICE_TIMEOUT)
         if not res.success:
             raise CallFailed(self.state_client.srv_name, res.message)
+        q = np.array(start) if start else self._arm_positions(res.joint_state)
+        if self.config.obstacle_source == "depth":
+            images = call_service(self.capture_client, CaptureImages.Request(), SERVICE_TIMEOUT)
+            if not images.success:
+                raise CallFailed(self.capture_client.srv_name, images.message)
+            K = np.array(images.camera_info.k, float).reshape(3, 3)
+            self.scene.sync([])
+            self.scene.update_from_depth(imgmsg_to_cv2(images.depth), K, camera_pose(self.spec.camera), q)
+            return q
         self.scene.sync(
             ObjectState(
                 s.name,
@@ -138,6 +132,14 @@ class PlannerNode(BackendNode):
             )
             for s in res.states
         )
+        return q
+
+    def _arm_positions(self, msg: JointState) -> np.ndarray:
+        index = {n: i for i, n in enumerate(msg.name)}
+        missing = [n for n in self.spec.robot.arm_joints if n not in index]
+        if missing:
+            raise CallFailed(self.state_client.srv_name, f"no joint positions for {missing}")
+        return np.array([msg.position[index[n]] for n in self.spec.robot.arm_joints])
 
     # -- planning ----------------------------------------------------------------------------------------------------
 
@@ -148,9 +150,7 @@ class PlannerNode(BackendNode):
         with self._lock:
             seed = request.seed if request.seed >= 0 else int(self._seeds.integers(2**31))
             try:
-                given = list(getattr(request, "start", []))
-                start = np.array(given) if given else self.current_joints()
-                self.sync_scene(start)
+                start = self.sync_scene(list(getattr(request, "start", [])))
             except CallFailed as exc:
                 return PlanResult(ResultCode.PLANNING_FAILED, str(exc)), JointTrajectory()
             result = self.planner.plan(

@@ -279,11 +279,15 @@ class SimServerNode(BackendNode):
                 viz.scene_markers(self.world, self.prefix, time_msg(self.world.sim_time))
             )
 
-    def publish_joints(self) -> None:
+    def joint_state(self) -> JointState:
+        """The robot's joint states now, stamped with sim time."""
         names, pos, vel, eff = self.world.robot.all_joint_states()
         msg = JointState(name=names, position=pos, velocity=vel, effort=eff)
         msg.header.stamp = time_msg(self.world.sim_time)
-        self.joint_pub.publish(msg)
+        return msg
+
+    def publish_joints(self) -> None:
+        self.joint_pub.publish(self.joint_state())
 
     def camera_info(self) -> CameraInfo:
         s = self.world.camera.spec
@@ -335,6 +339,7 @@ class SimServerNode(BackendNode):
         try:
             names = list(req.names) or list(self.world.entities)
             res.states = [entity_msg(self.world.state(n)) for n in names]
+            res.joint_state = self.joint_state()
             res.success = True
         except KeyError as exc:
             res.success, res.message = False, str(exc.args[0])
@@ -392,8 +397,7 @@ class SimServerNode(BackendNode):
         self.advance(req.steps)
         if self.viz:
             self.publish_tf()
-        names, pos, vel, eff = robot.all_joint_states()
-        res.joint_state = JointState(name=names, position=pos, velocity=vel, effort=eff)
+        res.joint_state = self.joint_state()
         p, q = robot.tool_pose()
         res.end_effector.position.x, res.end_effector.position.y, res.end_effector.position.z = (
             float(v) for v in p
