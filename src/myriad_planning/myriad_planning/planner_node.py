@@ -111,11 +111,10 @@ class PlannerNode(BackendNode):
         positions now. One get_entity_state answer holds the objects and the joints of the same sim instant, in
         order with the sim's other requests (a joint_states message could still be from before the last reset);
         with obstacles from depth, the scene is voxels from a fresh depth image (robot at the start)."""
-        res = call_service(self.state_client, GetEntityState.Request(), SERVICE_TIMEOUT)
-        if not res.success:
-            raise CallFailed(self.state_client.srv_name, res.message)
+        depth = self.config.obstacle_source == "depth"
+        res = None if depth and start else self._entity_states()
         q = np.array(start) if start else self._arm_positions(res.joint_state)
-        if self.config.obstacle_source == "depth":
+        if depth:
             images = call_service(self.capture_client, CaptureImages.Request(), SERVICE_TIMEOUT)
             if not images.success:
                 raise CallFailed(self.capture_client.srv_name, images.message)
@@ -133,6 +132,12 @@ class PlannerNode(BackendNode):
             for s in res.states
         )
         return q
+
+    def _entity_states(self) -> GetEntityState.Response:
+        res = call_service(self.state_client, GetEntityState.Request(), SERVICE_TIMEOUT)
+        if not res.success:
+            raise CallFailed(self.state_client.srv_name, res.message)
+        return res
 
     def _arm_positions(self, msg: JointState) -> np.ndarray:
         index = {n: i for i, n in enumerate(msg.name)}
