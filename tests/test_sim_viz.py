@@ -5,6 +5,7 @@ and markers all in the tree; grasp and path markers during a real collection."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import threading
 from pathlib import Path
@@ -200,19 +201,42 @@ def test_two_backends_during_a_collection_in_their_own_namespaces_and_frames(tmp
         client.node.create_subscription(MarkerArray, "markers", got[b]["markers"].append, LATCHED)
         client.node.create_subscription(String, "robot_description", got[b]["description"].append, LATCHED)
         client.node.create_subscription(PointCloud2, "camera/points", got[b]["points"].append, 10)
-    try:
-        # 10 attempts (~5 s): long enough for this process to match both back ends' publishers (with 4, ~3 s since
-        # attempts got cheaper, 2 of 9 runs saw a back end's description or dynamic TF never arrive).
-        cmd = collect_command(
-            uri, "--attempts", "10", "--backends", "2", "--seed", "3", "--name", "viz", "--quiet"
+
+    def added(g: dict) -> list[Marker]:
+        return [m for a in list(g["markers"]) for m in a.markers if m.action == Marker.ADD]
+
+    def arrived() -> bool:
+        return all(
+            g["description"]
+            and g["points"]
+            and {"grasp", "path"} <= {m.ns for m in added(g)}
+            and {m.header.frame_id for m in added(g)} <= g["tree"].frames()
+            and len([f for f in g["tree"].frames() if f.startswith(f"{b}/")]) > 15
+            for b, g in got.items()
         )
-        out = subprocess.run(cmd, capture_output=True, text=True, timeout=360)
+
+    # A run long enough for any host, interrupted once both back ends' messages are here: a fixed short run (10
+    # attempts, ~3 s of attempts on a fast host) let this process miss a back end's description or point clouds in
+    # 3 of 14 runs here and once in CI, when discovery took longer than the run.
+    cmd = collect_command(
+        uri, "--attempts", "1000", "--backends", "2", "--seed", "3", "--name", "viz", "--quiet"
+    )
+    with open(tmp_path / "collect.log", "w") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        wait_for(lambda: arrived() or proc.poll() is not None, timeout=240, what="both back ends' messages")
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGINT)
+        code = proc.wait(timeout=120)
     finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)  # its back ends die with it
+            proc.wait()
         server.stop()
-    assert out.returncode == 0, out.stderr[-3000:]
+    assert code in (0, 130), (tmp_path / "collect.log").read_text()[-3000:]  # done, or interrupted by us
     for b, g in got.items():
         assert g["description"] and "iiwa_wsg50" in g["description"][0].data
-        markers = [m for a in list(g["markers"]) for m in a.markers if m.action == Marker.ADD]
+        markers = added(g)
         grasps = [m for m in markers if m.ns == "grasp"]
         paths = [m for m in markers if m.ns == "path"]
         assert grasps and paths and all(len(m.points) >= 2 for m in paths)
