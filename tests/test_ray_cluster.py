@@ -214,10 +214,11 @@ def test_ray_killed_actor_is_restarted(ray_cluster, db, capsys):
     uri, store = db
     spec = make_spec(f"raykill{uuid.uuid4().hex[:6]}", 1, 8, {})
     killed: dict = {}
+    ended = threading.Event()
 
     def kill_b1() -> None:  # kill -9 the worker process of b1's actor while it holds a lease
         deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and not ended.is_set():
             info = _actor_info(ray_cluster["root"], spec.name, "b1")
             if info.get("procs") and store.count_attempts({"campaign": spec.name}) >= 1:
                 item = _working_on(store, spec.name, "b1")
@@ -228,10 +229,15 @@ def test_ray_killed_actor_is_restarted(ray_cluster, db, capsys):
             time.sleep(0.2)
 
     t0 = time.monotonic()
-    threading.Thread(target=kill_b1, daemon=True).start()
-    result = run_ray(
-        store, spec, uri, store.db.name, 2, WS / "config" / "backend.yaml", ray_cluster["address"]
-    )
+    killer = threading.Thread(target=kill_b1, daemon=True)
+    killer.start()
+    try:
+        result = run_ray(
+            store, spec, uri, store.db.name, 2, WS / "config" / "backend.yaml", ray_cluster["address"]
+        )
+    finally:
+        ended.set()  # no kill after the run, nor a database read after the test
+        killer.join(timeout=5)
     print(f"campaign of 8 with b1's actor killed: {time.monotonic() - t0:.1f} s, result {result}")
     assert killed, "the test did not get to kill b1's actor"
     assert not result.interrupted and result.done == 8
@@ -256,8 +262,11 @@ def test_ray_actor_restarts_are_capped(ray_cluster, db, monkeypatch, capsys):
 
     monkeypatch.setattr(ray_runner, "MAX_RESTARTS", 1)
     uri, store = db
-    spec = make_spec(f"raycap{uuid.uuid4().hex[:6]}", 2, 8, {})
+    # 24 items: with 8, b0 finished the campaign while b1's restarted actor was starting (a fast host, seen in CI)
+    items = 24
+    spec = make_spec(f"raycap{uuid.uuid4().hex[:6]}", 2, items, {})
     kills: list[dict] = []
+    ended = threading.Event()
 
     def kill_b1_twice() -> None:
         deadline, stale = time.monotonic() + 150, None
@@ -276,13 +285,16 @@ def test_ray_actor_restarts_are_capped(ray_cluster, db, monkeypatch, capsys):
 
     killer = threading.Thread(target=kill_b1_twice, daemon=True)
     killer.start()
-    result = run_ray(
-        store, spec, uri, store.db.name, 2, WS / "config" / "backend.yaml", ray_cluster["address"]
-    )
-    killer.join(timeout=5)
+    try:
+        result = run_ray(
+            store, spec, uri, store.db.name, 2, WS / "config" / "backend.yaml", ray_cluster["address"]
+        )
+    finally:
+        ended.set()  # no kill after the run, nor a database read after the test
+        killer.join(timeout=5)
     assert len(kills) == 2, "the test did not get to kill b1's actor twice"
-    assert not result.interrupted and result.done == 8
-    _check_campaign(store, spec.name, 8)
+    assert not result.interrupted and result.done == items
+    _check_campaign(store, spec.name, items)
     assert result.restarts["b1"] == 1  # one new incarnation, none after the second kill
     assert _actor_info(ray_cluster["root"], spec.name, "b1")["incarnation"] == kills[1]["incarnation"]
     assert psutil.wait_procs(_backend_procs(ray_cluster["root"]), timeout=5)[1] == []
