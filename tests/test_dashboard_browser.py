@@ -120,8 +120,13 @@ def test_overview_counter_rises_during_collection(browser, dash, db, dashboard_a
     writer = threading.Thread(target=collect)
     writer.start()
     seen = {3}
+
+    def reached_15(d) -> bool:  # one read per poll: with two, the page could change between them
+        seen.add(c := counter(d))
+        return c == 15
+
     try:
-        wait(browser, lambda d: seen.add(counter(d)) or counter(d) == 15, what="counter reaches 15")
+        wait(browser, reached_15, what="counter reaches 15")
     finally:
         writer.join()
     assert len(seen - {None}) >= 3, (
