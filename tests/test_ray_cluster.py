@@ -18,6 +18,7 @@ import subprocess
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import psutil
@@ -209,14 +210,28 @@ def _released(text: str, backend: str) -> int:
     return sum(int(n) for n in re.findall(rf"back end {backend}: .*, (\d+) lease\(s\) released", text))
 
 
+def _run_while(kill: Callable[[threading.Event], None], store, spec, uri: str, address: str):
+    """run_ray's result, `kill(ended)` running on a thread of its own meanwhile; `ended` is set when the run has
+    ended, and `kill` must then stop (no kill after the run, nor a database read after the test)."""
+    ended = threading.Event()
+    thread = threading.Thread(target=kill, args=(ended,), daemon=True)
+    thread.start()
+    try:
+        return run_ray(store, spec, uri, store.db.name, 2, WS / "config" / "backend.yaml", address)
+    finally:
+        ended.set()
+        thread.join(timeout=5)
+
+
 @pytest.mark.timeout(400)
 def test_ray_killed_actor_is_restarted(ray_cluster, db, capsys):
     uri, store = db
     spec = make_spec(f"raykill{uuid.uuid4().hex[:6]}", 1, 8, {})
     killed: dict = {}
-    ended = threading.Event()
 
-    def kill_b1() -> None:  # kill -9 the worker process of b1's actor while it holds a lease
+    def kill_b1(
+        ended: threading.Event,
+    ) -> None:  # kill -9 the worker process of b1's actor while it holds a lease
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline and not ended.is_set():
             info = _actor_info(ray_cluster["root"], spec.name, "b1")
@@ -229,15 +244,7 @@ def test_ray_killed_actor_is_restarted(ray_cluster, db, capsys):
             time.sleep(0.2)
 
     t0 = time.monotonic()
-    killer = threading.Thread(target=kill_b1, daemon=True)
-    killer.start()
-    try:
-        result = run_ray(
-            store, spec, uri, store.db.name, 2, WS / "config" / "backend.yaml", ray_cluster["address"]
-        )
-    finally:
-        ended.set()  # no kill after the run, nor a database read after the test
-        killer.join(timeout=5)
+    result = _run_while(kill_b1, store, spec, uri, ray_cluster["address"])
     print(f"campaign of 8 with b1's actor killed: {time.monotonic() - t0:.1f} s, result {result}")
     assert killed, "the test did not get to kill b1's actor"
     assert not result.interrupted and result.done == 8
@@ -266,11 +273,10 @@ def test_ray_actor_restarts_are_capped(ray_cluster, db, monkeypatch, capsys):
     items = 24
     spec = make_spec(f"raycap{uuid.uuid4().hex[:6]}", 2, items, {})
     kills: list[dict] = []
-    ended = threading.Event()
 
-    def kill_b1_twice() -> None:
+    def kill_b1_twice(ended: threading.Event) -> None:
         deadline, stale = time.monotonic() + 150, None
-        while len(kills) < 2 and time.monotonic() < deadline:
+        while len(kills) < 2 and time.monotonic() < deadline and not ended.is_set():
             info = _actor_info(ray_cluster["root"], spec.name, "b1")
             fresh = info.get("procs") and all(info["incarnation"] != k["incarnation"] for k in kills)
             lease = _lease(store, spec.name, "b1")
@@ -283,15 +289,7 @@ def test_ray_actor_restarts_are_capped(ray_cluster, db, monkeypatch, capsys):
                 )
             time.sleep(0.2)
 
-    killer = threading.Thread(target=kill_b1_twice, daemon=True)
-    killer.start()
-    try:
-        result = run_ray(
-            store, spec, uri, store.db.name, 2, WS / "config" / "backend.yaml", ray_cluster["address"]
-        )
-    finally:
-        ended.set()  # no kill after the run, nor a database read after the test
-        killer.join(timeout=5)
+    result = _run_while(kill_b1_twice, store, spec, uri, ray_cluster["address"])
     assert len(kills) == 2, "the test did not get to kill b1's actor twice"
     assert not result.interrupted and result.done == items
     _check_campaign(store, spec.name, items)
