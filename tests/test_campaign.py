@@ -10,42 +10,9 @@ import uuid
 from pathlib import Path
 
 import pytest
-from conftest import WS, collect_command, wait_for
+from conftest import WS, wait_for
 
 from myriad_storage.store import StorageUnavailable, Store
-
-
-@pytest.fixture
-def start_collect():
-    """Starts `myriad collect` in its own session, its output to a log (readable while it runs), in the
-    environment of a user's shell (no PYTHONUNBUFFERED). A run still going at the end is interrupted: its
-    front end stops its back ends."""
-    procs: list[subprocess.Popen] = []
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
-
-    def start(uri: str, log: Path, *args: str) -> subprocess.Popen:
-        with open(log, "w") as out:
-            procs.append(
-                subprocess.Popen(
-                    collect_command(uri, *args),
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    text=True,
-                    env=env,
-                    start_new_session=True,
-                )
-            )
-        return procs[-1]
-
-    yield start
-    for p in procs:
-        if p.poll() is None:
-            os.killpg(p.pid, signal.SIGINT)
-            try:
-                p.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.killpg(p.pid, signal.SIGKILL)  # its back ends die with it (PR_SET_PDEATHSIG)
-                p.wait()
 
 
 def finish(proc: subprocess.Popen, log: Path, timeout: float) -> str:

@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import collect_command, free_port, wait_for
+from conftest import wait_for
 from rclpy.qos import DurabilityPolicy, QoSProfile
 from sensor_msgs.msg import PointCloud2
 from std_msgs.msg import String
@@ -187,13 +186,11 @@ def test_markers_name_existing_frames_and_mesh_files(sim):
 
 
 @pytest.mark.timeout(400)
-def test_two_backends_during_a_collection_in_their_own_namespaces_and_frames(tmp_path, ros_client):
+def test_two_backends_during_a_collection_in_their_own_namespaces_and_frames(
+    tmp_path, ros_client, storage_local_server, start_collect
+):
     """A real 2-back-end collection: each namespace gets its robot_description, markers (grasps coloured by
     outcome, planned paths) and point clouds, every frame id prefixed with its own back end and in the TF tree."""
-    from myriad_storage.server import LocalServer
-
-    server = LocalServer(tmp_path / "db", port=free_port())
-    uri = server.ensure_running()
     got = {}
     for b in ("b0", "b1"):
         client = ros_client(f"/myriad/{b}")
@@ -218,22 +215,14 @@ def test_two_backends_during_a_collection_in_their_own_namespaces_and_frames(tmp
     # A run long enough for any host, interrupted once both back ends' messages are here: a fixed short run (10
     # attempts, ~3 s of attempts on a fast host) let this process miss a back end's description or point clouds in
     # 3 of 14 runs here and once in CI, when discovery took longer than the run.
-    cmd = collect_command(
-        uri, "--attempts", "1000", "--backends", "2", "--seed", "3", "--name", "viz", "--quiet"
-    )
-    with open(tmp_path / "collect.log", "w") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    try:
-        wait_for(lambda: arrived() or proc.poll() is not None, timeout=240, what="both back ends' messages")
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGINT)
-        code = proc.wait(timeout=120)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)  # its back ends die with it
-            proc.wait()
-        server.stop()
-    assert code in (0, 130), (tmp_path / "collect.log").read_text()[-3000:]  # done, or interrupted by us
+    log = tmp_path / "collect.log"
+    args = ("--attempts", "1000", "--backends", "2", "--seed", "3", "--name", "viz", "--quiet")
+    proc = start_collect(storage_local_server.uri, log, *args)
+    wait_for(lambda: arrived() or proc.poll() is not None, timeout=240, what="both back ends' messages")
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGINT)
+    code = proc.wait(timeout=120)
+    assert code in (0, 130), log.read_text()[-3000:]  # done, or interrupted by us
     for b, g in got.items():
         assert g["description"] and "iiwa_wsg50" in g["description"][0].data
         markers = added(g)
