@@ -21,10 +21,9 @@ from myriad_interfaces.srv import (
     DeleteEntity,
     GetEntityState,
     PlanMotion,
-    ResetWorld,
     SpawnEntity,
 )
-from myriad_runtime.calls import CallFailed, action_client, call_action, call_service, destroy_node
+from myriad_runtime.calls import action_client, call_action, call_service, destroy_node
 from myriad_sim.camera import Camera
 from myriad_sim.image_codec import imgmsg_to_cv2
 from myriad_sim.spec import WorldSpec
@@ -61,7 +60,6 @@ class RosBackend:
                 ("spawn_entity", SpawnEntity),
                 ("delete_entity", DeleteEntity),
                 ("get_entity_state", GetEntityState),
-                ("reset_world", ResetWorld),
                 ("capture_images", CaptureImages),
                 ("plan", PlanMotion),
             )
@@ -80,9 +78,7 @@ class RosBackend:
         return call_action(self.actions[name], goal, self.timeout)
 
     def reset(self, seed: int, object_count: int) -> None:
-        res = self._call("reset_world", ResetWorld.Request(seed=seed, object_count=object_count))
-        if not res.success:
-            raise CallFailed("reset_world", res.message)
+        self._sim.reset(seed, object_count)  # through the CLE's adapter: robot_state's time is the episode's
 
     def spawn(
         self,

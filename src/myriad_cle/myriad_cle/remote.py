@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import numpy as np
+from builtin_interfaces.msg import Time
 from rclpy.node import Node
 from sensor_msgs.msg import JointState
 
@@ -12,6 +13,7 @@ from myriad_cle.sim import RobotState, gripper_opening
 from myriad_interfaces.srv import CaptureImages, ResetWorld, StepSimulation
 from myriad_runtime.calls import CallFailed, call_service
 from myriad_sim.camera import Frame
+from myriad_sim.clock import episode_time
 from myriad_sim.image_codec import imgmsg_to_cv2
 from myriad_sim.spec import WorldSpec
 
@@ -20,6 +22,7 @@ class RemoteSim:
     """Blocking service calls (myriad_runtime.calls) from a thread other than the executor's (the node spins).
 
     `spec` must be the sim server's world file (for the physics step and the robot's joint and finger names).
+    Its sim time is the episode's (0 at the last reset made through it; the sim server's clock before that).
     """
 
     def __init__(self, node: Node, spec: WorldSpec, object_count: int = 0, timeout: float = 30.0):
@@ -27,6 +30,7 @@ class RemoteSim:
         self.step_cli = node.create_client(StepSimulation, "step_simulation")
         self.reset_cli = node.create_client(ResetWorld, "reset_world")
         self.capture_cli = node.create_client(CaptureImages, "capture_images")
+        self.episode_start = Time()
 
     def _call(self, client, request):
         res = call_service(client, request, self.timeout)
@@ -34,8 +38,11 @@ class RemoteSim:
             raise CallFailed(client.srv_name, res.message)
         return res
 
-    def reset(self, seed: int) -> None:
-        self._call(self.reset_cli, ResetWorld.Request(seed=seed, object_count=self.object_count))
+    def reset(self, seed: int, object_count: int | None = None) -> ResetWorld.Response:
+        count = self.object_count if object_count is None else object_count
+        res = self._call(self.reset_cli, ResetWorld.Request(seed=seed, object_count=count))
+        self.episode_start = res.episode_start
+        return res
 
     def observe(self) -> RobotState:
         return self.step(0, None, None)
@@ -51,7 +58,7 @@ class RemoteSim:
         names = self.spec.robot.arm_joints
         p, o = res.end_effector.position, res.end_effector.orientation
         return RobotState(
-            res.sim_time.sec + res.sim_time.nanosec * 1e-9,
+            episode_time(res.sim_time, self.episode_start, self.spec.timestep),
             names,
             np.array([pos[n] for n in names]),
             np.array([vel[n] for n in names]),

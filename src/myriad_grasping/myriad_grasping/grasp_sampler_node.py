@@ -28,10 +28,10 @@ from myriad_sim.spec import load_world
 
 
 def attempt_msg(
-    a: Attempt, work: ClaimWork.Response, backend: str, camera: Camera | None = None
+    a: Attempt, work: ClaimWork.Response, backend: str, camera: Camera | None = None, sim_time: float = 0.0
 ) -> GraspAttempt:
     """The record of one attempt, images and trajectory included, as the logger stores it; `camera` (the one that
-    took the images) gives the camera pose."""
+    took the images) gives the camera pose, `sim_time` the episode's sim time at the last image."""
     m = GraspAttempt(
         attempt_key=f"{work.item_id}#0",
         campaign=work.campaign,
@@ -74,7 +74,7 @@ def attempt_msg(
         p, o = m.camera_pose.position, m.camera_pose.orientation
         (p.x, p.y, p.z), (o.x, o.y, o.z, o.w) = optical_pose(camera)
     recording.to_msg(a.trajectory, m.trajectory)
-    m.sim_time = post.rgb.header.stamp.sec + post.rgb.header.stamp.nanosec * 1e-9
+    m.sim_time = sim_time
     return m
 
 
@@ -103,7 +103,7 @@ class GraspSamplerNode(BackendNode):
         except json.JSONDecodeError as exc:
             raise ValueError(f"parameter params: expected a JSON object of grasp parameters: {exc}") from None
         self.calls = RosCalls(self, self.get_parameter("service_timeout").value)
-        self.backend = RosGraspBackend(self.calls, Camera(spec.camera))
+        self.backend = RosGraspBackend(self.calls, Camera(spec.camera), spec.timestep)
         self.claim_cli = self.calls.client(ClaimWork, "claim_work")
         self.store_cli = self.calls.client(StoreAttempt, "store_attempt")
         self.stopping = threading.Event()
@@ -150,10 +150,9 @@ class GraspSamplerNode(BackendNode):
                     Time(),
                 )  # fmt: skip
             )
-        res = self.calls.call(
-            self.store_cli,
-            StoreAttempt.Request(attempt=attempt_msg(attempt, work, self.backend_id, self.backend.camera)),
-        )
+        sim_time = self.backend.episode_time(attempt.post_images.rgb.header.stamp)
+        msg = attempt_msg(attempt, work, self.backend_id, self.backend.camera, sim_time)
+        res = self.calls.call(self.store_cli, StoreAttempt.Request(attempt=msg))
         if not res.accepted:
             raise CallFailed("store_attempt", f"refused {work.item_id}: {res.message}")
         self.get_logger().info(f"{work.item_id}: {attempt.outcome} in {attempt.timings['total']:.2f} s")

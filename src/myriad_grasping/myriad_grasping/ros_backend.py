@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from builtin_interfaces.msg import Time
 from geometry_msgs.msg import Pose
 from rclpy.action import ActionClient
 from rclpy.node import Node
@@ -16,6 +17,7 @@ from myriad_interfaces.srv import CaptureImages, GetEntityState, GetTrajectory, 
 from myriad_runtime.calls import CallFailed, action_client, call_action, call_service
 from myriad_sim import recording
 from myriad_sim.camera import Camera, DepthView
+from myriad_sim.clock import episode_time
 from myriad_sim.image_codec import imgmsg_to_cv2
 
 if TYPE_CHECKING:
@@ -44,8 +46,9 @@ class RosCalls:
 class RosGraspBackend:
     """GraspBackend through ROS: reset/capture/states on the sim server, motions via planner + controller."""
 
-    def __init__(self, calls: RosCalls, camera: Camera, planner: str = ""):
-        self.calls, self.camera, self.planner = calls, camera, planner
+    def __init__(self, calls: RosCalls, camera: Camera, timestep: float, planner: str = ""):
+        self.calls, self.camera, self.timestep, self.planner = calls, camera, timestep, planner
+        self.episode_start = Time()
         self.reset_cli = calls.client(ResetWorld, "reset_world")
         self.capture_cli = calls.client(CaptureImages, "capture_images")
         self.state_cli = calls.client(GetEntityState, "get_entity_state")
@@ -60,11 +63,16 @@ class RosGraspBackend:
         res = self.calls.call(self.reset_cli, ResetWorld.Request(seed=seed, object_count=object_count))
         if not res.success:
             raise CallFailed("reset_world", res.message)
+        self.episode_start = res.episode_start
         self.object_names = [o.name for o in res.objects]
         self.object_bodies = {o.name: o.body_id for o in res.objects}
         return [
             (o.name, o.source, (o.pose.position.x, o.pose.position.y, o.pose.position.z)) for o in res.objects
         ]
+
+    def episode_time(self, stamp: Time) -> float:
+        """The episode's sim time at `stamp` (the sim server's clock runs on across resets)."""
+        return episode_time(stamp, self.episode_start, self.timestep)
 
     def capture(self) -> Any:
         res = self.calls.call(self.capture_cli, CaptureImages.Request())

@@ -32,6 +32,7 @@ from myriad_runtime.calls import awaitable
 from myriad_runtime.loading import load_object
 from myriad_runtime.node import BackendNode
 from myriad_sim import recording, viz
+from myriad_sim.clock import time_msg
 from myriad_sim.config import finite_array, shown
 from myriad_sim.description import robot_description
 from myriad_sim.frames import CAMERA_OPTICAL, FrameTree, frame_prefix
@@ -41,17 +42,9 @@ from myriad_sim.world import RENDERERS, SpawnError, World
 
 if TYPE_CHECKING:
     import rclpy.task
-    from builtin_interfaces.msg import Time
 
     from myriad_sim.camera import Frame
     from myriad_sim.world import EntityState
-
-
-def time_msg(seconds: float) -> Time:
-    from builtin_interfaces.msg import Time
-
-    sec = int(seconds)
-    return Time(sec=sec, nanosec=int(round((seconds - sec) * 1e9)))
 
 
 def entity_msg(s: EntityState) -> EntityStateMsg:
@@ -151,7 +144,7 @@ class SimServerNode(BackendNode):
             self.create_publisher(String, "robot_description", viz.LATCHED).publish(String(data=description))
             static = self.physics(self.frames.static)
             self.create_publisher(TFMessage, "/tf_static", viz.LATCHED).publish(
-                self.tf_messages(static, time_msg(self.world.sim_time))
+                self.tf_messages(static, time_msg(self.world.clock_time))
             )
             self.physics(self.publish_scene)
         group = ReentrantCallbackGroup()
@@ -223,7 +216,7 @@ class SimServerNode(BackendNode):
                 and k % self._every["clock"] == 0
                 and self.clock_pub.get_subscription_count()
             ):
-                self.clock_pub.publish(Clock(clock=time_msg(self.world.sim_time)))
+                self.clock_pub.publish(Clock(clock=time_msg(self.world.clock_time)))
             if (
                 self._every["joints"]
                 and k % self._every["joints"] == 0
@@ -258,7 +251,7 @@ class SimServerNode(BackendNode):
     def publish_state(self) -> None:
         """Clock, joint states and TF now, to whoever subscribes."""
         if self.clock_pub.get_subscription_count():
-            self.clock_pub.publish(Clock(clock=time_msg(self.world.sim_time)))
+            self.clock_pub.publish(Clock(clock=time_msg(self.world.clock_time)))
         if self.joint_pub.get_subscription_count():
             self.publish_joints()
         if self.viz:
@@ -267,23 +260,23 @@ class SimServerNode(BackendNode):
     def publish_tf(self) -> None:
         """Robot links and objects at the current sim time (once per sim time: tf2 drops repeated stamps), when
         anyone listens."""
-        if self.world.sim_time == self._tf_time or not self.tf_pub.get_subscription_count():
+        if self.world.clock_time == self._tf_time or not self.tf_pub.get_subscription_count():
             return
-        self._tf_time = self.world.sim_time
+        self._tf_time = self.world.clock_time
         self.tf_pub.publish(self.tf_messages(self.frames.dynamic(), time_msg(self._tf_time)))
 
     def publish_scene(self) -> None:
         """Markers of the fixed models, the objects and the workspace (after every change of the entities)."""
         if self.viz:
             self.markers_pub.publish(
-                viz.scene_markers(self.world, self.prefix, time_msg(self.world.sim_time))
+                viz.scene_markers(self.world, self.prefix, time_msg(self.world.clock_time))
             )
 
     def joint_state(self) -> JointState:
         """The robot's joint states now, stamped with sim time."""
         names, pos, vel, eff = self.world.robot.all_joint_states()
         msg = JointState(name=names, position=pos, velocity=vel, effort=eff)
-        msg.header.stamp = time_msg(self.world.sim_time)
+        msg.header.stamp = time_msg(self.world.clock_time)
         return msg
 
     def publish_joints(self) -> None:
@@ -297,11 +290,11 @@ class SimServerNode(BackendNode):
         info.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
         info.p = [k[0, 0], 0.0, k[0, 2], 0.0, 0.0, k[1, 1], k[1, 2], 0.0, 0.0, 0.0, 1.0, 0.0]
         info.header.frame_id = self.optical_frame
-        info.header.stamp = time_msg(self.world.sim_time)
+        info.header.stamp = time_msg(self.world.clock_time)
         return info
 
     def publish_images(self, frame: Frame) -> tuple[Image, Image, Image, CameraInfo]:
-        stamp = time_msg(self.world.sim_time)
+        stamp = time_msg(self.world.clock_time)
         msgs = (
             cv2_to_imgmsg(frame.rgb, "rgb8", self.optical_frame, stamp),
             cv2_to_imgmsg(frame.depth, "32FC1", self.optical_frame, stamp),
@@ -353,7 +346,8 @@ class SimServerNode(BackendNode):
             self.publish_state()
             self.publish_scene()
             res.objects = [entity_msg(s) for s in objects]
-            res.sim_time = time_msg(self.world.sim_time)
+            res.sim_time = time_msg(self.world.clock_time)
+            res.episode_start = time_msg(self.world.episode_start)
             res.success, res.message = True, f"reset with seed {req.seed}: {len(objects)} objects"
         except (SpawnError, ValueError) as exc:
             res.success, res.message = False, str(exc)
@@ -404,7 +398,7 @@ class SimServerNode(BackendNode):
         )
         o = res.end_effector.orientation
         o.x, o.y, o.z, o.w = (float(v) for v in q)
-        res.sim_time = time_msg(self.world.sim_time)
+        res.sim_time = time_msg(self.world.clock_time)
         res.success = True
         return res
 

@@ -71,7 +71,11 @@ class World:
             self._load_egl(required=renderer == "egl")
         self.camera = Camera(self.spec.camera)
         self.entities: dict[str, Entity] = {}
+        # Physics steps since the last rebuild: the episode's sim time, which the stored data uses.
         self.steps = 0
+        # Steps on the back end's clock (ROS stamps, /clock): it runs on across rebuilds, one step past the last
+        # instant, so that a stamp never repeats or goes back (RViz and tf2 drop or reset on that).
+        self.clock_steps = 0
         self.robot: Robot
         self.recorder = None  # a myriad_sim.recording.Recorder: samples after every step, restarted by reset
         # static models (see _hide_static): body -> model, its visual shapes
@@ -100,7 +104,18 @@ class World:
 
     @property
     def sim_time(self) -> float:
+        """Seconds since the last rebuild (the episode's time)."""
         return self.steps * self.spec.timestep
+
+    @property
+    def clock_time(self) -> float:
+        """The back end's clock, seconds: sim time that runs on across rebuilds."""
+        return self.clock_steps * self.spec.timestep
+
+    @property
+    def episode_start(self) -> float:
+        """The clock time at which the episode's sim time was 0."""
+        return (self.clock_steps - self.steps) * self.spec.timestep
 
     def build(self) -> None:
         """Rebuild the world from its spec (resetSimulation: bit-identical state, unlike restoreState)."""
@@ -115,6 +130,8 @@ class World:
             enableConeFriction=int(sv.cone_friction),
             physicsClientId=c,
         )
+        if self.entities:  # a rebuild: the clock runs on
+            self.clock_steps += 1
         self.entities.clear()
         self.steps = 0
         r = self.spec.robot
@@ -406,6 +423,7 @@ class World:
         for _ in range(n):
             pb.stepSimulation(physicsClientId=self.client)
             self.steps += 1
+            self.clock_steps += 1
             if self.recorder is not None:
                 self.recorder.after_step(self)
 

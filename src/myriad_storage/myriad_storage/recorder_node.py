@@ -2,8 +2,8 @@
 
 Subscribes (serialized, ``raw=True``) to each configured topic once a publisher of it appears in the graph,
 with the publishers' QoS (reliable / transient local only if every publisher offers it, as rosbag2 does).
-Log time is the middleware's reception time (wall clock, as ``ros2 bag record``; monotonic across the sim's
-per-attempt time resets), or the node's clock with ``use_sim_time:=true``. The throttles count in the
+Log time is the middleware's reception time (wall clock, as ``ros2 bag record``), or the node's clock with
+``use_sim_time:=true`` (the back end's sim clock, which runs on across resets). The throttles count in the
 message's own header stamp when it has one (sim time for the sim's topics: what is kept does not depend on
 load), else in log time. The file ``<output_dir>/<backend_id>_<UTC yyyymmdd-HHMMSS>.mcap`` is closed (summary
 and indexes written) by ``close()``/``destroy_node()``, on SIGINT/SIGTERM through the container, and when
