@@ -6,15 +6,16 @@ Each variant runs in a process of its own, laid out as a back end's container: f
 service whose `async def` callback awaits work on another thread (as the sim server's do on its physics thread),
 called from a worker thread (as the grasp sampler calls). Printed per round trip, median of the repeats: CPU of the
 executor thread and of the whole process, and wall time, for
-- `single`: rclpy's SingleThreadedExecutor as myriad_runtime.container spins it (spin_once, 0.1 s timeout);
-- `single-lean`: the same nodes without their parameter and type-description services (seven per node): what
+- `rclpy`: rclpy's SingleThreadedExecutor as myriad_runtime.container spins it (spin_once, 0.1 s timeout);
+- `rclpy-no-params`: the same nodes without their parameter and type-description services (seven per node): what
   they add to every wait, as rclpy rebuilds its wait set from all entities at each wake;
+- `lean`: myriad_runtime.executor.LeanExecutor, the container's default, with all those services;
 - `events`: rclpy's experimental EventsExecutor, spun by spin_once as the container would;
 - `*-20ms`: the awaited work takes 20 ms, as a motion or a capture does. The EventsExecutor polls an awaiting
   coroutine without pause, so its executor thread is busy for the whole wait (its spin() does not resume such a
-  coroutine at all, so it is not run here). This is why the container keeps the SingleThreadedExecutor.
-An attempt makes ~10 service calls and 5 action goals (~126 executor waits, bench_collect.py), so the per-call
-executor CPU times the calls is the ROS path's overhead against the direct path (issue 10's ratio).
+  coroutine at all, so it is not run here). This is why the container does not use it.
+An attempt makes ~10 service calls and 5 action goals (~85-110 executor waits), so the per-call executor CPU
+times the calls is the executor's share of the ROS path's overhead against the direct path (issue 10's ratio).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-VARIANTS = ("single", "single-lean", "events", "single-20ms", "events-20ms")
+VARIANTS = ("rclpy", "rclpy-no-params", "lean", "events", "rclpy-20ms", "lean-20ms", "events-20ms")
 
 
 def run_variant(variant: str, calls: int) -> dict[str, float]:
@@ -44,14 +45,14 @@ def run_variant(variant: str, calls: int) -> dict[str, float]:
 
     from myriad_runtime.calls import awaitable, call_service
     from myriad_runtime.container import SPIN_S
+    from myriad_runtime.executor import LeanExecutor
 
     rclpy.init()
-    executor = EventsExecutor() if variant.startswith("events") else SingleThreadedExecutor()
-    lean = variant == "single-lean"
-    overrides = [Parameter("start_type_description_service", value=not lean)]
-    nodes = [
-        Node(f"n{i}", start_parameter_services=not lean, parameter_overrides=overrides) for i in range(4)
-    ]
+    kind = variant.split("-")[0]
+    executor = {"rclpy": SingleThreadedExecutor, "lean": LeanExecutor, "events": EventsExecutor}[kind]()
+    params = variant != "rclpy-no-params"
+    overrides = [Parameter("start_type_description_service", value=params)]
+    nodes = [Node(f"n{i}", start_parameter_services=params, parameter_overrides=overrides) for i in range(4)]
     for node in nodes:
         executor.add_node(node)
     work_s = 0.02 if variant.endswith("20ms") else 0.0
@@ -102,7 +103,7 @@ def main() -> None:
         for r in range(args.repeats):
             for v in VARIANTS:
                 calls = args.calls if not v.endswith("20ms") else max(20, args.calls // 10)
-                print(f"\rrun {r + 1}/{args.repeats}: {v:<12}", end="", file=sys.stderr, flush=True)
+                print(f"\rrun {r + 1}/{args.repeats}: {v:<16}", end="", file=sys.stderr, flush=True)
                 out = subprocess.run(
                     [sys.executable, __file__, "--variant", v, "--calls", str(calls)],
                     env=env, capture_output=True, text=True, timeout=600, check=True,
@@ -110,15 +111,16 @@ def main() -> None:
                 results[v].append(json.loads(out.stdout.strip().splitlines()[-1]))
     print(file=sys.stderr)
     print(f"per service round trip, median of {args.repeats} runs (us)")
-    print(f"{'variant':<14}{'executor CPU':>14}{'process CPU':>13}{'wall':>10}")
+    print(f"{'variant':<17}{'executor CPU':>14}{'process CPU':>13}{'wall':>10}")
     med = {v: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for v, rs in results.items()}
     for v in VARIANTS:
         m = med[v]
-        print(f"{v:<14}{m['executor_us']:>14.0f}{m['process_us']:>13.0f}{m['wall_us']:>10.0f}")
-    single = med["single"]["executor_us"]
-    print(f"without parameter/type-description services: {med['single-lean']['executor_us'] / single:.2f} x")
-    print(f"EventsExecutor, instant work: {med['events']['executor_us'] / single:.2f} x; work of 20 ms: "
-          f"{med['events-20ms']['executor_us'] / med['single-20ms']['executor_us']:.1f} x")  # fmt: skip
+        print(f"{v:<17}{m['executor_us']:>14.0f}{m['process_us']:>13.0f}{m['wall_us']:>10.0f}")
+    base, slow = med["rclpy"]["executor_us"], med["rclpy-20ms"]["executor_us"]
+    print(f"executor CPU against rclpy's: without parameter/type-description services "
+          f"{med['rclpy-no-params']['executor_us'] / base:.2f} x; lean {med['lean']['executor_us'] / base:.2f} x, "
+          f"work of 20 ms {med['lean-20ms']['executor_us'] / slow:.2f} x; EventsExecutor "
+          f"{med['events']['executor_us'] / base:.2f} x, work of 20 ms {med['events-20ms']['executor_us'] / slow:.1f} x")  # fmt: skip
 
 
 if __name__ == "__main__":

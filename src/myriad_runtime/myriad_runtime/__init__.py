@@ -5,6 +5,10 @@ import os
 import subprocess
 from pathlib import Path
 
+# A node process's executor (myriad_runtime.container --executor): myriad_runtime.executor.LeanExecutor, or rclpy's
+# SingleThreadedExecutor.
+EXECUTORS = ("lean", "rclpy")
+
 
 def workspace() -> Path:
     """The Myriad workspace: $MYRIAD_WS (set by scripts/env.sh), else the current directory."""

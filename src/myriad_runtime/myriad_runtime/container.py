@@ -18,6 +18,8 @@ from rclpy.executors import Executor, ExternalShutdownException, MultiThreadedEx
 from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
 
+from myriad_runtime import EXECUTORS
+from myriad_runtime.executor import LeanExecutor
 from myriad_runtime.loading import LoadError, load_object
 
 SPIN_S = 0.1
@@ -31,14 +33,19 @@ def load_class(path: str) -> type[Node]:
     return cls
 
 
-def make_executor(threads: int = 1, context: rclpy.Context | None = None) -> Executor:
-    """The executor of a node process: single-threaded for 1 thread, else a MultiThreadedExecutor."""
-    if threads == 1:
-        return SingleThreadedExecutor(context=context)
-    return MultiThreadedExecutor(num_threads=threads, context=context)
+def make_executor(threads: int = 1, context: rclpy.Context | None = None, kind: str = "lean") -> Executor:
+    """The executor of a node process. One thread: myriad_runtime.executor.LeanExecutor, or with kind "rclpy"
+    rclpy's SingleThreadedExecutor; more threads: rclpy's MultiThreadedExecutor."""
+    if kind not in EXECUTORS:
+        raise ValueError(f"executor {kind!r}: expected one of {', '.join(EXECUTORS)}")
+    if threads > 1:
+        return MultiThreadedExecutor(num_threads=threads, context=context)
+    return LeanExecutor(context=context) if kind == "lean" else SingleThreadedExecutor(context=context)
 
 
-def run_nodes(classes: list[type[Node]], args: list[str] | None = None, threads: int = 1) -> None:
+def run_nodes(
+    classes: list[type[Node]], args: list[str] | None = None, threads: int = 1, executor_kind: str = "lean"
+) -> None:
     """rclpy.init, construct each node, spin them together, and shut down in order on SIGINT/SIGTERM or error:
     first each node's `close()` while the context is still valid (the logger flushes its attempts, the
     controllers stop), then the executor and the nodes, then rclpy.
@@ -53,7 +60,7 @@ def run_nodes(classes: list[type[Node]], args: list[str] | None = None, threads:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda _n, _f: stop.set())
     nodes: list[Node] = []
-    executor = make_executor(threads)
+    executor = make_executor(threads, kind=executor_kind)
     code = 0
     try:
         for cls in classes:
@@ -115,12 +122,16 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="container", description=__doc__.splitlines()[0])
     parser.add_argument("--nodes", nargs="+", required=True, help="node classes, package.module:Class")
     parser.add_argument("--threads", type=int, default=1, help="executor threads (default 1)")
+    parser.add_argument(
+        "--executor", choices=EXECUTORS, default="lean",
+        help="with one thread: lean (myriad_runtime.executor, default) or rclpy's SingleThreadedExecutor",
+    )  # fmt: skip
     opts = parser.parse_args(own)
     try:
         classes = [load_class(p) for p in opts.nodes]
     except LoadError as exc:
         parser.error(str(exc))
-    run_nodes(classes, [sys.argv[0], *ros_args], threads=opts.threads)
+    run_nodes(classes, [sys.argv[0], *ros_args], threads=opts.threads, executor_kind=opts.executor)
 
 
 if __name__ == "__main__":
