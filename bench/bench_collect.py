@@ -1,6 +1,7 @@
 """Throughput per core: the full ROS 2 path vs the same attempts by direct library calls, where the time goes.
 
     python bench/bench_collect.py [--attempts 40] [--backends 2] [--strategy object] [--direct-only] [--rounds 1]
+                                  [--description config/backend.yaml]
 
 Both paths run the same attempts (same seeds, same run_attempt script, same PNG storage in a real database): the
 ROS one as `myriad collect --backends N` runs it, the direct one in N processes calling World, Planner and the
@@ -199,9 +200,13 @@ def main() -> None:
     ap.add_argument(
         "--rounds", type=int, default=1, help="ROS and direct runs alternated (this host's speed drifts)"
     )
+    ap.add_argument(
+        "--description", type=Path, default=WS / "config" / "backend.yaml",
+        help="the ROS path's back-end description (a copy with `executor: rclpy` compares the executors)",
+    )  # fmt: skip
     args = ap.parse_args()
     cores = min(args.backends, os.cpu_count() or 1)
-    desc = load_description(WS / "config" / "backend.yaml")
+    desc = load_description(args.description)
     renderer = next(n for n in desc.nodes() if n.name == "sim_server").parameters.get("renderer", "auto")
     with tempfile.TemporaryDirectory() as tmp:
         server = LocalServer(Path(tmp) / "db", port=27199)
@@ -235,7 +240,7 @@ def run_round(args, store, server, uri: str, spec, cores: int, renderer: str, k:
         sampler.start()
         db_cpu, machine = server_cpu_meter(server), psutil.cpu_times()
         db_before = db_cpu()
-        result = run_local(store, spec, uri, "bench", args.backends, WS / "config" / "backend.yaml",
+        result = run_local(store, spec, uri, "bench", args.backends, args.description,
                            tmp / f"runs{k}", progress=False)  # fmt: skip
         stop.set()
         peak["db_cpu"] = db_cpu() - db_before

@@ -41,7 +41,7 @@ def test_plan_has_no_node_rename_and_no_secret(tmp_path):
     env = backend_env(WS, 17, "mongodb://user:hunter2@127.0.0.1:1/")
     (plan,) = plan_backend(desc, 3, {"ws": str(WS), "database": "d", "campaign": "c"}, tmp_path, env)
     args = list(plan.cmd)
-    assert args[1:4] == ["-m", "myriad_runtime.container", "--nodes"]
+    assert args[1:6] == ["-m", "myriad_runtime.container", "--executor", "lean", "--nodes"]
     assert not any(a.startswith("__node") for a in args), args  # would rename every composed node
     ros = args[args.index("--ros-args") :]
     assert ros[:3] == ["--ros-args", "-r", "__ns:=/myriad/b3"] and "/clock:=/myriad/b3/clock" in ros

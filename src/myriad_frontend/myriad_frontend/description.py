@@ -12,6 +12,8 @@ from typing import Any
 
 import yaml
 
+from myriad_runtime import EXECUTORS
+
 NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 RECORDER_CLASS = "myriad_storage.recorder_node:RecorderNode"
 
@@ -41,6 +43,7 @@ class Description:
     namespace: str
     processes: tuple[ProcessDesc, ...]
     remappings: dict[str, str]
+    executor: str = EXECUTORS[0]
 
     def nodes(self) -> list[NodeDesc]:
         return [n for p in self.processes for n in p.nodes]
@@ -64,7 +67,7 @@ class Description:
         remaps = {
             src: (dst if dst.startswith("/") else f"{ns}/{dst}") for src, dst in self.remappings.items()
         }
-        return RenderedBackend(ns, self.processes, params, remaps)
+        return RenderedBackend(ns, self.processes, params, remaps, self.executor)
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,7 @@ class RenderedBackend:
     processes: tuple[ProcessDesc, ...]
     parameters: dict[str, Any]
     remappings: dict[str, str]
+    executor: str
 
     def params_yaml(self) -> str:
         return yaml.safe_dump(self.parameters, sort_keys=True)
@@ -162,7 +166,10 @@ def load_description(path: Path | str, check_packages: bool = True) -> Descripti
         isinstance(k, str) and isinstance(v, str) for k, v in remaps.items()
     ):
         _fail(path, "remappings", "a mapping of topic name to topic name", remaps)
-    return Description(path, ns, tuple(processes), dict(remaps))
+    executor = data.get("executor", EXECUTORS[0])
+    if executor not in EXECUTORS:
+        _fail(path, "executor", f"one of {', '.join(EXECUTORS)}", executor)
+    return Description(path, ns, tuple(processes), dict(remaps), executor)
 
 
 def _check_package(path: Path, field: str, package: str) -> None:

@@ -2,8 +2,8 @@
 files. `myriad collect` (processes.BackendProcesses), the Ray actors and `launch/backends.launch.py` all start
 exactly what `plan_backend` returns, so what the tests run is what `ros2 launch` runs.
 
-Every process is `python -m myriad_runtime.container --nodes <classes> --ros-args -r __ns:=<ns> [-r a:=b]
---params-file <file>`: no `__node` remap (it would rename every node of a composed process), one parameter
+Every process is `python -m myriad_runtime.container --executor <executor> --nodes <classes> --ros-args
+-r __ns:=<ns> [-r a:=b] --params-file <file>`: no `__node` remap (it would rename every node of a composed process), one parameter
 file keyed by each node's full name. Secrets (the database URI) travel in the environment, never in a file.
 """
 
@@ -77,6 +77,8 @@ def plan_backend(
                 python,
                 "-m",
                 "myriad_runtime.container",
+                "--executor",
+                rendered.executor,
                 "--nodes",
                 *(n.cls for n in proc.nodes),
                 *rendered.ros_args(params),
