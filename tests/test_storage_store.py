@@ -74,6 +74,9 @@ def test_claim_floor_windows_and_release(storage_store, monkeypatch):
     assert [s.claim("w", "A", 60.0)["index"] for _ in range(7)] == list(range(7))
     assert s.claim("w", "A", 60.0) is None
     assert s.campaign("w")["claim_floor"] == 8
+    # Again, from a floor past the last item, not taking expired leases (a logger's grace after an outage): this
+    # raised UnboundLocalError.
+    assert s.claim("w", "A", 60.0, take_expired=False) is None
     assert s.release("w/000003", "A")
     assert s.campaign("w")["claim_floor"] == 3
     assert s.claim("w", "B", 60.0)["index"] == 3

@@ -341,7 +341,7 @@ class Store:
         if c is None:
             return None
         floor, seq = c.get("claim_floor", 0), c.get("release_seq", 0)
-        lo = floor
+        lo, item = floor, None
         while lo < c["target"]:
             window = {"campaign": campaign, "state": PENDING, "index": {"$gte": lo, "$lt": lo + CLAIM_WINDOW}}
             item = self._take(window, update)
