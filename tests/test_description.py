@@ -46,7 +46,10 @@ def test_description_renders_namespaced_backend():
         ),
         (lambda t: t + "\nnodes: [\n", "malformed YAML"),
         (lambda t: t.replace("${campaign}", "${campain}"), "campain"),
-        (lambda t: t.replace("executor: lean", "executor: events"), "'executor': expected one of lean, rclpy"),
+        (
+            lambda t: t.replace("executor: lean", "executor: events"),
+            "'executor': expected one of lean, rclpy",
+        ),
     ],
 )
 def test_bad_description_names_the_problem(tmp_path, edit, message):
