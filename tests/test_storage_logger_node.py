@@ -72,31 +72,51 @@ def wait_done(store: Store, n: int) -> None:
     wait_for(lambda: store.progress("ln")["done"] >= n, 30, f'{n} items of campaign "ln" done')
 
 
+def leases(store: Store) -> dict[str, tuple[str, int]]:
+    """The leased items of campaign "ln": item id -> (owner, times claimed)."""
+    return {
+        w["item_id"]: (w["lease_owner"], w["claims"])
+        for w in store.work_items("ln")
+        if w["state"] == "leased"
+    }
+
+
 def test_logger_node_claims_stores_and_reports(logger_process, mongo_uri, ros_client):
     proc, ns, db, log_path = logger_process
     client = ros_client(ns)
+    me = ns[1:]
+    with Store(mongo_uri, db) as s:
+        others = [
+            s.claim("ln", "someone_else", 60.0) for _ in range(2)
+        ]  # every item leased to another back end
+    none_left = client.call(ClaimWork, "claim_work", ClaimWork.Request())
+    assert not none_left.available and not none_left.done and "2 leased" in none_left.message, (
+        log_path.read_text()
+    )
+    with Store(mongo_uri, db) as s:
+        assert all(s.release(o["item_id"], "someone_else") for o in others)
     first = client.call(ClaimWork, "claim_work", ClaimWork.Request())
     assert first.available and (first.item_id, first.seed) == ("ln/000000", 10), log_path.read_text()
     assert json.loads(first.params_json) == {"seed": 10}
-    # A claim while the back end holds an unstored item (its answer lost, its attempt failed) gets that item again.
+    # While the sampler works on it, the logger leases the next item ahead.
+    with Store(mongo_uri, db) as s:
+        wait_for(lambda: leases(s) == {"ln/000000": (me, 2), "ln/000001": (me, 2)}, 30, "item 1 leased ahead")
+    # A claim while the back end holds an unstored item (its answer lost, its attempt failed) gets that item again;
+    # the one leased ahead went back too, and is leased ahead again.
     again = client.call(ClaimWork, "claim_work", ClaimWork.Request())
     assert (again.item_id, again.seed) == (first.item_id, first.seed), again
     with Store(mongo_uri, db) as s:
-        leased = [(w["item_id"], w["claims"]) for w in s.work_items("ln") if w["state"] == "leased"]
-        assert leased == [(first.item_id, 2)]
+        wait_for(lambda: leases(s) == {"ln/000000": (me, 3), "ln/000001": (me, 3)}, 30, "item 1 leased again")
     assert log_path.read_text().count("claimed but not stored") == 1
     res = client.call(StoreAttempt, "store_attempt", StoreAttempt.Request(attempt=attempt_msg(first)))
     assert res.accepted and not res.buffered, res.message
-
     with Store(mongo_uri, db) as s:
         wait_done(s, 1)  # the logger writes in the background
-        other = s.claim("ln", "someone_else", 60.0)  # the other item, leased to another back end
-    none_left = client.call(ClaimWork, "claim_work", ClaimWork.Request())
-    assert not none_left.available and not none_left.done and "1 leased" in none_left.message
-    with Store(mongo_uri, db) as s:
-        assert s.release(other["item_id"], "someone_else")
+    # The next claim hands out the item leased ahead: no claim of it at this request (still claimed 3 times).
     second = client.call(ClaimWork, "claim_work", ClaimWork.Request())
     assert (second.item_id, second.seed) == ("ln/000001", 11), second
+    with Store(mongo_uri, db) as s:
+        assert leases(s) == {"ln/000001": (me, 3)}
     # An attempt whose grasp was never executed has no label (success None): it counts, and the node goes on.
     res = client.call(StoreAttempt, "store_attempt", StoreAttempt.Request(attempt=attempt_msg(second, False)))
     assert res.accepted and not res.buffered, res.message
@@ -148,8 +168,8 @@ def test_unusable_periods_are_refused_at_start_by_name(mongo_uri, node_procs, na
 
 
 def test_logger_renews_the_lease_of_the_item_in_work(logger_process, mongo_uri, ros_client):
-    """An item the back end works on stays leased past its lease time: the logger renews it in the
-    background, and nobody else can claim it."""
+    """An item the back end works on stays leased past its lease time: the logger renews it (and the one leased
+    ahead) in the background, and nobody else can claim them."""
     _proc, ns, db, log_path = logger_process
     client = ros_client(ns)
     item = client.call(ClaimWork, "claim_work", ClaimWork.Request())
@@ -167,8 +187,9 @@ def test_logger_renews_the_lease_of_the_item_in_work(logger_process, mongo_uri, 
         (doc,) = [w for w in s.work_items("ln") if w["item_id"] == item.item_id]
         assert len(renewed) >= 2 and doc["lease_expires"].replace(tzinfo=UTC) > datetime.now(UTC), renewed
         assert doc["state"] == "leased" and doc["lease_owner"] == ns[1:] and doc["claims"] == 1
-        other = s.claim("ln", "someone_else", 60.0)
-        assert other is not None and other["item_id"] != item.item_id  # only the other item is free
+        # The other item is leased ahead, renewed as well: nothing is free.
+        assert leases(s) == {item.item_id: (ns[1:], 1), "ln/000001": (ns[1:], 1)}
+        assert s.claim("ln", "someone_else", 60.0) is None
 
 
 def test_sigterm_to_the_container_stops_it_cleanly(logger_process, mongo_uri, ros_client):
@@ -239,26 +260,31 @@ def test_after_an_outage_expired_leases_are_left_to_their_owners_for_a_lease(
     node_procs(["myriad_storage.logger_node:LoggerNode"], ns, {"logger": params}, log="logger.log", env=env)
     log_path = tmp_path / "logger.log"
     client = ros_client(ns)
+    assert store.claim("ln", "someone_else", 60.0)["item_id"] == "ln/000000"
     first = client.call(ClaimWork, "claim_work", ClaimWork.Request())
-    assert first.item_id == "ln/000000", (first, log_path.read_text())
+    assert first.item_id == "ln/000001", (first, log_path.read_text())
+    wait_for(lambda: "ln/000002" in leases(store), 30, "item 2 leased ahead")
     client.call(StoreAttempt, "store_attempt", StoreAttempt.Request(attempt=attempt_msg(first)))
     wait_done(store, 1)
-    assert store.claim("ln", "someone_else", 1.0)["item_id"] == "ln/000001"
+    assert store.renew("ln/000000", "someone_else", 1.0)  # its lease now ends during the outage
     server.stop()
     wait_for(lambda: "MongoDB not reachable" in log_path.read_text(), 30, "the logger to report the outage")
     time.sleep(1.5)  # someone_else's lease has expired, and nobody could renew it
+    # The item leased ahead is handed out even while the database is down (its attempt would wait in the spool).
+    ahead = client.call(ClaimWork, "claim_work", ClaimWork.Request())
+    assert ahead.available and ahead.item_id == "ln/000002", (ahead, log_path.read_text())
     server.ensure_running()
-    deadline = time.monotonic() + 30
-    while not (back := client.call(ClaimWork, "claim_work", ClaimWork.Request())).available:
-        assert "database unavailable" in back.message and time.monotonic() < deadline, back
-        time.sleep(0.2)  # the client reconnects (as the sampler, it retries)
-    assert back.available and back.item_id == "ln/000002", (back, log_path.read_text())
-    res = client.call(StoreAttempt, "store_attempt", StoreAttempt.Request(attempt=attempt_msg(back)))
+    res = client.call(StoreAttempt, "store_attempt", StoreAttempt.Request(attempt=attempt_msg(ahead)))
     assert res.accepted, res.message
-    left = client.call(ClaimWork, "claim_work", ClaimWork.Request())
-    assert not left.available and "1 leased" in left.message, left
+    deadline = time.monotonic() + 30
+    while (
+        "database unavailable" in (left := client.call(ClaimWork, "claim_work", ClaimWork.Request())).message
+    ):
+        assert time.monotonic() < deadline, left
+        time.sleep(0.2)  # the client reconnects (as the sampler, it retries)
+    assert not left.available and "1 leased" in left.message, (left, log_path.read_text())
     assert "left to their owners" in log_path.read_text()
     time.sleep(lease_s)
     taken = client.call(ClaimWork, "claim_work", ClaimWork.Request())
-    assert taken.available and taken.item_id == "ln/000001", taken
-    assert [w["claims"] for w in Store(server.uri, "outage").work_items("ln")] == [1, 2, 1]
+    assert taken.available and taken.item_id == "ln/000000", taken
+    assert [w["claims"] for w in Store(server.uri, "outage").work_items("ln")] == [2, 1, 1]
