@@ -221,6 +221,34 @@ def test_tasks_from_other_threads_and_action_goals(spinning, kind):
     assert all(r.reached_goal for r in results)
 
 
+def test_a_task_finishing_resumes_one_polled_before_it(spinning):
+    """A coroutine awaits a bare future; a task made by another thread completes it and runs after the coroutine
+    was polled in the same pass: the lean executor resumes the coroutine at once (rclpy's waits for its 0.1 s
+    timeout each time: 20 resumptions take 2.0 s)."""
+    from rclpy.task import Future
+
+    s = spinning("lean")
+    futures: list[Future] = []
+    done = threading.Event()
+
+    async def waiter() -> None:
+        for _ in range(20):
+            futures.append(Future())
+            await futures[-1]
+        done.set()
+
+    started = time.monotonic()
+    s.executor.create_task(waiter)
+    for k in range(20):
+        wait_for_len = time.monotonic() + 10.0
+        while len(futures) <= k and time.monotonic() < wait_for_len:
+            time.sleep(0.001)
+        s.executor.create_task(futures[k].set_result, True)
+    assert done.wait(10.0)
+    took = time.monotonic() - started
+    assert took < 1.5, f"20 resumptions took {took:.1f} s"
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_shutdown_lets_the_nodes_go(spinning, kind):
     """After the executor's shutdown (the container's order) the nodes are destroyed for real: their entities'

@@ -104,6 +104,7 @@ class LeanExecutor(SingleThreadedExecutor):
         self._cached: _Entities | None = None
         self._spinning: int | None = None  # the thread in the wait loop
         self._new_tasks = False  # tasks created by that thread since its last wait
+        self._wait_lock = threading.RLock()  # held while a wait is prepared, waited and read (shutdown waits)
 
     def create_task(self, callback: Callable[..., Any], *args: Any, **kwargs: Any) -> Task:
         """rclpy's create_task, without the guard trigger (a wake-up) for a task the spinning thread creates
@@ -117,10 +118,18 @@ class LeanExecutor(SingleThreadedExecutor):
         return task
 
     def shutdown(self, timeout_sec: float | None = None) -> bool:
-        done = super().shutdown(timeout_sec)
-        if done and self._cached is not None:
-            self._cached.stack.close()
-            self._cached = None
+        """rclpy's shutdown, safe from another thread than the spinning one: that thread is woken and leaves its
+        wait before the executor's guard conditions and the held entities are destroyed."""
+        with self._shutdown_lock:
+            if not self._is_shutdown:
+                self._is_shutdown = True
+                if self._guard:
+                    self._guard.trigger()
+        with self._wait_lock:
+            done = super().shutdown(timeout_sec)
+            if self._cached is not None:
+                self._cached.stack.close()
+                self._cached = None
         return done
 
     def _entities(self, nodes: list[Any]) -> _Entities:
@@ -180,7 +189,7 @@ class LeanExecutor(SingleThreadedExecutor):
             )
             if self._new_tasks:  # created by the tasks just run: look, do not block
                 self._new_tasks, wait_ns = False, 0
-            yielded = (yield from self._wait_once(self._entities(use), wait_ns)) or yielded
+            yielded = (yield from self._wait_once(use, wait_ns)) or yielded
             if not yielded and (
                 timeout_ns == 0 or (deadline is not None and time.monotonic_ns() >= deadline)
             ):
@@ -201,12 +210,43 @@ class LeanExecutor(SingleThreadedExecutor):
             if not task.executing() and not task.done() and (node is None or node in nodes):
                 yielded = True
                 yield task, entity, node
+                if task.done():  # it may have completed a future a task polled before it awaits: look again
+                    self._new_tasks = True
         with self._tasks_lock:
             self._tasks = [t for t in self._tasks if not (t[0].done() or t[0].cancelled())]
         return yielded
 
-    def _wait_once(self, entities: _Entities, wait_ns: int) -> Ready:
+    def _wait_once(self, nodes: list[Any], wait_ns: int) -> Ready:
         """One wait on the entities that may run now; yield a handler for each ready one."""
+        with self._wait_lock:  # shutdown destroys nothing meanwhile
+            if self._is_shutdown:
+                raise ShutdownException()
+            entities = self._entities(nodes)
+            ready, ready_waitables = self._wait(entities, wait_ns)
+        yielded = False
+        for w, node in ready_waitables:
+            if w in node.waitables and _group_free(w.callback_group, w):
+                yielded = True
+                yield self._make_handler(w, node, self._take_waitable), w, node
+        for kind, take in zip(KINDS, (self._take_subscription, self._take_timer, self._take_client, self._take_service),
+                              strict=True):  # fmt: skip
+            for entity, node in ready[kind]:
+                if self._is_shutdown:
+                    return yielded
+                if entity not in getattr(node, LISTS[kind]):  # destroyed by a handler run since this wait
+                    continue
+                if _group_free(entity.callback_group, entity):
+                    yielded = True
+                    yield self._make_handler(entity, node, take), entity, node
+        for gc, node in entities.guards:
+            if gc._executor_triggered and gc.callback_group and _group_free(gc.callback_group, gc):
+                yielded = True
+                yield self._make_handler(gc, node, self._take_guard_condition), gc, node
+        return yielded
+
+    def _wait(self, entities: _Entities, wait_ns: int) -> tuple[dict[str, list], list]:
+        """Prepare the wait set, wait, and read what is ready: per kind (entity, node) pairs, and the ready
+        waitables (with their nodes)."""
         wait_set = entities.wait_set
         wait_set.clear_entities()
         for kind, add in zip(
@@ -233,34 +273,20 @@ class LeanExecutor(SingleThreadedExecutor):
             raise ShutdownException()
         if not self._context.ok():
             raise ExternalShutdownException()
-        ready = {k: wait_set.get_ready_entities(k) for k in KINDS}
+        ready: dict[str, list] = {}
+        for kind in KINDS:
+            index = entities.by_pointer[kind]
+            ready[kind] = [
+                (index[p][0], index[p][2])
+                for p in wait_set.get_ready_entities(kind)
+                if p in index  # not one of a waitable's own entities (an action server's services)
+                and (
+                    kind != "timer" or index[p][1].is_timer_ready()
+                )  # a cancelled timer can be reported ready
+            ]
         if guards:
             ready_guards = set(wait_set.get_ready_entities("guard_condition"))
             for gc in guards:
                 if gc.handle.pointer in ready_guards:
                     gc._executor_triggered = True
-        ready_waitables = [(w, node) for w, node in waitables if w.is_ready(wait_set)]
-        yielded = False
-        for w, node in ready_waitables:
-            if w in node.waitables and _group_free(w.callback_group, w):
-                yielded = True
-                yield self._make_handler(w, node, self._take_waitable), w, node
-        for kind, take in zip(KINDS, (self._take_subscription, self._take_timer, self._take_client, self._take_service),
-                              strict=True):  # fmt: skip
-            index = entities.by_pointer[kind]
-            for pointer in ready[kind]:
-                if pointer not in index:  # one of a waitable's own entities (an action server's services)
-                    continue
-                entity, handle, node = index[pointer]
-                if kind == "timer" and not handle.is_timer_ready():  # a cancelled timer can be reported ready
-                    continue
-                if entity not in getattr(node, LISTS[kind]):  # destroyed by a handler run since this wait
-                    continue
-                if _group_free(entity.callback_group, entity):
-                    yielded = True
-                    yield self._make_handler(entity, node, take), entity, node
-        for gc, node in entities.guards:
-            if gc._executor_triggered and gc.callback_group and _group_free(gc.callback_group, gc):
-                yielded = True
-                yield self._make_handler(gc, node, self._take_guard_condition), gc, node
-        return yielded
+        return ready, [(w, node) for w, node in waitables if w.is_ready(wait_set)]
