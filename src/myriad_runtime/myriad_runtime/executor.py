@@ -11,9 +11,10 @@ of a future it completes): more wake-ups.
 (rclpy wakes the executor on every creation and destruction); it looks the ready entities up by handle; and
 neither its handlers nor the tasks its own thread makes trigger the guard: with one thread, every wait is prepared
 after the previous handlers ran, so it sees their entities and callback groups free again, and it does not block
-while tasks it made are pending. Everything else is rclpy's: tasks, the take and
-execute steps, callback groups, shutdown. It relies on rclpy's executor internals as of ROS 2 Kilted
-(`myriad_runtime.container --executor rclpy` runs rclpy's own); bench/bench_executor.py compares the two.
+while tasks it made are pending. Everything else is rclpy's: tasks, the take and execute steps, callback groups
+and shutdown (wrapped to be safe from another thread than the spinning one). It relies on rclpy's executor
+internals as of ROS 2 Kilted (`myriad_runtime.container --executor rclpy` runs rclpy's own);
+bench/bench_executor.py compares the two.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from contextlib import ExitStack
 from typing import Any
 
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
+from rclpy.exceptions import InvalidHandle
 from rclpy.executors import (
     ConditionReachedException,
     ExternalShutdownException,
@@ -50,11 +52,18 @@ class _Entities:
     def __init__(self, key: tuple, context: Any, own_guards: int) -> None:
         self.key = key
         self.stack = ExitStack()
+        try:
+            self._build(context, own_guards)
+        except BaseException:
+            self.stack.close()  # nothing stays held by a cache that was never made
+            raise
+
+    def _build(self, context: Any, own_guards: int) -> None:
         self.items: dict[str, list[tuple[Any, Any, Any]]] = {k: [] for k in KINDS}
         self.by_pointer: dict[str, dict[int, tuple[Any, Any, Any]]] = {k: {} for k in KINDS}
         self.guards: list[tuple[Any, Any]] = []
         self.waitables: list[tuple[Any, Any]] = []
-        for node, *kinds, guards, waitables in key:
+        for node, *kinds, guards, waitables in self.key:
             for kind, entities in zip(KINDS, kinds, strict=True):
                 for entity in entities:
                     if self._enter(entity.handle):
@@ -73,10 +82,14 @@ class _Entities:
         subs, timers, clients, services = counts
         self.wait_set = _rclpy.WaitSet(subs, n_guards, timers, clients, services, n_events, context.handle)
 
+    def close(self) -> None:
+        """Release the entities' handles (their nodes may destroy them now)."""
+        self.stack.close()
+
     def _enter(self, handle: Any) -> bool:
         try:
             self.stack.enter_context(handle)
-        except Exception:  # destroyed meanwhile (rclpy's InvalidHandle): its removal wakes the executor again
+        except InvalidHandle:  # destroyed meanwhile: its removal wakes the executor again
             return False
         return True
 
@@ -128,7 +141,7 @@ class LeanExecutor(SingleThreadedExecutor):
         with self._wait_lock:
             done = super().shutdown(timeout_sec)
             if self._cached is not None:
-                self._cached.stack.close()
+                self._cached.close()
                 self._cached = None
         return done
 
@@ -140,13 +153,13 @@ class LeanExecutor(SingleThreadedExecutor):
         )  # fmt: skip
         if self._cached is None or self._cached.key != key:
             if self._cached is not None:
-                self._cached.stack.close()
-            self._cached = _Entities(key, self._context, 2)
+                self._cached.close()
+            self._cached = _Entities(key, self._context, own_guards=2)  # self._guard and self._sigint_gc
         return self._cached
 
     def _make_handler(self, entity: Any, node: Any, take: Callable[[Any], Any]) -> Task:
-        """rclpy's handler (take the entity's data, run its callback within its group) without the guard
-        triggers, which only a multi-threaded executor needs (module docstring)."""
+        """rclpy's handler (take the entity's data, run its callback within its group) without its two guard
+        triggers: with one thread the next wait is prepared after this handler ran (module docstring)."""
         entity._executor_event = True  # not waited on until taken
         work = self._work_tracker
 
