@@ -47,9 +47,7 @@ class Hop(Node):
     def forward(self) -> str:
         if self.next is None:
             return self.get_name()
-        res = call_service(self.next, Trigger.Request(), self.timeout)
-        if not res.success:
-            raise CallFailed(self.next.service_name, res.message)
+        res = call_service(self.next, Trigger.Request(), self.timeout, check=True)
         return f"{self.get_name()}>{res.message}"
 
     def _blocking(self, _req, res):  # the old design: the callback itself waits for the next hop
@@ -123,6 +121,22 @@ def test_blocking_callbacks_starve_the_same_executor():
     """The control: the same chain with callbacks that block (as before) cannot complete on 2 threads."""
     answers = run_chain(blocking=True, threads=2, timeout=3.0)
     assert all(a.startswith("failed: ") and "no answer within" in a for a in answers), answers
+
+
+def test_a_checked_call_raises_the_answers_message(ros_client):
+    """call_service(check=True) turns an answer with success false into CallFailed naming the service and giving
+    the answer's message; unchecked, the answer is returned as it is."""
+    client = ros_client("/calls_test")
+    node = Node("refuser", namespace="/calls_test", context=client.context)
+    node.create_service(Trigger, "refuse", lambda _req, res: setattr(res, "message", "not now") or res)
+    client.executor.add_node(node)
+    try:
+        refuse = client.node.create_client(Trigger, "refuse")
+        assert call_service(refuse, Trigger.Request(), 30.0).message == "not now"
+        with pytest.raises(CallFailed, match=r"^/calls_test/refuse: not now$"):
+            call_service(refuse, Trigger.Request(), 30.0, check=True)
+    finally:
+        destroy_node(node)
 
 
 class PeekingNode(Node):

@@ -11,7 +11,7 @@ from sensor_msgs.msg import JointState
 
 from myriad_cle.sim import RobotState, gripper_opening
 from myriad_interfaces.srv import CaptureImages, ResetWorld, StepSimulation
-from myriad_runtime.calls import CallFailed, call_service
+from myriad_runtime.calls import call_service
 from myriad_sim.camera import Frame
 from myriad_sim.clock import episode_time
 from myriad_sim.image_codec import imgmsg_to_cv2
@@ -33,10 +33,7 @@ class RemoteSim:
         self.episode_start = Time()
 
     def _call(self, client, request):
-        res = call_service(client, request, self.timeout)
-        if not res.success:
-            raise CallFailed(client.srv_name, res.message)
-        return res
+        return call_service(client, request, self.timeout, check=True)
 
     def reset(self, seed: int, object_count: int | None = None) -> ResetWorld.Response:
         count = self.object_count if object_count is None else object_count

@@ -14,7 +14,7 @@ from myriad_grasping.episode import MoveResult, Vec3
 from myriad_interfaces.action import ExecuteTrajectory, GripperCommand
 from myriad_interfaces.msg import ResultCode
 from myriad_interfaces.srv import CaptureImages, GetEntityState, GetTrajectory, PlanMotion, ResetWorld
-from myriad_runtime.calls import CallFailed, action_client, call_action, call_service
+from myriad_runtime.calls import action_client, call_action, call_service
 from myriad_sim import recording
 from myriad_sim.camera import Camera, DepthView
 from myriad_sim.clock import episode_time
@@ -36,8 +36,8 @@ class RosCalls:
     def action(self, action_type: Any, name: str) -> ActionClient:
         return action_client(self.node, action_type, name)
 
-    def call(self, client: Client, request: Any) -> Any:
-        return call_service(client, request, self.timeout)
+    def call(self, client: Client, request: Any, check: bool = False) -> Any:
+        return call_service(client, request, self.timeout, check)
 
     def run_action(self, client: ActionClient, goal: Any) -> Any:
         return call_action(client, goal, self.timeout)
@@ -60,9 +60,9 @@ class RosGraspBackend:
         self.object_bodies: dict[str, int] = {}
 
     def reset(self, seed: int, object_count: int) -> list[tuple[str, str, Vec3]]:
-        res = self.calls.call(self.reset_cli, ResetWorld.Request(seed=seed, object_count=object_count))
-        if not res.success:
-            raise CallFailed("reset_world", res.message)
+        res = self.calls.call(
+            self.reset_cli, ResetWorld.Request(seed=seed, object_count=object_count), check=True
+        )
         self.episode_start = res.episode_start
         self.object_names = [o.name for o in res.objects]
         self.object_bodies = {o.name: o.body_id for o in res.objects}
@@ -75,10 +75,7 @@ class RosGraspBackend:
         return episode_time(stamp, self.episode_start, self.timestep)
 
     def capture(self) -> Any:
-        res = self.calls.call(self.capture_cli, CaptureImages.Request())
-        if not res.success:
-            raise CallFailed("capture_images", res.message)
-        return res
+        return self.calls.call(self.capture_cli, CaptureImages.Request(), check=True)
 
     def view(self, images: Any) -> DepthView:
         depth, seg = imgmsg_to_cv2(images.depth), imgmsg_to_cv2(images.segmentation)
@@ -117,13 +114,9 @@ class RosGraspBackend:
         return res.position, res.stalled
 
     def object_positions(self) -> dict[str, Vec3]:
-        res = self.calls.call(self.state_cli, GetEntityState.Request(names=self.object_names))
-        if not res.success:
-            raise CallFailed("get_entity_state", res.message)
+        res = self.calls.call(self.state_cli, GetEntityState.Request(names=self.object_names), check=True)
         return {s.name: (s.pose.position.x, s.pose.position.y, s.pose.position.z) for s in res.states}
 
     def trajectory(self) -> recording.Recording | None:
-        res = self.calls.call(self.trajectory_cli, GetTrajectory.Request())
-        if not res.success:
-            raise CallFailed("get_trajectory", res.message)
+        res = self.calls.call(self.trajectory_cli, GetTrajectory.Request(), check=True)
         return recording.from_msg(res.trajectory)

@@ -115,9 +115,7 @@ class PlannerNode(BackendNode):
         res = None if depth and start else self._entity_states()
         q = np.array(start) if start else self._arm_positions(res.joint_state)
         if depth:
-            images = call_service(self.capture_client, CaptureImages.Request(), SERVICE_TIMEOUT)
-            if not images.success:
-                raise CallFailed(self.capture_client.srv_name, images.message)
+            images = call_service(self.capture_client, CaptureImages.Request(), SERVICE_TIMEOUT, check=True)
             K = np.array(images.camera_info.k, float).reshape(3, 3)
             self.scene.sync([])
             self.scene.update_from_depth(imgmsg_to_cv2(images.depth), K, camera_pose(self.spec.camera), q)
@@ -134,10 +132,7 @@ class PlannerNode(BackendNode):
         return q
 
     def _entity_states(self) -> GetEntityState.Response:
-        res = call_service(self.state_client, GetEntityState.Request(), SERVICE_TIMEOUT)
-        if not res.success:
-            raise CallFailed(self.state_client.srv_name, res.message)
-        return res
+        return call_service(self.state_client, GetEntityState.Request(), SERVICE_TIMEOUT, check=True)
 
     def _arm_positions(self, msg: JointState) -> np.ndarray:
         index = {n: i for i, n in enumerate(msg.name)}

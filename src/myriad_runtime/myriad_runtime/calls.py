@@ -76,12 +76,16 @@ def _answer(future: Future, name: str, timeout: float) -> Any:
     return future.result()
 
 
-def call_service(client: Client, request: Any, timeout: float) -> Any:
-    """The response of `client`'s service to `request` (blocking; not from an executor callback)."""
+def call_service(client: Client, request: Any, timeout: float, check: bool = False) -> Any:
+    """The response of `client`'s service to `request` (blocking; not from an executor callback); with `check`,
+    a response whose `success` is false raises CallFailed with its `message`."""
     name = client.service_name
     if not client.wait_for_service(timeout_sec=timeout):
         raise CallFailed(name, f"service not available within {timeout:g} s (is its node running?)")
-    return _answer(client.call_async(request), name, timeout)
+    res = _answer(client.call_async(request), name, timeout)
+    if check and not res.success:
+        raise CallFailed(name, res.message)
+    return res
 
 
 def call_action(
