@@ -3,14 +3,15 @@
     python bench/bench_collect.py [--attempts 40] [--backends 2] [--strategy object] [--direct-only] [--rounds 1]
                                   [--description config/backend.yaml]
 
-Both paths run the same attempts (same seeds, same run_attempt script, same PNG storage in a real database): the
-ROS one as `myriad collect --backends N` runs it, the direct one in N processes calling World, Planner and the
-controllers. Printed: per-phase time per attempt (wall from the attempt documents' `timings`, CPU and physics
-steps of the direct path), stored attempts/s per core (steady: first to last stored attempt of each back end),
-CPU per attempt of a back end and of its executor thread (where the ROS overhead runs), their ratio, peak RSS
-per back end, time to the first stored attempt, and the success rate with its 95 % Wilson interval (the two paths
-must give the same labels: a determinism check). With --rounds N the two paths alternate N times (this host's
-speed drifts by more than one change moves the ratio) and the ratios are summarised. Targets (issue 10):
+Both paths run the same attempts (same seeds, same run_attempt script, the same records and PNGs stored in a real
+database; the direct path without the work items' claims, leases and heartbeats): the ROS one as `myriad collect
+--backends N` runs it, the direct one in N processes calling World, Planner and the controllers. Printed:
+per-phase time per attempt (wall from the attempt documents' `timings`, CPU and physics steps of the direct path),
+stored attempts/s per core (steady: first to last stored attempt of each back end), CPU per attempt of a back end
+and of its executor thread (where the ROS overhead runs) and of the database server on each path, their ratio,
+peak RSS per back end, time to the first stored attempt, and the success rate with its 95 % Wilson interval (the
+two paths must give the same labels: a determinism check). With --rounds N the two paths alternate N times (this
+host's speed drifts by more than one change moves the ratio) and the ratios are summarised. Targets (issue 10):
 >= 1.5 attempts/s per core through ROS, ratio >= 0.95, <= 400 MB per back end, first sample <= 15 s.
 """
 
@@ -36,8 +37,10 @@ from myriad_frontend.collect import run_local
 from myriad_frontend.description import load_description
 from myriad_grasping.episode import run_attempt
 from myriad_grasping.sampling import GraspParams
+from myriad_sim.frames import camera_record
 from myriad_sim.spec import load_world
 from myriad_storage.codec import depth_to_png, encode_png, seg_to_png
+from myriad_storage.records import attempt_record, object_record, trajectory_record
 from myriad_storage.server import LocalServer
 from myriad_storage.store import Store
 
@@ -100,6 +103,26 @@ def encode_images(pre, post) -> dict[str, bytes]:
             "pre_segmentation": seg_to_png(pre.segmentation), "post_rgb": encode_png(post.rgb)}  # fmt: skip
 
 
+def store_direct(
+    store: Store, local: LocalBackend, a, tag: str, item: dict, images: dict[str, bytes]
+) -> None:
+    """Store an attempt by direct calls with the record the logger stores (myriad_storage.records.attempt_record:
+    parameters, objects, camera, trajectory), but no work-item bookkeeping (no claims, leases or heartbeats)."""
+    key = f"{tag}/{item['seed']}#0"
+    trajectory, film = trajectory_record(a.trajectory)
+    record = attempt_record(
+        attempt_key=key, campaign=tag, item_id=key, item_index=0, attempt_index=0, backend=tag, seed=a.seed,
+        params=a.params.to_dict(),
+        extra={"outcome": a.outcome, "grasp_executed": a.grasp_executed, "target": a.target, "moves": a.moves,
+               "source": "bench"},
+        grasp={"x": a.grasp.x, "y": a.grasp.y, "z": a.grasp.z, "yaw": a.grasp.yaw},
+        objects=[object_record(n, s, 0, p, (0.0, 0.0, 0.0, 1.0)) for n, s, p in a.objects],
+        success=bool(a.success), lifted_object=a.lifted_object, lift_height=a.lift_height, timings=a.timings,
+        sim_time=0.0, code_version="bench", camera=camera_record(local.world.camera), trajectory=trajectory,
+    )  # fmt: skip
+    store.store_attempt(record, {**images, **film})
+
+
 def direct_worker(uri: str, items: list[dict], renderer: str, tag: str) -> dict:
     """Run and store `items` in this process like a back end does; per-phase sums, labels, steady rate."""
     local = LocalBackend(load_world(WS / "worlds" / "tray.yaml"), renderer, TRAJECTORY_RATE)
@@ -111,9 +134,7 @@ def direct_worker(uri: str, items: list[dict], renderer: str, tag: str) -> dict:
         t0 = time.perf_counter()
         images = meter.charge("encode", encode_images, a.pre_images, a.post_images)
         t1 = time.perf_counter()
-        key = f"{tag}/{item['seed']}#0"
-        record = {"attempt_key": key, "campaign": tag, "item_id": key, "success": a.success}
-        meter.charge("store", store.store_attempt, record, images)
+        meter.charge("store", store_direct, store, local, a, tag, item, images)
         stamps.append(time.perf_counter())
         for phase, seconds in {**a.timings, "encode": t1 - t0, "store": stamps[-1] - t1}.items():
             wall[phase] += seconds
@@ -248,11 +269,16 @@ def run_round(args, store, server, uri: str, spec, cores: int, renderer: str, k:
         peak["machine_busy"] = 1 - (after.idle - machine.idle) / (sum(after) - sum(machine))
         docs = list(store.attempts({"campaign": spec.name}))
         ros = (result, docs, peak)
+    db_cpu = server_cpu_meter(server)
+    db_before = db_cpu()
     direct = run_direct(uri, items, renderer, args.backends, k)
-    return report(args, cores, renderer, direct, ros, wilson)
+    direct_db = (db_cpu() - db_before) / len(items)
+    return report(args, cores, renderer, direct, ros, wilson, direct_db)
 
 
-def report(args, cores: int, renderer: str, direct: list[dict], ros, wilson) -> tuple[float, float]:
+def report(
+    args, cores: int, renderer: str, direct: list[dict], ros, wilson, direct_db: float
+) -> tuple[float, float]:
     """Print the figures of one round; (ROS, direct) stored attempts/s per core."""
     n = sum(r["n"] for r in direct)
     total = lambda key: {
@@ -291,8 +317,8 @@ def report(args, cores: int, renderer: str, direct: list[dict], ros, wilson) -> 
           f"including start-up)  (target >= 1.5)")  # fmt: skip
     print(f"CPU per attempt : ROS back end {ros_cpu_per_attempt(docs, peak):.3f} s (all its threads; its executor "
           f"thread {ros_cpu_per_attempt(docs, peak, 'executor'):.3f} s), direct {sum(cpu.values()):.3f} s")  # fmt: skip
-    print(f"database server : {peak['db_cpu'] / len(docs):.3f} s CPU per stored attempt (the whole run); machine "
-          f"{peak['machine_busy']:.0%} busy during the ROS run")  # fmt: skip
+    print(f"database server : {peak['db_cpu'] / len(docs):.3f} s CPU per stored attempt (the whole run; direct "
+          f"{direct_db:.3f} s); machine {peak['machine_busy']:.0%} busy during the ROS run")  # fmt: skip
     print(f"ratio ROS/direct: {ros_core / direct_core:.2f}  (target >= 0.95)")
     print("RSS per back end: " + ", ".join(f"{b} {v / 2**20:.0f} MB" for b, v in sorted(peak.items())
                                            if b.startswith("b")) + " peak  (target <= 400 MB)")  # fmt: skip
