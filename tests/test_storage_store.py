@@ -197,6 +197,18 @@ def test_done_even_if_lease_was_reclaimed(storage_store, storage_attempt_factory
     assert s.claim("rc", "fast", 60.0) is None
 
 
+def test_unfinished_counts_pending_and_leased_items_of_one_campaign(storage_store, storage_attempt_factory):
+    s = storage_store
+    s.create_campaign("uf", items(3))
+    s.create_campaign("other", items(2))
+    assert s.unfinished("uf") == 3 and s.unfinished("nope") == 0
+    s.claim("uf", "A", 60.0)
+    assert s.unfinished("uf") == 3  # leased is not done
+    s.store_attempt(*storage_attempt_factory("uf", 0))
+    assert s.unfinished("uf") == 2 and s.unfinished("other") == 2
+    assert s.progress("uf")["done"] == 1
+
+
 def test_phase_times_are_means_per_attempt_in_run_order(storage_store, storage_attempt_factory):
     """Where the time goes: each phase's mean over the campaign's attempts with timings (a phase an attempt never
     reached counts 0), in the order the attempts ran them; other campaigns and attempts without timings aside."""

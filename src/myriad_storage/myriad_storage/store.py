@@ -394,6 +394,12 @@ class Store:
         return True
 
     @_guarded
+    def unfinished(self, campaign: str) -> int:
+        """Work items of the campaign not done yet (pending or leased): through the (campaign, state) index, so it
+        costs what is left, not the campaign's size (progress() reads every item and attempt of it)."""
+        return self.db.work_items.count_documents({"campaign": campaign, "state": {"$in": [PENDING, LEASED]}})
+
+    @_guarded
     def progress(self, campaign: str, outcomes: bool = False) -> dict:
         """Counts: target, pending, leased (incl. expired), done, successes, attempts, executed (attempts that
         executed a grasp: the label's denominator) and, if asked, outcomes (attempts by extra.outcome) and
