@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from tqdm import tqdm
 
@@ -22,14 +23,31 @@ from myriad_frontend.processes import (
 )
 from myriad_frontend.run import CrashLoop, Run, open_run
 from myriad_runtime import workspace
-from myriad_storage.store import LEASED, PENDING, StorageUnavailable, Store
+from myriad_storage.store import StorageUnavailable, Store
 
-# The progress display's share of the database's time at most: it reads the campaign's counts again only after
-# 1/PROGRESS_LOAD times as long as the last read took (SecantusDB counts by reading every document of the campaign,
-# ~80 us per attempt). At 0.1 these reads took ~0.02 s of database CPU per stored attempt, two back ends on two
-# cores 8 % of their throughput (bench/bench_collect.py). Near the end, the work items left are counted at every
-# poll instead (Store.unfinished, cheap then), so the end of a run is seen within a poll.
+# The share of the database's time the progress display takes at most, for each of its two reads: the next read is
+# due 1/LOAD times as long after the last as that one took. The full counts (Store.progress: successes, rate) read
+# every document of the campaign on SecantusDB (~80 us per attempt): at a 10 % share they took ~0.02 s of database
+# CPU per stored attempt, 8 % of two back ends' throughput on two cores (bench/bench_collect.py). The bar's position
+# and the end of the run come from the items left (Store.unfinished: through an index, so it costs what is left and
+# is due at every poll near the end).
 PROGRESS_LOAD = 0.02
+
+
+class _Paced:
+    """Reads that take at most `load` of the database's time (a failed read is due again at once)."""
+
+    def __init__(self, load: float) -> None:
+        self.load, self.due_at = load, 0.0
+
+    def due(self) -> bool:
+        return time.monotonic() >= self.due_at
+
+    def read(self, fn: Callable[..., Any], *args: Any) -> Any:
+        asked = time.monotonic()
+        out = fn(*args)
+        self.due_at = asked + (time.monotonic() - asked) / self.load
+        return out
 
 
 @dataclass
@@ -108,17 +126,24 @@ def watch(
     tty = sys.stderr.isatty()
     bar = tqdm(total=spec.attempts, unit="attempt", disable=not progress, file=sys.stderr, dynamic_ncols=tty,
                mininterval=0.5 if tty else 10.0, ncols=None if tty else 100)  # fmt: skip
-    outage, next_read, near_end = False, 0.0, False
+    outage, target = False, spec.attempts
+    full, left = _Paced(PROGRESS_LOAD), _Paced(PROGRESS_LOAD)
     try:
         while True:
             raise_if_interrupted()
-            if time.monotonic() < next_read and not (near_end and _finished(store, spec.name)):
-                check(bar)
-                time.sleep(poll)
-                continue
-            asked = time.monotonic()
             try:
-                p = store.progress(spec.name)
+                if full.due():
+                    p = full.read(store.progress, spec.name)
+                    target, done = p["target"], p["done"]
+                    result.successes, result.executed = p["successes"], p["executed"]
+                    rate = p["attempts"] / max(1e-9, time.monotonic() - start)
+                    bar.set_postfix_str(_postfix(p, rate, backends, restarts()), refresh=False)
+                elif left.due():
+                    done = target - left.read(store.unfinished, spec.name)
+                else:
+                    check(bar)
+                    time.sleep(poll)
+                    continue
             except StorageUnavailable as exc:
                 if not outage:
                     bar.write(
@@ -130,29 +155,16 @@ def watch(
             if outage:
                 bar.write("database reachable again")
                 outage = False
-            next_read = asked + (time.monotonic() - asked) / PROGRESS_LOAD
-            if result.first_attempt_s is None and p["attempts"] > 0:
+            if result.first_attempt_s is None and done > 0:
                 result.first_attempt_s = time.monotonic() - start
-            bar.update(p["done"] - bar.n)
-            rate = p["attempts"] / max(1e-9, time.monotonic() - start)
-            bar.set_postfix_str(_postfix(p, rate, backends, restarts()), refresh=False)
-            result.done, result.successes, result.executed = p["done"], p["successes"], p["executed"]
-            if p["done"] >= p["target"]:
+            bar.update(done - bar.n)
+            result.done = done
+            if done >= target:
                 return
-            left = p[PENDING] + p[LEASED]
-            near_end = 0 < left <= 2 * max(1, backends)  # each back end leases two items at most
             check(bar)
             time.sleep(poll)
     finally:
         bar.close()
-
-
-def _finished(store: Store, campaign: str) -> bool:
-    """Whether no work item of the campaign is left (False while the database is unreachable)."""
-    try:
-        return store.unfinished(campaign) == 0
-    except StorageUnavailable:
-        return False
 
 
 def finish(store: Store, result: CollectResult, start: float, restarts: dict[str, int]) -> CollectResult:
