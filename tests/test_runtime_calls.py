@@ -132,6 +132,8 @@ def test_a_checked_call_raises_the_answers_message(ros_client):
     client.executor.add_node(node)
     try:
         refuse = client.node.create_client(Trigger, "refuse")
+        assert refuse.wait_for_service(timeout_sec=30.0)
+        time.sleep(MATCH_GRACE_S)  # a new client's first request can be lost before it is matched
         assert call_service(refuse, Trigger.Request(), 30.0).message == "not now"
         with pytest.raises(CallFailed, match=r"^/calls_test/refuse: not now$"):
             call_service(refuse, Trigger.Request(), 30.0, check=True)

@@ -140,6 +140,8 @@ def watch(
                     bar.set_postfix_str(_postfix(p, rate, backends, restarts()), refresh=False)
                 elif left.due():
                     done = target - left.read(store.unfinished, spec.name)
+                    if done >= target:  # ended only when the full counts agree (items may still be inserted)
+                        full.due_at, done = 0.0, min(done, target - 1)
                 else:
                     check(bar)
                     time.sleep(poll)

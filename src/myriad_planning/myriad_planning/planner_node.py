@@ -138,7 +138,7 @@ class PlannerNode(BackendNode):
         index = {n: i for i, n in enumerate(msg.name)}
         missing = [n for n in self.spec.robot.arm_joints if n not in index]
         if missing:
-            raise CallFailed(self.state_client.srv_name, f"no joint positions for {missing}")
+            raise CallFailed(self.state_client.service_name, f"no joint positions for {missing}")
         return np.array([msg.position[index[n]] for n in self.spec.robot.arm_joints])
 
     # -- planning ----------------------------------------------------------------------------------------------------

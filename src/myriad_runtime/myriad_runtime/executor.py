@@ -154,6 +154,7 @@ class LeanExecutor(SingleThreadedExecutor):
         if self._cached is None or self._cached.key != key:
             if self._cached is not None:
                 self._cached.close()
+                self._cached = None
             self._cached = _Entities(key, self._context, own_guards=2)  # self._guard and self._sigint_gc
         return self._cached
 
