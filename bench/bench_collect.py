@@ -254,12 +254,13 @@ def run_round(args, store, server, uri: str, spec, cores: int, renderer: str, k:
     from bench_store import server_cpu_meter
 
     items = list(spec.items())
+    db_cpu = server_cpu_meter(server)
     ros = None
     if not args.direct_only:
         stop, peak = threading.Event(), {}
         sampler = threading.Thread(target=backend_rss, args=(stop, peak, args.backends), daemon=True)
         sampler.start()
-        db_cpu, machine = server_cpu_meter(server), psutil.cpu_times()
+        machine = psutil.cpu_times()
         db_before = db_cpu()
         result = run_local(store, spec, uri, "bench", args.backends, args.description,
                            tmp / f"runs{k}", progress=False)  # fmt: skip
@@ -269,7 +270,6 @@ def run_round(args, store, server, uri: str, spec, cores: int, renderer: str, k:
         peak["machine_busy"] = 1 - (after.idle - machine.idle) / (sum(after) - sum(machine))
         docs = list(store.attempts({"campaign": spec.name}))
         ros = (result, docs, peak)
-    db_cpu = server_cpu_meter(server)
     db_before = db_cpu()
     direct = run_direct(uri, items, renderer, args.backends, k)
     direct_db = (db_cpu() - db_before) / len(items)

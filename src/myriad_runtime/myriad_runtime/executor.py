@@ -51,12 +51,9 @@ class _Entities:
 
     def __init__(self, key: tuple, context: Any, own_guards: int) -> None:
         self.key = key
-        self.stack = ExitStack()
-        try:
+        with ExitStack() as self.stack:  # released again if building fails, kept (pop_all) if it succeeds
             self._build(context, own_guards)
-        except BaseException:
-            self.stack.close()  # nothing stays held by a cache that was never made
-            raise
+            self.stack = self.stack.pop_all()
 
     def _build(self, context: Any, own_guards: int) -> None:
         self.items: dict[str, list[tuple[Any, Any, Any]]] = {k: [] for k in KINDS}
