@@ -361,8 +361,20 @@ class RosClient:
         self.node = rclpy.create_node("test_client", namespace=namespace, context=self.context)
         self.executor = MultiThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
-        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
+        self.thread = threading.Thread(target=self._spin, daemon=True)
         self.thread.start()
+
+    def _spin(self) -> None:
+        """Spin until closed. rclpy's executor dies of InvalidHandle when the test thread destroys an entity while
+        the executor waits on it (wait_message's subscription; ros2/rclpy#1142), and every later call of this
+        client then goes unanswered (seen in CI): wait again instead, without the destroyed entity."""
+        from rclpy.exceptions import InvalidHandle
+
+        while True:
+            try:
+                return self.executor.spin()
+            except InvalidHandle:
+                continue
 
     def call(self, srv_type, name: str, request, timeout: float = 60.0):
         from myriad_runtime.calls import call_service
