@@ -18,6 +18,10 @@ from myriad_sim.world import SpawnError, World
 
 log = logging.getLogger("myriad_planning")
 
+# Objects loaded into the planning world before it is made anew: PyBullet keeps ~50 kB of each loaded body after
+# removeBody (measured), so a scene loading an attempt's objects grew by ~0.4 MB per attempt. A new world (~0.1 s)
+# every 500 loads (~60 attempts) bounds that to ~25 MB.
+RENEW_LOADS = 500
 MAX_LINKS = 127  # PyBullet's limit of links per multibody: voxel boxes are split over several bodies
 
 
@@ -83,15 +87,21 @@ class Scene:
     """A planning copy of the world (robot, table, tray, objects, voxel obstacles) with collision queries."""
 
     def __init__(self, spec: WorldSpec, config: PlanningConfig):
-        self.config = config
-        self.world = World(spec, renderer="tiny")
-        self.client, self.robot = self.world.client, self.world.robot
-        self.kinematics = Kinematics(self.robot, config.position_tolerance, config.orientation_tolerance)
+        self.spec, self.config = spec, config
         self.fixed = {"robot"} | {m.name for m in spec.models}
+        self._new_world()
+
+    def _new_world(self) -> None:
+        """A fresh planning world (robot and fixed models, no objects) and what derives from its bodies."""
+        self.world = World(self.spec, renderer="tiny")
+        self.client, self.robot = self.world.client, self.world.robot
+        cfg = self.config
+        self.kinematics = Kinematics(self.robot, cfg.position_tolerance, cfg.orientation_tolerance)
         self.voxel_bodies: list[int] = []
         self.voxel_count = 0
         self._box_shapes: dict[tuple[float, ...], int] = {}
         self.ignored: set[int] = set()
+        self.loads = 0  # objects loaded into this world
         self._init_allowed()
 
     def _init_allowed(self) -> None:
@@ -122,7 +132,11 @@ class Scene:
     # -- keeping in sync ---------------------------------------------------------------------------------------------
 
     def sync(self, states: Iterable[ObjectState]) -> None:
-        """Make the movable objects match the sim's: spawn new ones, move known ones, remove vanished ones."""
+        """Make the movable objects match the sim's: spawn new ones, move known ones, remove vanished ones. Past
+        RENEW_LOADS objects loaded, in a new planning world: PyBullet's removeBody does not free what loading took."""
+        if self.loads >= RENEW_LOADS:
+            self.world.close()
+            self._new_world()
         seen = set()
         for s in states:
             if s.name in self.fixed:
@@ -139,6 +153,7 @@ class Scene:
                 except SpawnError as exc:
                     log.warning("planning scene skips %s: %s", s.name, exc)
                     continue
+                self.loads += 1
             pb.resetBasePositionAndOrientation(e.body, s.position, s.orientation, physicsClientId=self.client)
             seen.add(s.name)
         for name in set(self.world.object_names()) - seen:
