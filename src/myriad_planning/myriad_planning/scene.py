@@ -19,7 +19,7 @@ from myriad_sim.world import SpawnError, World
 log = logging.getLogger("myriad_planning")
 
 # Objects loaded into the planning world before it is made anew: PyBullet keeps ~50 kB of each loaded body after
-# removeBody (measured), so a scene loading an attempt's objects grew by ~0.4 MB per attempt. A new world (~0.1 s)
+# removeBody (measured), so a scene loading an attempt's objects grew by ~0.4 MB per attempt. A new world (40 ms CPU)
 # every 500 loads (~60 attempts) bounds that to ~25 MB.
 RENEW_LOADS = 500
 MAX_LINKS = 127  # PyBullet's limit of links per multibody: voxel boxes are split over several bodies
