@@ -142,6 +142,7 @@ def test_a_renewed_planning_world_plans_the_same(planner, wall, ends, monkeypatc
     monkeypatch.setattr(scene_module, "RENEW_LOADS", planner.scene.loads)
     with_wall(planner, wall)
     assert planner.scene.world is not old and planner.scene.loads == 1
+    assert planner.robot is planner.scene.robot, "the planner still holds the old world's robot"
     assert planner.scene.world.object_names() == ["wall"]
     after = planner.plan_joints(*ends, seed=7)
     assert before.success and after.success and np.array_equal(before.path, after.path)

@@ -19,6 +19,7 @@ from myriad_planning.config import PLANNERS, PlanningConfig
 from myriad_planning.kinematics import orientation_error
 from myriad_planning.scene import Scene
 from myriad_sim.config import finite_array, shown
+from myriad_sim.robot import Robot
 
 SUCCESS, PLANNING_FAILED, INVALID_GOAL = (
     ResultCode.SUCCESS,
@@ -91,8 +92,12 @@ class Planner:
 
     def __init__(self, scene: Scene, config: PlanningConfig):
         self.scene, self.config = scene, config
-        self.robot = scene.robot
-        self.dof = len(self.robot.arm)
+        self.dof = len(scene.robot.arm)
+
+    @property
+    def robot(self) -> Robot:
+        """The scene's planning robot (of its current world: the scene makes its world anew now and then)."""
+        return self.scene.robot
 
     def plan(
         self,
