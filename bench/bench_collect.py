@@ -156,7 +156,8 @@ def run_direct(uri: str, items: list[dict], renderer: str, jobs: int, round_: in
 def backend_rss(stop: threading.Event, peak: dict, backends: int = 1) -> None:
     """Peak summed RSS of each back end bN of this run (our child processes whose command line has its namespace):
     peak["bN"], and peak["rss"] for b0; peak["cpu_bN"]: (wall time, CPU seconds so far) samples of its processes,
-    peak["executor_bN"] the same of their main threads (a node process spins its executor there)."""
+    peak["executor_bN"] the same of their main threads (a node process spins its executor there); peak["rss_bN"]:
+    (wall time, RSS bytes) samples."""
     me = psutil.Process()
     cpu: dict[int, float] = {}  # pid -> CPU seconds, kept after the process ends
     main: dict[int, float] = {}  # pid -> CPU seconds of its main thread
@@ -182,6 +183,7 @@ def backend_rss(stop: threading.Event, peak: dict, backends: int = 1) -> None:
             peak[k] = max(peak.get(k, 0), v)
             peak.setdefault(f"cpu_{k}", []).append((now, sum(cpu[p] for p in pids[k])))
             peak.setdefault(f"executor_{k}", []).append((now, sum(main[p] for p in pids[k])))
+            peak.setdefault(f"rss_{k}", []).append((now, v))
         peak["rss"] = peak.get("b0", 0)
         stop.wait(0.5)
 
