@@ -20,6 +20,7 @@ from std_srvs.srv import Trigger  # noqa: E402
 
 from myriad_runtime.calls import (  # noqa: E402
     CallFailed,
+    _Workers,
     action_client,
     call_action,
     call_service,
@@ -115,6 +116,29 @@ def run_chain(blocking: bool, threads: int, timeout: float) -> list[str]:
 @pytest.mark.parametrize("threads", [1, 2])
 def test_nested_calls_complete_on_a_small_executor(threads):
     assert run_chain(blocking=False, threads=threads, timeout=60.0) == [FULL_CHAIN] * REQUESTS
+
+
+def test_worker_threads_are_reused_never_queued_and_end_when_idle():
+    """in_thread's workers: calls one after another share a thread; a call that waits for a later one still runs
+    (a new thread starts when all are busy); threads left idle end."""
+    workers = _Workers(idle_s=0.5)
+    used: list[int] = []
+
+    def call(then=lambda: None):
+        return lambda: (used.append(threading.get_ident()), then())
+
+    for _ in range(3):
+        ran = threading.Event()
+        workers.submit(call(ran.set))
+        assert ran.wait(5.0)
+        time.sleep(0.05)  # the worker is idle again
+    assert len(set(used)) == 1, "a call after another did not reuse the idle thread"
+    first, second = threading.Event(), threading.Event()
+    workers.submit(call(lambda: second.wait(5.0) and first.set()))  # waits for the call after it
+    workers.submit(call(second.set))
+    assert first.wait(5.0), "a call waiting for a later one blocked it"
+    assert len(set(used)) == 2
+    wait_for(lambda: not any(t.ident in used for t in threading.enumerate()), 10.0, "idle workers ending")
 
 
 def test_blocking_callbacks_starve_the_same_executor():

@@ -2,7 +2,7 @@
 
 Rule: executor callbacks never block on another node. A blocking call (`call_service`, `call_action`) runs only on
 a thread the executor does not own (a node's worker thread, a user's thread); a callback that needs one is an
-`async def` that awaits `in_thread(node, fn, ...)`, which runs `fn` on a thread of its own. Waiting then holds no
+`async def` that awaits `in_thread(node, fn, ...)`, which runs `fn` on a worker thread. Waiting then holds no
 executor thread, so any number of composed nodes with nested calls (planner -> sim server -> controller) run on a
 fixed, small thread count without starving each other. An awaiting callback keeps its callback group busy until
 it returns: give it a ReentrantCallbackGroup (or one apart from the clients `fn` calls through).
@@ -11,6 +11,7 @@ it returns: give it a ReentrantCallbackGroup (or one apart from the clients `fn`
 from __future__ import annotations
 
 import concurrent.futures
+import queue
 import threading
 import time
 from collections.abc import Callable
@@ -140,8 +141,47 @@ def awaitable(node: Node, future: concurrent.futures.Future) -> Future:
     return out
 
 
+class _Workers:
+    """Daemon threads that run `in_thread` calls, reused: an idle one takes the next call, a new one starts only
+    when all are busy (so calls that wait for each other never queue behind each other), and one left idle for
+    `idle_s` ends. A thread per call instead made each its own glibc malloc arena and fragmented the heap."""
+
+    def __init__(self, idle_s: float = 30.0) -> None:
+        self.idle_s = idle_s
+        self._calls: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._idle = 0  # threads waiting for a call that no call has counted on yet
+
+    def submit(self, call: Callable[[], None]) -> None:
+        with self._lock:
+            start = self._idle == 0
+            if not start:
+                self._idle -= 1
+        self._calls.put(call)
+        if start:
+            threading.Thread(target=self._run, name="myriad_call", daemon=True).start()
+
+    def _run(self) -> None:
+        while True:
+            try:
+                call = self._calls.get(timeout=self.idle_s)
+            except queue.Empty:
+                with self._lock:
+                    if self._idle > 0:  # no call counts on this thread: end it
+                        self._idle -= 1
+                        return
+                continue  # a call was counted on an idle thread: it is in the queue
+            call()
+            with self._lock:
+                self._idle += 1
+
+
+_WORKERS = _Workers()
+
+
 def in_thread(node: Node, fn: Callable[..., Any], *args: Any) -> Future:
-    """Run fn(*args) on a new thread; the returned future is awaitable in an `async def` callback of `node`."""
+    """Run fn(*args) on a worker thread (reused, never queued behind a busy one); the returned future is awaitable
+    in an `async def` callback of `node`."""
     done: concurrent.futures.Future = concurrent.futures.Future()
 
     def work() -> None:
@@ -150,7 +190,7 @@ def in_thread(node: Node, fn: Callable[..., Any], *args: Any) -> Future:
         except Exception as exc:
             done.set_exception(exc)
 
-    threading.Thread(target=work, name=f"{node.get_name()}_call", daemon=True).start()
+    _WORKERS.submit(work)
     return awaitable(node, done)
 
 
