@@ -23,9 +23,10 @@ BASE_ENV = {
     "LP_NUM_THREADS": "1",  # Mesa's llvmpipe: one thread per process when many back ends share the cores
     "OPENBLAS_NUM_THREADS": "1",  # numpy's BLAS likewise (the learned strategy's model: 2.6x less CPU than 2 threads)
     "PYTHONUNBUFFERED": "1",  # log lines reach the log file (or the launch screen) as they are written
-    # glibc's malloc gives each new thread an arena of its own (up to 8 per core), and a back end starts a thread
-    # per planning call: with the default, one back end grew 338 -> 599 MB over 600 attempts; with 2 arenas
-    # 311 -> 410 MB over 450, levelling off, at the same throughput (bench_collect: 2.40 attempts/s per core).
+    # glibc's malloc gives each new thread an arena of its own (up to 8 per core), and a back end ran each planning
+    # call on a new thread (now on reused workers): with the default, one back end grew 338 -> 599 MB over 600
+    # attempts; with 2 arenas 311 -> 410 MB over 450, levelling off, at the same throughput (bench_collect: 2.40
+    # attempts/s per core).
     "MALLOC_ARENA_MAX": "2",
 }
 
