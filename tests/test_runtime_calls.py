@@ -131,7 +131,7 @@ def test_worker_threads_are_reused_never_queued_and_end_when_idle():
         ran = threading.Event()
         workers.submit(call(ran.set))
         assert ran.wait(5.0)
-        time.sleep(0.05)  # the worker is idle again
+        wait_for(lambda: workers._idle == 1, 5.0, "the worker idle again")
     assert len(set(used)) == 1, "a call after another did not reuse the idle thread"
     first, second = threading.Event(), threading.Event()
     workers.submit(call(lambda: second.wait(5.0) and first.set()))  # waits for the call after it
