@@ -124,7 +124,7 @@ def test_worker_threads_are_reused_never_queued_and_end_when_idle():
     workers = _Workers(idle_s=0.5)
     used: list[int] = []
 
-    def call(then=lambda: None):
+    def call(then):
         return lambda: (used.append(threading.get_ident()), then())
 
     for _ in range(3):
