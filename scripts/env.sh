@@ -4,6 +4,7 @@ export VIRTUAL_ENV="$WS/.venv"
 export PATH="$WS/.venv/bin:$PATH"
 export AMENT_PREFIX_PATH="$WS/.venv${AMENT_PREFIX_PATH:+:$AMENT_PREFIX_PATH}"
 export ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST
+export FASTDDS_DEFAULT_PROFILES_FILE="${FASTDDS_DEFAULT_PROFILES_FILE:-$WS/config/fastdds.xml}"  # see the file
 export ROS_LOG_DIR="${ROS_LOG_DIR:-$WS/log/ros}"
 export ROS_HOME="${ROS_HOME:-$WS/log/ros_home}"
 export RCUTILS_COLORIZED_OUTPUT=0

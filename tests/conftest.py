@@ -223,6 +223,7 @@ def storage_attempt_factory():
 
 import threading  # noqa: E402
 
+from myriad_frontend.plan import dds_profiles_env  # noqa: E402
 from myriad_runtime.isolation import claim_domain  # noqa: E402
 
 # One DDS domain per test session, held for the whole session (as a run holds its own), so neither a developer's
@@ -230,6 +231,7 @@ from myriad_runtime.isolation import claim_domain  # noqa: E402
 SESSION_DOMAIN = claim_domain(os.environ.get("ROS_DOMAIN_ID"), run="pytest", workspace=str(WS))
 os.environ["ROS_DOMAIN_ID"] = str(SESSION_DOMAIN.domain_id)
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+os.environ.update(dds_profiles_env(WS))  # services of the test process wait for a new client as back ends do
 os.environ.setdefault("MYRIAD_WS", str(WS))
 
 # A suite started as a background job of a non-interactive shell (`cmd &`, as some CI runners and nohup loops do)
@@ -325,9 +327,9 @@ def module_node_procs(tmp_path_factory):
     procs.stop()
 
 
-# A new client's first request or feedback subscription is lost while the server has not matched it yet (Fast DDS
-# discovery runs beside the first request; a service waits only 100 ms for the match), and this side cannot see the
-# server's match: wait this long after discovering the server.
+# A new subscriber misses what a publisher sends before it has matched the subscriber (Fast DDS discovery runs
+# beside the first messages), and this side cannot see the publisher's match: wait this long after discovering the
+# publisher. (Services wait for a new client's match themselves: config/fastdds.xml.)
 MATCH_GRACE_S = 0.5
 
 
@@ -379,11 +381,7 @@ class RosClient:
     def call(self, srv_type, name: str, request, timeout: float = 60.0):
         from myriad_runtime.calls import call_service
 
-        # The likely cause of a CI failure: a fresh logger's first claim_work never answered (MATCH_GRACE_S).
-        client = self.node.create_client(srv_type, name)
-        assert client.wait_for_service(timeout_sec=timeout), f"service {name} not available"
-        time.sleep(MATCH_GRACE_S)
-        return call_service(client, request, timeout)
+        return call_service(self.node.create_client(srv_type, name), request, timeout)
 
     def action(self, action_type, name: str, goal, timeout: float = 60.0):
         from myriad_runtime.calls import action_client, call_action

@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import xml.etree.ElementTree as ET
 
 import pytest
 import yaml
@@ -17,8 +18,8 @@ from conftest import WS, discovery_report, free_port
 
 from myriad_frontend.description import load_description
 from myriad_frontend.launching import LaunchArgs, start_run, wait_command
-from myriad_frontend.plan import backend_env, plan_backend
-from myriad_frontend.processes import clean_shared_memory, start_group, stop_groups
+from myriad_frontend.plan import ENV_DDS_PROFILES, backend_env, plan_backend
+from myriad_frontend.processes import clean_shared_memory, ros_env, start_group, stop_groups
 from myriad_storage.server import ENV_URI
 from myriad_storage.store import Store
 
@@ -51,6 +52,32 @@ def test_plan_has_no_node_rename_and_no_secret(tmp_path):
     assert plan.env[ENV_URI].endswith("@127.0.0.1:1/") and plan.env["ROS_DOMAIN_ID"] == "17"
     assert plan.env["ROS_AUTOMATIC_DISCOVERY_RANGE"] == "LOCALHOST" and plan.env["LP_NUM_THREADS"] == "1"
     assert plan.log_file == tmp_path / "b3" / "backend.log"
+
+
+def test_processes_get_the_workspace_fast_dds_profiles(tmp_path, monkeypatch):
+    """Back ends (launch or collect) and test processes read config/fastdds.xml: a service waits seconds, not
+    Fast DDS's 100 ms, for a new client's match before answering (CI lost a first answer so). A user's own profile
+    file wins; Fast DDS reports a file it cannot read, and reads ours without complaint."""
+    ours = WS / "config" / "fastdds.xml"
+    wait = ET.parse(ours).find(
+        ".//{*}data_writer[@profile_name='service']/{*}qos/{*}reliability/{*}max_blocking_time"
+    )
+    assert wait is not None and int(wait.findtext("{*}sec")) >= 1
+    monkeypatch.delenv(ENV_DDS_PROFILES, raising=False)
+    assert backend_env(WS, 3)[ENV_DDS_PROFILES] == ros_env()[ENV_DDS_PROFILES] == str(ours)
+    monkeypatch.setenv(ENV_DDS_PROFILES, "/elsewhere/mine.xml")
+    assert backend_env(WS, 3)[ENV_DDS_PROFILES] == ros_env()[ENV_DDS_PROFILES] == "/elsewhere/mine.xml"
+    broken = tmp_path / "broken.xml"
+    broken.write_text("<dds><profiles>")
+    participant = (
+        "import rclpy; rclpy.init(); rclpy.create_node('profiles_probe').destroy_node(); rclpy.shutdown()"
+    )
+    for profiles, complaint in ((ours, False), (broken, True)):
+        env = {**os.environ, ENV_DDS_PROFILES: str(profiles)}
+        out = subprocess.run(
+            [sys.executable, "-c", participant], env=env, capture_output=True, text=True, timeout=60
+        )
+        assert out.returncode == 0 and ("XMLPARSER" in out.stdout + out.stderr) == complaint, out.stderr
 
 
 def test_launch_file_uses_only_what_launching_provides():

@@ -47,10 +47,22 @@ class ProcessPlan:
         return f"{self.backend}.{self.name}"
 
 
+# Fast DDS profiles (config/fastdds.xml: how long a service waits to match a new client before answering it).
+ENV_DDS_PROFILES = "FASTDDS_DEFAULT_PROFILES_FILE"
+
+
+def dds_profiles_env(workspace: Path | str) -> dict[str, str]:
+    """The workspace's Fast DDS profiles, unless this environment names its own (a user's profile file wins: it
+    then needs config/fastdds.xml's service setting too)."""
+    own = os.environ.get(ENV_DDS_PROFILES)
+    return {ENV_DDS_PROFILES: own or str(Path(workspace) / "config" / "fastdds.xml")}
+
+
 def backend_env(workspace: Path | str, domain_id: int, mongo_uri: str = "") -> dict[str, str]:
     """The environment a back end's processes need: discovery on this host, the run's DDS domain, the
-    workspace, and the database URI (a secret: environment only)."""
-    env = {**BASE_ENV, "ROS_DOMAIN_ID": str(domain_id), "MYRIAD_WS": str(workspace)}
+    workspace, its Fast DDS profiles, and the database URI (a secret: environment only)."""
+    env = {**BASE_ENV, **dds_profiles_env(workspace), "ROS_DOMAIN_ID": str(domain_id)}
+    env["MYRIAD_WS"] = str(workspace)
     if mongo_uri:
         env[ENV_URI] = mongo_uri
     return env

@@ -13,15 +13,17 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from myriad_frontend.plan import BASE_ENV, ProcessPlan
+from myriad_frontend.plan import BASE_ENV, ProcessPlan, dds_profiles_env
 from myriad_runtime import workspace
 
 
 def ros_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    """Environment of every process Myriad starts: discovery on this host only, logs under the workspace."""
+    """Environment of every process Myriad starts: discovery on this host only, the workspace's Fast DDS profiles,
+    logs under the workspace."""
     env = dict(os.environ)
     ws = workspace()
     env.update(BASE_ENV)
+    env.update(dds_profiles_env(ws))
     env.setdefault("ROS_LOG_DIR", f"{ws}/log/ros")
     env.setdefault("ROS_HOME", f"{ws}/log/ros_home")
     env.update(extra or {})
