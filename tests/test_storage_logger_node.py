@@ -227,7 +227,7 @@ def test_a_claim_waiting_on_a_dead_database_blocks_no_other_callback(tmp_path, n
     with ThreadPoolExecutor(1) as pool:
         claim = pool.submit(client.call, ClaimWork, "claim_work", ClaimWork.Request())
         claim.add_done_callback(lambda _f: claimed_at.append(time.monotonic()))
-        time.sleep(1.5)  # the client's match grace (0.5 s), then the claim is in the logger
+        time.sleep(1.5)  # by then the claim is in the logger, waiting on the database
         started = time.monotonic()
         stored = client.call(StoreAttempt, "store_attempt", StoreAttempt.Request(attempt=attempt_msg(item)))
         stored_at = time.monotonic()
