@@ -61,8 +61,8 @@ def dds_profiles_env(workspace: Path | str) -> dict[str, str]:
 def backend_env(workspace: Path | str, domain_id: int, mongo_uri: str = "") -> dict[str, str]:
     """The environment a back end's processes need: discovery on this host, the run's DDS domain, the
     workspace, its Fast DDS profiles, and the database URI (a secret: environment only)."""
-    env = {**BASE_ENV, **dds_profiles_env(workspace), "ROS_DOMAIN_ID": str(domain_id)}
-    env["MYRIAD_WS"] = str(workspace)
+    env = {**BASE_ENV, "ROS_DOMAIN_ID": str(domain_id), "MYRIAD_WS": str(workspace)}
+    env.update(dds_profiles_env(workspace))
     if mongo_uri:
         env[ENV_URI] = mongo_uri
     return env
