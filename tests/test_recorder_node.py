@@ -27,6 +27,11 @@ def wait_recorded(client, topics: list[str], recorders: int = 1) -> None:
         wait_for(lambda t=t: client.node.count_subscribers(t) >= recorders, what=f"recorder on {t}")
 
 
+def joint_state_steps(recorded: list) -> set[int]:
+    """The physics steps (240 Hz) the recorded (log time, JointState) pairs were stamped at, repeats merged."""
+    return {round((m.header.stamp.sec + m.header.stamp.nanosec * 1e-9) * 240) for _t, m in recorded}
+
+
 def one_file(d: Path) -> Path:
     files = sorted(d.glob("*.mcap"))
     assert len(files) == 1, files
@@ -81,10 +86,7 @@ def test_composed_recorder_writes_what_the_sim_published(node_procs, ros_client,
     assert {t: types.get(t) for t in expected} == expected
     assert set(types) - set(expected) <= {"/tf", "/tf_static", f"{ns}/markers"}  # the sim's visualization
     # Every joint state the stepping published is there (the paused sim republishes the current one at 10 Hz).
-    stamps = {
-        round((m.header.stamp.sec + m.header.stamp.nanosec * 1e-9) * 240)
-        for _t, m in msgs[f"{ns}/joint_states"]
-    }
+    stamps = joint_state_steps(msgs[f"{ns}/joint_states"])
     end = start + steps * calls
     stepped = {k for k in range(start + 1, end + 1) if k % STEPS_PER_JOINT_STATE == 0}
     assert stepped <= stamps and max(stamps) <= end, (sorted(stepped - stamps), max(stamps), end)
@@ -175,8 +177,7 @@ def test_throttle_in_sim_time_and_size_bound_in_separate_processes(node_procs, r
     # Unthrottled and nothing lost, whatever order repairs arrived in: one every STEPS_PER_JOINT_STATE steps from
     # the first the recorder got to the end. The first may be after 0 s: the sim's publisher matches the recorder
     # some time after the test sees its subscription, possibly once the run has begun.
-    joint_states = [m.header.stamp for _t, m in msgs[f"{ns}/joint_states"]]
-    steps = sorted({round((s.sec + s.nanosec * 1e-9) * 240) for s in joint_states})
+    steps = sorted(joint_state_steps(msgs[f"{ns}/joint_states"]))
     assert steps[0] <= 240 and steps == list(range(steps[0], seconds * 240 + 1, STEPS_PER_JOINT_STATE)), (
         steps[:3]
     )
