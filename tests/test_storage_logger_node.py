@@ -135,7 +135,7 @@ def test_logger_node_claims_stores_and_reports(logger_process, mongo_uri, ros_cl
     assert proc.wait(30) == 0, log_path.read_text()
     with Store(mongo_uri, db) as s:
         (hb,) = s.backends("ln")
-    assert hb["backend"] == ns[1:] and hb["state"] == "stopping" and hb["attempts"] == 2
+    assert hb["backend"] == ns[1:] and hb["state"] == "stopped" and hb["attempts"] == 2
     assert hb["pending_writes"] == 0 and hb["last_error"] == ""
 
 
@@ -194,7 +194,7 @@ def test_logger_renews_the_lease_of_the_item_in_work(logger_process, mongo_uri, 
 
 def test_sigterm_to_the_container_stops_it_cleanly(logger_process, mongo_uri, ros_client):
     """SIGTERM (what `kill`, systemd, Docker and launch send) to the node container alone: the same ordered
-    shutdown as SIGINT. It exits 0, its last heartbeat says stopping, and the lease it held is handed back."""
+    shutdown as SIGINT. It exits 0, its last heartbeat says stopped, and the lease it held is handed back."""
     proc, ns, db, log_path = logger_process
     client = ros_client(ns)
     item = client.call(ClaimWork, "claim_work", ClaimWork.Request())
@@ -204,7 +204,7 @@ def test_sigterm_to_the_container_stops_it_cleanly(logger_process, mongo_uri, ro
     with Store(mongo_uri, db) as s:
         (hb,) = s.backends("ln")
         (doc,) = [w for w in s.work_items("ln") if w["item_id"] == item.item_id]
-    assert hb["backend"] == ns[1:] and hb["state"] == "stopping", hb
+    assert hb["backend"] == ns[1:] and hb["state"] == "stopped", hb
     assert doc["state"] == "pending" and doc["lease_owner"] is None and doc["claims"] == 1, doc
 
 

@@ -64,6 +64,7 @@ class LoggerNode(BackendNode):
         self._ahead: Future | None = None  # the claim of the item after the current one
         self._waiting = False
         self._stopping = False
+        self._stopped = False  # closed: attempts flushed or spooled, leases handed back
         self._attempts = 0
         self._successes = 0
         self._times: deque[float] = deque()
@@ -308,7 +309,9 @@ class LoggerNode(BackendNode):
             while self._times and self._times[0] < now - RATE_WINDOW_S:
                 self._times.popleft()
             window = min(RATE_WINDOW_S, max(now - self._started, 1e-3))
-            if self._stopping:
+            if self._stopped:
+                state = "stopped"
+            elif self._stopping:
                 state = "stopping"
             elif self._writer.db_up is False or self._db_down:
                 state = "error"
@@ -387,6 +390,7 @@ class LoggerNode(BackendNode):
             with self._lock:
                 items = list(self._leased)
             self._release(items)
+            self._stopped = True
             self._store.heartbeat(self._backend, **self._status_fields())
         except StorageUnavailable:
             pass
