@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -170,6 +171,9 @@ def test_interrupted_campaign_resumes_by_name(db, tmp_path):
     }
     executed = sum(d["grasp_executed"] is not False for d in docs)
     assert f"  strategies: object {successes}/{executed} (" in status.stdout, status.stdout
+    # the back end's last heartbeat, written once it had shut down
+    assert re.search(r"^  b0: stopped, \d+ attempts, item -, updated \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC$",
+                     status.stdout, re.M), status.stdout  # fmt: skip
     # where the time goes: the sampler's phases, then the logger's encoding of the images
     for d in docs:
         assert list(d["timings"])[:2] == ["reset", "capture_pre"] and list(d["timings"])[-2:] == [

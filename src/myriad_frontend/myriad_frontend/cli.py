@@ -144,8 +144,10 @@ def cmd_status(args: argparse.Namespace) -> int:
             print("  time per attempt: " + ", ".join(f"{k} {v:.3f} s" for k, v in t["phases"].items())
                   + f" (mean wall time of {t['attempts']} attempts)")  # fmt: skip
         for b in store.backends(name):
+            updated = b.get("updated_at")
             print(f"  {b['backend']}: {b.get('state', '?')}, {b.get('attempts', 0)} attempts, "
-                  f"item {b.get('current_item') or '-'}, updated {b.get('updated_at')}")  # fmt: skip
+                  f"item {b.get('current_item') or '-'}, "
+                  f"updated {f'{updated:%Y-%m-%d %H:%M:%S} UTC' if updated else '-'}")  # fmt: skip
     if not args.campaign and store.count_campaigns() > len(names):
         print(f"... and {store.count_campaigns() - len(names)} more campaigns (name one to see it)")
     return 0
